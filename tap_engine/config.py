@@ -1,0 +1,246 @@
+"""The run configuration: one validated object that describes a whole experiment.
+
+A config is built from a preset (a YAML data file under ``tap_engine/presets/`` or any
+path a user gives) with overrides applied field by field. Overrides use dotted keys
+(``backbone.name``, ``scenario.clients.0.tasks.0.labels``) and are validated by the
+same pydantic models as the preset, so a typo or a wrong type names the exact field.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
+
+PRESETS_DIR = Path(__file__).parent / "presets"
+
+TaskFamily = Literal[
+    "image_classification", "text_classification", "image_generation", "text_generation"
+]
+Modality = Literal["image", "text"]
+TASK_FAMILIES: tuple[str, ...] = TaskFamily.__args__  # type: ignore[attr-defined]
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+class DatasetSpec(StrictModel):
+    """Where a dataset comes from and which columns hold what.
+
+    ``source``: ``builtin`` (data generated or shipped inside installed packages),
+    ``hub`` (``datasets.load_dataset``) or ``disk`` (``datasets.load_from_disk``).
+    """
+
+    source: Literal["builtin", "hub", "disk"] = "builtin"
+    name: str = Field(description="builtin name, hub id, or a path saved with save_to_disk")
+    config: str | None = None
+    train_split: str = "train"
+    test_split: str | None = Field(
+        default=None, description="a split to test on; None holds out `test_fraction`"
+    )
+    test_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
+    image_column: str | None = "image"
+    text_column: str | None = None
+    label_column: str | None = "label"
+    num_classes: PositiveInt | None = None
+
+
+class TaskSpec(StrictModel):
+    """One task of one client: which data, which part of it, which domain."""
+
+    task: str = Field(description="task name, e.g. digits_image_classification")
+    family: TaskFamily
+    dataset: str = Field(description="a key of scenario.datasets")
+    shards: list[tuple[int, int]] = Field(
+        default_factory=list,
+        description="successive (index, count) splits: [[0, 3], [1, 2]] = 2nd half of 1st third",
+    )
+    labels: list[int] | None = Field(default=None, description="keep only these labels")
+    domain: str = "general"
+    max_train: PositiveInt | None = None
+    max_test: PositiveInt | None = None
+
+    @field_validator("shards")
+    @classmethod
+    def _shards_in_range(cls, shards: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        for index, count in shards:
+            if count < 1 or not 0 <= index < count:
+                raise ValueError(f"shard ({index}, {count}) needs 0 <= index < count")
+        return shards
+
+    @property
+    def modalities(self) -> tuple[Modality, ...]:
+        return ("text",) if self.family.startswith("text") else ("image",)
+
+
+class ClientSpec(StrictModel):
+    tasks: list[TaskSpec] = Field(min_length=1)
+
+
+class ScenarioSpec(StrictModel):
+    datasets: dict[str, DatasetSpec] = Field(min_length=1)
+    clients: list[ClientSpec] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _datasets_exist(self) -> ScenarioSpec:
+        for i, client in enumerate(self.clients):
+            for j, task in enumerate(client.tasks):
+                if task.dataset not in self.datasets:
+                    known = ", ".join(sorted(self.datasets))
+                    raise ValueError(
+                        f"clients.{i}.tasks.{j}.dataset: unknown dataset {task.dataset!r} "
+                        f"(known: {known})"
+                    )
+        return self
+
+
+class BackboneSpec(StrictModel):
+    name: str = Field(default="conv-tiny", description="backbone family")
+    path: str | None = Field(default=None, description="hub id or local directory")
+    hidden_size: PositiveInt = 64
+
+
+ALGORITHMS: tuple[str, ...] = ("fedavg", "local")
+
+
+class RunConfig(StrictModel):
+    """Everything that determines a run; equal configs give equal results on CPU."""
+
+    name: str = "run"
+    preset: str | None = None
+    algorithm: str = "fedavg"
+    seed: int = 41
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    backbone: BackboneSpec = Field(default_factory=BackboneSpec)
+    rounds: PositiveInt = 10
+    clients_per_round: PositiveInt = 2
+    local_steps: PositiveInt = 10
+    batch_size: PositiveInt = 32
+    grad_accum: PositiveInt = 1
+    min_lr: float = Field(default=1e-3, gt=0)
+    peak_lr: float = Field(default=3e-3, gt=0)
+    warmup_rounds: int = Field(default=2, ge=0)
+    weight_decay: float = Field(default=0.01, ge=0)
+    grad_clip: float = Field(default=1.0, gt=0)
+    eval_every: PositiveInt = 1
+    eval_batch_size: PositiveInt = 256
+    scenario: ScenarioSpec
+
+    @field_validator("algorithm")
+    @classmethod
+    def _known_algorithm(cls, name: str) -> str:
+        if name not in ALGORITHMS:
+            raise ValueError(f"unknown algorithm {name!r}; choose one of {', '.join(ALGORITHMS)}")
+        return name
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RunConfig:
+        n = len(self.scenario.clients)
+        if self.clients_per_round > n:
+            raise ValueError(
+                f"clients_per_round ({self.clients_per_round}) exceeds the scenario's {n} clients"
+            )
+        if self.min_lr > self.peak_lr:
+            raise ValueError(f"min_lr ({self.min_lr}) exceeds peak_lr ({self.peak_lr})")
+        return self
+
+
+class ConfigError(ValueError):
+    """A preset or override that cannot be resolved; ``loc`` names the field."""
+
+    def __init__(self, loc: tuple[str | int, ...], msg: str) -> None:
+        super().__init__(f"{'.'.join(map(str, loc))}: {msg}")
+        self.loc = loc
+        self.msg = msg
+
+
+def list_presets() -> list[str]:
+    return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+
+
+_PRESET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def load_preset(name_or_path: str) -> dict[str, Any]:
+    """The raw data of a built-in preset by name, or of a YAML file by path."""
+    path = Path(name_or_path)
+    if _PRESET_NAME.match(name_or_path) and name_or_path in list_presets():
+        path = PRESETS_DIR / f"{name_or_path}.yaml"
+    elif not (path.suffix in {".yaml", ".yml"} and path.is_file()):
+        known = ", ".join(list_presets())
+        raise ConfigError(("preset",), f"unknown preset {name_or_path!r} (known: {known})")
+    data = yaml.safe_load(path.read_text())
+    if not isinstance(data, dict):
+        raise ConfigError(("preset",), f"{path} does not hold a mapping")
+    data.setdefault("preset", path.stem)
+    return data
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``"rounds=3"`` -> ``("rounds", 3)``; values are read as YAML scalars or lists."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(("overrides",), f"{text!r} is not of the form key=value")
+    return key.strip(), yaml.safe_load(raw) if raw.strip() else None
+
+
+def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``data`` with each dotted-key override set; nested dicts merge."""
+    out = copy.deepcopy(data)
+    for dotted, value in overrides.items():
+        parts = dotted.split(".")
+        node: Any = out
+        for depth, part in enumerate(parts[:-1]):
+            node = _child(node, part, parts[: depth + 1], create=True)
+        last = parts[-1]
+        if isinstance(node, list):
+            index = _index(node, last, parts)
+            node[index] = value
+        elif isinstance(node, dict):
+            if isinstance(value, dict) and isinstance(node.get(last), dict):
+                node[last] = apply_overrides(node[last], value)
+            else:
+                node[last] = value
+        else:
+            raise ConfigError(tuple(parts), "cannot set a field inside a scalar value")
+    return out
+
+
+def _child(node: Any, part: str, loc: list[str], create: bool) -> Any:
+    if isinstance(node, list):
+        return node[_index(node, part, loc)]
+    if isinstance(node, dict):
+        if part not in node or node[part] is None:
+            if not create:
+                raise ConfigError(tuple(loc), "no such field")
+            node[part] = {}
+        return node[part]
+    raise ConfigError(tuple(loc), "cannot set a field inside a scalar value")
+
+
+def _index(node: list[Any], part: str, loc: list[str]) -> int:
+    if not part.lstrip("-").isdigit() or not -len(node) <= int(part) < len(node):
+        raise ConfigError(tuple(loc), f"list index out of range (length {len(node)})")
+    return int(part)
+
+
+def resolve_config(
+    preset: str,
+    algorithm: str | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> RunConfig:
+    """Preset + algorithm + overrides -> a validated RunConfig.
+
+    Raises ``ConfigError`` for an unknown preset or a bad override path and pydantic's
+    ``ValidationError`` (with field locations) for invalid values.
+    """
+    data = load_preset(preset)
+    if algorithm is not None:
+        data["algorithm"] = algorithm
+    data = apply_overrides(data, overrides or {})
+    return RunConfig.model_validate(data)

@@ -1,0 +1,113 @@
+"""Typed events the engine emits while it runs.
+
+The engine knows nothing about where events go: the CLI writes them as JSON lines, the
+worker writes them to SQL. Every event serialises to a flat JSON object with a ``type``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field, TypeAdapter
+
+Stage = Literal["fl", "post"]
+ModelKind = Literal["global", "personal", "final"]
+Split = Literal["local", "pooled"]
+
+
+class ClientInfo(BaseModel):
+    client: int
+    tasks: list[str]
+    modalities: list[str]
+    n_train: int
+    n_test: int
+
+
+class RunStarted(BaseModel):
+    type: Literal["run_started"] = "run_started"
+    algorithm: str
+    seed: int
+    total_rounds: int
+    resumed_from_round: int = 0
+    clients: list[ClientInfo]
+    trainable_parameters: int
+    frozen_parameters: int
+
+
+class RoundStarted(BaseModel):
+    type: Literal["round_started"] = "round_started"
+    round: int
+    participants: list[int]
+    lr: float
+
+
+class LocalTraining(BaseModel):
+    """Mean training loss per task over one client's local training in a round."""
+
+    type: Literal["local_training"] = "local_training"
+    round: int
+    stage: Stage = "fl"
+    client: int
+    model: ModelKind
+    steps: int
+    losses: dict[str, float]
+
+
+class Replacement(BaseModel):
+    type: Literal["replacement"] = "replacement"
+    round: int
+    client: int
+    task: str
+    global_loss: float
+    personal_loss: float
+    margin: float
+    parameters_copied: int
+
+
+class Evaluation(BaseModel):
+    """One metric of one model on one client's task, on local or pooled test data."""
+
+    type: Literal["evaluation"] = "evaluation"
+    round: int
+    stage: Stage
+    client: int
+    task: str
+    model: ModelKind
+    split: Split
+    metric: str
+    value: float
+    n: int = Field(description="test samples the value averages over")
+
+
+class Progress(BaseModel):
+    type: Literal["progress"] = "progress"
+    stage: Stage
+    round: int
+    total_rounds: int
+    fraction: float
+    elapsed_s: float
+    eta_s: float | None
+
+
+class RunFinished(BaseModel):
+    type: Literal["run_finished"] = "run_finished"
+    status: Literal["succeeded", "cancelled"]
+    rounds_completed: int
+    elapsed_s: float
+
+
+Event = Annotated[
+    RunStarted | RoundStarted | LocalTraining | Replacement | Evaluation | Progress | RunFinished,
+    Field(discriminator="type"),
+]
+EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+
+Observer = Callable[[Event], None]
+
+
+def parse_event(data: dict | str | bytes) -> Event:
+    """An event from its JSON object (as written by ``model_dump``/``model_dump_json``)."""
+    if isinstance(data, dict):
+        return EVENT_ADAPTER.validate_python(data)
+    return EVENT_ADAPTER.validate_json(data)

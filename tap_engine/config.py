@@ -8,6 +8,7 @@ same pydantic models as the preset, so a typo or a wrong type names the exact fi
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import re
 from pathlib import Path
@@ -112,6 +113,7 @@ class RunConfig(StrictModel):
     """Everything that determines a run; equal configs give equal results on CPU."""
 
     name: str = "run"
+    description: str = ""
     preset: str | None = None
     algorithm: str = "fedavg"
     seed: int = 41
@@ -186,7 +188,11 @@ def parse_override(text: str) -> tuple[str, Any]:
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
         raise ConfigError(("overrides",), f"{text!r} is not of the form key=value")
-    return key.strip(), yaml.safe_load(raw) if raw.strip() else None
+    value = yaml.safe_load(raw) if raw.strip() else None
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):  # YAML 1.1 reads "1e-3" as a string
+            value = float(value)
+    return key.strip(), value
 
 
 def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,115 @@
+"""The ``tapfl`` command line. Engine commands live here; service commands (``up``, ...)
+plug in through the ``tapfl.commands`` entry point so the engine never imports them."""
+
+from __future__ import annotations
+
+import json
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from tap_engine.config import ConfigError, list_presets, load_preset, parse_override, resolve_config
+
+app = typer.Typer(
+    help="Federated personalization experiments (TAP and baselines).", no_args_is_help=True
+)
+presets_app = typer.Typer(help="List and show scenario presets.", invoke_without_command=True)
+app.add_typer(presets_app, name="presets")
+console = Console(stderr=True)
+
+
+def _fail(message: str) -> None:
+    console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(2)
+
+
+def _overrides(pairs: list[str]) -> dict[str, Any]:
+    return dict(parse_override(p) for p in pairs)
+
+
+def config_or_exit(preset: str, algorithm: str | None, sets: list[str]):
+    try:
+        return resolve_config(preset, algorithm, _overrides(sets))
+    except ConfigError as exc:
+        _fail(str(exc))
+    except ValidationError as exc:
+        lines = [f"{'.'.join(map(str, e['loc'])) or '(config)'}: {e['msg']}" for e in exc.errors()]
+        _fail("invalid config\n  " + "\n  ".join(lines))
+
+
+@app.command()
+def run(
+    output: Annotated[
+        Path,
+        typer.Option("--output", "-o", help="run directory (resumes if it holds a checkpoint)"),
+    ],
+    preset: Annotated[str, typer.Option(help="preset name or path to a YAML scenario")] = "demo",
+    algorithm: Annotated[str | None, typer.Option(help="algorithm (default: the preset's)")] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="override: dotted.key=value (repeatable)")
+    ] = None,
+    quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+) -> None:
+    """Run one experiment in this process, with no services.
+
+    Writes OUTPUT/config.json (the resolved config) and OUTPUT/events.jsonl (one JSON
+    object per engine event).
+    """
+    from tap_engine.runner import run as run_engine
+
+    config = config_or_exit(preset, algorithm, set_ or [])
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "config.json").write_text(config.model_dump_json(indent=2))
+    from tap_engine.progress import ConsoleObserver
+
+    with (
+        (output / "events.jsonl").open("a") as sink,
+        ConsoleObserver(sink, quiet=quiet) as observer,
+    ):
+        result = run_engine(config, observer, output)
+    console.print(
+        f"{result.status}: {result.rounds_completed} rounds in {result.elapsed_s:.1f}s -> {output}"
+    )
+    if result.status != "succeeded":
+        raise typer.Exit(1)
+
+
+@presets_app.callback()
+def presets(ctx: typer.Context) -> None:
+    """List the built-in presets."""
+    if ctx.invoked_subcommand is None:
+        for name in list_presets():
+            data = load_preset(name)
+            typer.echo(
+                f"{name}\t{len(data['scenario']['clients'])} clients\t{data.get('algorithm', '')}"
+            )
+
+
+@presets_app.command("show")
+def presets_show(
+    name: str,
+    algorithm: Annotated[str | None, typer.Option()] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set")] = None,
+) -> None:
+    """Print the resolved config of a preset (with overrides) as JSON."""
+    config = config_or_exit(name, algorithm, set_ or [])
+    typer.echo(json.dumps(config.model_dump(mode="json"), indent=2))
+
+
+def _load_plugins() -> None:
+    for entry in entry_points(group="tapfl.commands"):
+        entry.load()(app)
+
+
+def main() -> None:
+    _load_plugins()
+    app(prog_name="tapfl")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

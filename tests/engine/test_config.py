@@ -1,0 +1,111 @@
+import pytest
+from pydantic import ValidationError
+
+from tap_engine.algorithms import REGISTRY
+from tap_engine.config import (
+    ALGORITHMS,
+    ConfigError,
+    apply_overrides,
+    list_presets,
+    parse_override,
+    resolve_config,
+)
+
+
+def test_demo_preset_is_listed_and_resolves():
+    assert "demo" in list_presets()
+    config = resolve_config("demo")
+    assert config.preset == "demo"
+    assert len(config.scenario.clients) >= 6
+
+
+def test_every_configurable_algorithm_has_an_implementation():
+    assert set(ALGORITHMS) == set(REGISTRY)
+
+
+def test_overrides_set_top_level_nested_and_list_fields():
+    config = resolve_config(
+        "demo",
+        "local",
+        {
+            "rounds": 3,
+            "backbone.hidden_size": 32,
+            "scenario.clients.0.tasks.0.labels": [0, 1],
+            "scenario": {"datasets": {"digits": {"test_fraction": 0.3}}},
+        },
+    )
+    assert config.algorithm == "local"
+    assert config.rounds == 3
+    assert config.backbone.hidden_size == 32
+    assert config.scenario.clients[0].tasks[0].labels == [0, 1]
+    # a nested override merges: the dataset keeps its other fields
+    assert config.scenario.datasets["digits"].test_fraction == 0.3
+    assert config.scenario.datasets["digits"].name == "sklearn_digits"
+
+
+def test_parse_override_reads_yaml_values():
+    assert parse_override("rounds=3") == ("rounds", 3)
+    assert parse_override("peak_lr=1e-3") == ("peak_lr", 1e-3)
+    assert parse_override("x.labels=[1, 2]") == ("x.labels", [1, 2])
+    with pytest.raises(ConfigError):
+        parse_override("rounds")
+
+
+def _locs(exc: ValidationError) -> list[tuple]:
+    return [tuple(e["loc"]) for e in exc.errors()]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "loc"),
+    [
+        ({"rounds": 0}, ("rounds",)),
+        ({"rounds": "many"}, ("rounds",)),
+        ({"roundz": 3}, ("roundz",)),
+        ({"backbone.size": 3}, ("backbone", "size")),
+        (
+            {"scenario.clients.0.tasks.0.shards": [[3, 2]]},
+            ("scenario", "clients", 0, "tasks", 0, "shards"),
+        ),
+    ],
+)
+def test_invalid_overrides_name_the_field(overrides, loc):
+    with pytest.raises(ValidationError) as info:
+        resolve_config("demo", None, overrides)
+    assert loc in _locs(info.value)
+
+
+def test_unknown_algorithm_names_the_field():
+    with pytest.raises(ValidationError) as info:
+        resolve_config("demo", "fedprox")
+    assert ("algorithm",) in _locs(info.value)
+    assert "fedprox" in str(info.value)
+
+
+def test_clients_per_round_above_client_count_is_rejected():
+    with pytest.raises(ValidationError, match="clients_per_round"):
+        resolve_config("demo", None, {"clients_per_round": 99})
+
+
+def test_unknown_preset_and_bad_list_index_raise_config_error():
+    with pytest.raises(ConfigError) as info:
+        resolve_config("no-such-preset")
+    assert info.value.loc == ("preset",)
+    with pytest.raises(ConfigError) as info:
+        apply_overrides({"a": [1]}, {"a.5": 2})
+    assert info.value.loc == ("a", "5")
+
+
+def test_a_user_scenario_file_can_be_used_as_preset(tmp_path):
+    import yaml
+
+    from tap_engine.config import load_preset
+
+    data = load_preset("demo")
+    data["name"] = "mine"
+    data["scenario"]["clients"] = data["scenario"]["clients"][:2]
+    data["clients_per_round"] = 2
+    path = tmp_path / "mine.yaml"
+    path.write_text(yaml.safe_dump(data))
+    config = resolve_config(str(path))
+    assert config.name == "mine"
+    assert len(config.scenario.clients) == 2

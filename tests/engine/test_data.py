@@ -1,0 +1,98 @@
+import pytest
+import torch
+
+from tap_engine.config import resolve_config
+from tap_engine.data import IMAGE_MEAN, IMAGE_STD, DataError, build_clients, pooled_test
+
+
+def test_no_test_item_appears_in_any_clients_training_data():
+    clients = build_clients(resolve_config("demo"))
+    train_ids = torch.cat([t.train.ids for c in clients for t in c.tasks])
+    test_ids = torch.cat([t.test.ids for c in clients for t in c.tasks])
+    assert not torch.isin(test_ids, train_ids).any()
+
+
+def test_clients_hold_disjoint_shards_and_their_label_filters():
+    config = resolve_config("demo")
+    clients = build_clients(config)
+    first = clients[0].tasks[0]
+    assert set(first.train.labels.tolist()) <= set(config.scenario.clients[0].tasks[0].labels)
+    ids = [set(c.tasks[0].train.ids.tolist()) for c in clients[:4]]
+    assert all(not (a & b) for i, a in enumerate(ids) for b in ids[i + 1 :])
+
+
+def test_images_are_64x64_rgb_within_the_valid_pixel_range():
+    clients = build_clients(resolve_config("demo"))
+    images = clients[0].tasks[0].train.images
+    assert images.shape[1:] == (3, 64, 64)
+    pixels = images * IMAGE_STD + IMAGE_MEAN  # undo normalisation
+    assert pixels.min() >= -1e-5 and pixels.max() <= 1 + 1e-5
+    assert pixels.max() > 0.9  # not collapsed to black by a wrapped cast
+
+
+def test_pooled_test_data_is_the_union_of_the_clients_test_data():
+    clients = build_clients(resolve_config("demo"))
+    pooled = pooled_test(clients)
+    holders = [t for c in clients for t in c.tasks if t.name == "digits_image_classification"]
+    assert len(pooled["digits_image_classification"]) == sum(len(t.test) for t in holders)
+
+
+def test_missing_disk_dataset_fails_naming_client_and_dataset():
+    config = resolve_config(
+        "demo",
+        None,
+        {
+            "scenario.datasets.digits.source": "disk",
+            "scenario.datasets.digits.name": "/nonexistent",
+        },
+    )
+    with pytest.raises(DataError, match=r"client 0.*dataset 'digits'"):
+        build_clients(config)
+
+
+def test_empty_client_split_is_rejected():
+    config = resolve_config("demo", None, {"scenario.clients.0.tasks.0.labels": [42]})
+    with pytest.raises(DataError, match=r"client 0.*empty"):
+        build_clients(config)
+
+
+def test_dataset_saved_to_disk_loads_through_the_datasets_code_path(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    rows = {
+        "img": [rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(40)],
+        "fine_label": [i % 4 for i in range(40)],
+    }
+    features = datasets.Features({"img": datasets.Image(), "fine_label": datasets.Value("int64")})
+    ds = datasets.Dataset.from_dict(
+        {
+            "img": [datasets.Image().encode_example(a) for a in rows["img"]],
+            "fine_label": rows["fine_label"],
+        },
+        features=features,
+    )
+    datasets.DatasetDict({"train": ds, "test": ds.select(range(8))}).save_to_disk(tmp_path / "toy")
+    config = resolve_config(
+        "demo",
+        None,
+        {
+            "scenario.datasets.digits": {
+                "source": "disk",
+                "name": str(tmp_path / "toy"),
+                "test_split": "test",
+                "image_column": "img",
+                "label_column": "fine_label",
+                "num_classes": 4,
+            },
+            "scenario.clients": [
+                {"tasks": [{"task": "toy", "family": "image_classification", "dataset": "digits"}]}
+            ],
+            "clients_per_round": 1,
+        },
+    )
+    (client,) = build_clients(config)
+    assert len(client.tasks[0].train) == 40 and len(client.tasks[0].test) == 8
+    pixels = client.tasks[0].train.images * IMAGE_STD + IMAGE_MEAN
+    assert pixels.min() >= -1e-5 and pixels.max() <= 1 + 1e-5

@@ -1,0 +1,50 @@
+"""Dependencies of the route handlers, as ``Annotated`` aliases."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
+
+from backend.auth import user_for_token
+from backend.db import get_session
+from backend.models import User
+from backend.queue import RunQueue, celery_run_queue
+from backend.settings import Settings, get_settings
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+SessionDep = Annotated[Session, Depends(get_session)]
+
+# auto_error=False: a missing header gets the same 401 (with WWW-Authenticate) as a bad one.
+_bearer = HTTPBearer(auto_error=False, description="the token from `{TAPFL_HOME}/token`")
+
+
+def get_current_user(
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> User:
+    user = user_for_token(session, credentials.credentials) if credentials else None
+    if user is None:
+        raise HTTPException(
+            status_code=status.HTTP_401_UNAUTHORIZED,
+            detail="missing, unknown or revoked token" if credentials else "not authenticated",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return user
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+def get_run_queue(settings: SettingsDep) -> RunQueue:
+    assert settings.redis_url is not None
+    return celery_run_queue(settings.redis_url)
+
+
+RunQueueDep = Annotated[RunQueue, Depends(get_run_queue)]
+
+
+def not_found(kind: str, id: int) -> HTTPException:
+    return HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail=f"{kind} {id} not found")

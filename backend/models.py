@@ -1,0 +1,197 @@
+"""SQL tables: users, experiments, runs and the per-run event rows the worker writes.
+
+Event tables carry unique keys because a resumed round re-emits its events; writes go
+through ``backend.services.events`` as upserts, so a repeat replaces instead of duplicating.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    ForeignKey,
+    Index,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# Deterministic constraint names, so that later migrations can refer to them by name.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp that always comes back timezone-aware in UTC.
+
+    SQLite stores no offset, so without this the API would serve naive times for SQLite
+    and aware ones for PostgreSQL.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value.astimezone(UTC) if value is not None else None
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON}
+
+
+class RunStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    CANCELLING = "cancelling"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+TERMINAL_STATUSES = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED})
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 hex of the token
+    is_admin: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None]
+
+
+class Experiment(Base):
+    __tablename__ = "experiments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    preset: Mapped[str] = mapped_column(String(500))
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    spec: Mapped[dict[str, Any]]  # the submitted request body, as received
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    owner: Mapped[User] = relationship(lazy="joined")
+    runs: Mapped[list[Run]] = relationship(
+        back_populates="experiment", order_by="Run.id", cascade="all, delete-orphan"
+    )
+
+    @property
+    def owner_name(self) -> str:
+        return self.owner.name
+
+
+class Run(Base):
+    __tablename__ = "runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(
+        ForeignKey("experiments.id", ondelete="CASCADE"), index=True
+    )
+    algorithm: Mapped[str] = mapped_column(String(50))
+    seed: Mapped[int]
+    config: Mapped[dict[str, Any]]  # the fully resolved RunConfig, model_dump(mode="json")
+    status: Mapped[str] = mapped_column(String(16), default=RunStatus.QUEUED, index=True)
+    stage: Mapped[str | None] = mapped_column(String(16))
+    round: Mapped[int] = mapped_column(default=0)
+    total_rounds: Mapped[int]
+    progress: Mapped[float] = mapped_column(default=0.0)  # 0..1
+    eta_s: Mapped[float | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    heartbeat_at: Mapped[datetime | None]
+    workdir: Mapped[str | None] = mapped_column(String(1000))
+
+    experiment: Mapped[Experiment] = relationship(back_populates="runs", lazy="joined")
+
+    @property
+    def experiment_name(self) -> str:
+        return self.experiment.name
+
+    @property
+    def preset(self) -> str:
+        return self.experiment.preset
+
+
+class Metric(Base):
+    """One value of one metric: one model on one client's task at one round."""
+
+    __tablename__ = "metrics"
+    __table_args__ = (
+        UniqueConstraint("run_id", "stage", "round", "client", "task", "model", "split", "metric"),
+        Index("ix_metrics_run_id_client_task", "run_id", "client", "task"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    round: Mapped[int]
+    stage: Mapped[str] = mapped_column(String(16))
+    client: Mapped[int]
+    task: Mapped[str] = mapped_column(String(200))
+    model: Mapped[str] = mapped_column(String(16))
+    split: Mapped[str] = mapped_column(String(16))
+    metric: Mapped[str] = mapped_column(String(100))
+    value: Mapped[float]
+    n: Mapped[int]  # test samples the value averages over
+
+
+class TrainingLoss(Base):
+    """Mean loss of one task over one client's local training in one round."""
+
+    __tablename__ = "training_losses"
+    __table_args__ = (UniqueConstraint("run_id", "stage", "round", "client", "model", "task"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    stage: Mapped[str] = mapped_column(String(16))
+    round: Mapped[int]
+    client: Mapped[int]
+    model: Mapped[str] = mapped_column(String(16))
+    task: Mapped[str] = mapped_column(String(200))
+    loss: Mapped[float]
+    steps: Mapped[int]
+
+
+class Replacement(Base):
+    """A TAP replacement decision: the personal model took over parameters of a task."""
+
+    __tablename__ = "replacements"
+    __table_args__ = (UniqueConstraint("run_id", "round", "client", "task"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    round: Mapped[int]
+    client: Mapped[int]
+    task: Mapped[str] = mapped_column(String(200))
+    global_loss: Mapped[float]
+    personal_loss: Mapped[float]
+    margin: Mapped[float]
+    parameters_copied: Mapped[int]

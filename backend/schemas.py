@@ -1,0 +1,148 @@
+"""Request and response bodies of the REST API (v1)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    total: int = Field(description="matching rows in all, regardless of limit and offset")
+
+
+class Health(BaseModel):
+    status: Literal["ok", "degraded"]
+    database: bool
+    redis: bool
+
+
+class PresetOut(BaseModel):
+    name: str
+    description: str
+    algorithm: str
+    rounds: int
+    clients: int
+    backbone: str
+
+
+class PresetList(BaseModel):
+    items: list[PresetOut]
+
+
+class ExperimentCreate(BaseModel):
+    """A preset, optionally changed field by field, run once or over a sweep."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "demo: fedavg vs local",
+                    "preset": "demo",
+                    "algorithm": "fedavg",
+                    "overrides": {"rounds": 4, "backbone.hidden_size": 32},
+                    "sweep": {"seed": [41, 42], "algorithm": ["fedavg", "local"]},
+                }
+            ]
+        },
+    )
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    preset: str = Field(min_length=1, max_length=200, description="a preset name (GET /presets)")
+    algorithm: str | None = Field(default=None, description="replaces the preset's algorithm")
+    overrides: dict[str, Any] = Field(
+        default_factory=dict,
+        description="config fields to change: dotted keys (`backbone.name`) or nested objects",
+    )
+    sweep: dict[str, Annotated[list[Any], Field(min_length=1)]] = Field(
+        default_factory=dict,
+        description="dotted key -> values; one run per combination (cartesian product)",
+    )
+
+
+class RunOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    experiment_id: int
+    experiment_name: str
+    preset: str
+    algorithm: str
+    seed: int
+    status: str = Field(
+        description="queued, running, cancelling, succeeded, failed or cancelled",
+        examples=["running"],
+    )
+    stage: str | None = Field(description="setup, fl or post while running")
+    round: int
+    total_rounds: int
+    progress: float = Field(ge=0, le=1)
+    eta_s: float | None
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    heartbeat_at: datetime | None
+    config: dict[str, Any]
+
+
+class ExperimentOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    preset: str
+    owner: str = Field(validation_alias=AliasChoices("owner_name", "owner"))
+    created_at: datetime
+    runs: list[RunOut]
+
+
+class MetricOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    round: int
+    stage: str
+    client: int
+    task: str
+    model: str
+    split: str
+    metric: str
+    value: float
+    n: int
+
+
+class LossOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    round: int
+    stage: str
+    client: int
+    model: str
+    task: str
+    loss: float
+    steps: int
+
+
+class MetricFilter(BaseModel):
+    """Query parameters that select metric rows; all optional."""
+
+    client: int | None = None
+    task: str | None = None
+    model: str | None = Field(default=None, description="global, personal or final")
+    split: str | None = Field(default=None, description="local or pooled")
+    metric: str | None = None
+    stage: str | None = Field(default=None, description="fl or post")
+    round_min: int | None = None
+    round_max: int | None = None
+
+
+class LossFilter(BaseModel):
+    client: int | None = None
+    task: str | None = None
+    model: str | None = None
+    stage: str | None = None

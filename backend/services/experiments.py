@@ -1,0 +1,178 @@
+"""Submitting experiments: preset + overrides + sweep -> validated run configs -> rows -> queue."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import re
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, selectinload
+
+from backend.models import Experiment, Run, RunStatus, User, utcnow
+from backend.queue import RunQueue
+from backend.schemas import ExperimentCreate
+from tap_engine.config import ConfigError, RunConfig, list_presets, resolve_config
+
+log = logging.getLogger(__name__)
+
+MAX_RUNS_PER_EXPERIMENT = 256
+
+Loc = tuple[str | int, ...]
+
+
+class SubmissionError(ValueError):
+    """An experiment that cannot be run; ``errors`` are in FastAPI's 422 ``detail`` shape."""
+
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        super().__init__("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors))
+        self.errors = errors
+
+
+def sweep_combinations(sweep: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """The cartesian product of the sweep's value lists, as one override dict each."""
+    keys = list(sweep)
+    return [dict(zip(keys, values, strict=True)) for values in itertools.product(*sweep.values())]
+
+
+def resolve_runs(body: ExperimentCreate) -> list[RunConfig]:
+    """One validated config per sweep combination, or a SubmissionError naming the fields."""
+    if body.preset not in list_presets():
+        # The engine also takes a YAML path, but the API must not read files of the server.
+        known = ", ".join(list_presets())
+        raise SubmissionError(
+            [_error(("body", "preset"), f"unknown preset {body.preset!r} (known: {known})")]
+        )
+    combos = sweep_combinations(body.sweep)
+    if len(combos) > MAX_RUNS_PER_EXPERIMENT:
+        raise SubmissionError(
+            [_error(("body", "sweep"), f"the sweep gives {len(combos)} runs; at most "
+                    f"{MAX_RUNS_PER_EXPERIMENT} fit in one experiment")]
+        )  # fmt: skip
+    configs: list[RunConfig] = []
+    errors: list[dict[str, Any]] = []
+    for combo in combos:
+        try:
+            configs.append(resolve_config(body.preset, body.algorithm, body.overrides | combo))
+        except ConfigError as exc:
+            errors.append(_error(_locate(exc.loc, body, combo), exc.msg))
+        except ValidationError as exc:
+            errors.extend(
+                _error(_locate(e["loc"], body, combo, e["msg"]), e["msg"], e["type"], e["input"])
+                for e in exc.errors(include_url=False)
+            )
+    if errors:
+        raise SubmissionError(_unique(errors))
+    return configs
+
+
+def _locate(loc: Loc, body: ExperimentCreate, combo: dict[str, Any], msg: str = "") -> Loc:
+    """Where in the request body the config field at ``loc`` was set.
+
+    The most specific override or sweep key on the field's path wins (the sweep is
+    applied last, so it wins ties); a field no key touches came from the preset.
+    """
+    if loc == ("preset",):
+        return ("body", "preset")
+    path = tuple(str(part) for part in loc)
+    best: tuple[int, Loc] | None = None
+    sources = [("overrides", body.overrides), ("sweep", combo)]
+    if body.algorithm is not None:
+        sources.insert(0, ("algorithm", {"algorithm": body.algorithm}))
+    for source, keys in sources:
+        for key in keys:
+            parts = tuple(key.split("."))
+            if path and not (path[: len(parts)] == parts or parts[: len(path)] == path):
+                continue
+            # A whole-config check (``path == ()``) is pinned on a key its message names.
+            if not path and not re.search(rf"\b{re.escape(key)}\b", msg):
+                continue
+            where: Loc = {
+                "algorithm": ("body", "algorithm"),
+                "overrides": ("body", "overrides", *(loc or parts)),
+                "sweep": ("body", "sweep", key),
+            }[source]
+            if best is None or len(parts) >= best[0]:
+                best = (len(parts), where)
+    if best is not None:
+        return best[1]
+    if not path:
+        for source in ("overrides", "sweep"):
+            if getattr(body, source):
+                return ("body", source)
+    return ("body", "preset", *loc)
+
+
+def _error(loc: Loc, msg: str, kind: str = "value_error", value: Any = None) -> dict[str, Any]:
+    error: dict[str, Any] = {"type": kind, "loc": list(loc), "msg": msg}
+    if value is not None and not isinstance(value, dict):
+        error["input"] = value  # the offending value; whole config sections would be noise
+    return error
+
+
+def _unique(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    # Every combination of a sweep repeats the errors that do not depend on it.
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for error in errors:
+        key = (repr(error["loc"]), error["msg"])
+        if key not in seen:
+            seen.add(key)
+            out.append(error)
+    return out
+
+
+def create_experiment(session: Session, owner: User, body: ExperimentCreate) -> Experiment:
+    """Validate, then store the experiment and its queued runs in one transaction."""
+    configs = resolve_runs(body)
+    experiment = Experiment(
+        name=body.name or body.preset,
+        preset=body.preset,
+        owner=owner,
+        spec=body.model_dump(mode="json", exclude_unset=True),
+        created_at=utcnow(),
+    )
+    experiment.runs = [
+        Run(
+            algorithm=config.algorithm,
+            seed=config.seed,
+            config=config.model_dump(mode="json"),
+            status=RunStatus.QUEUED,
+            total_rounds=config.rounds,
+        )
+        for config in configs
+    ]
+    session.add(experiment)
+    session.commit()
+    return experiment
+
+
+def enqueue_runs(session: Session, queue: RunQueue, runs: list[Run]) -> None:
+    """Hand each run to the workers; a run the queue refused is failed, not left waiting."""
+    for run in runs:
+        try:
+            queue.enqueue(run.id, run.config.get("device", "auto"))
+        except Exception as exc:
+            log.exception("could not enqueue run %s", run.id)
+            run.status = RunStatus.FAILED
+            run.error = f"could not reach the run queue: {type(exc).__name__}: {exc}"
+            run.finished_at = utcnow()
+    session.commit()
+
+
+def list_experiments(session: Session, limit: int, offset: int) -> tuple[list[Experiment], int]:
+    total = session.scalar(select(func.count()).select_from(Experiment)) or 0
+    items = session.scalars(
+        select(Experiment)
+        .options(selectinload(Experiment.runs))
+        .order_by(Experiment.id.desc())
+        .limit(limit)
+        .offset(offset)
+    ).all()
+    return list(items), total
+
+
+def get_experiment(session: Session, experiment_id: int) -> Experiment | None:
+    return session.get(Experiment, experiment_id, options=[selectinload(Experiment.runs)])

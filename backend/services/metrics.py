@@ -1,0 +1,67 @@
+"""Reading a run's metric and training-loss rows, as JSON pages or CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from typing import TypeVar
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session
+
+from backend.models import Metric, TrainingLoss
+from backend.schemas import LossFilter, MetricFilter
+
+METRIC_COLUMNS = ("round", "stage", "client", "task", "model", "split", "metric", "value", "n")
+# One series after another, each in time order ("fl" sorts before "post").
+_METRIC_ORDER = ("client", "task", "model", "split", "metric", "stage", "round")
+
+Row = TypeVar("Row")
+
+
+def _page(
+    session: Session, query: Select[tuple[Row]], limit: int | None, offset: int
+) -> tuple[list[Row], int]:
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(query.limit(limit).offset(offset)).all()
+    return list(rows), total
+
+
+def _metric_query(run_id: int, f: MetricFilter) -> Select[tuple[Metric]]:
+    query = select(Metric).where(Metric.run_id == run_id)
+    for field in ("client", "task", "model", "split", "metric", "stage"):
+        value = getattr(f, field)
+        if value is not None:
+            query = query.where(getattr(Metric, field) == value)
+    if f.round_min is not None:
+        query = query.where(Metric.round >= f.round_min)
+    if f.round_max is not None:
+        query = query.where(Metric.round <= f.round_max)
+    return query.order_by(*(getattr(Metric, c) for c in _METRIC_ORDER))
+
+
+def query_metrics(
+    session: Session, run_id: int, f: MetricFilter, limit: int | None, offset: int = 0
+) -> tuple[list[Metric], int]:
+    return _page(session, _metric_query(run_id, f), limit, offset)
+
+
+def metrics_csv(rows: Sequence[Metric]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(METRIC_COLUMNS)
+    writer.writerows([getattr(row, c) for c in METRIC_COLUMNS] for row in rows)
+    return out.getvalue()
+
+
+def query_losses(
+    session: Session, run_id: int, f: LossFilter, limit: int | None, offset: int = 0
+) -> tuple[list[TrainingLoss], int]:
+    query = select(TrainingLoss).where(TrainingLoss.run_id == run_id)
+    for field in ("client", "task", "model", "stage"):
+        value = getattr(f, field)
+        if value is not None:
+            query = query.where(getattr(TrainingLoss, field) == value)
+    order = ("client", "task", "model", "stage", "round")
+    return _page(session, query.order_by(*(getattr(TrainingLoss, c) for c in order)), limit, offset)

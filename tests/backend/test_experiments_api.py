@@ -1,0 +1,227 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from backend.models import Run
+from backend.settings import Settings
+from tap_engine.config import resolve_config
+from tests.backend.conftest import Api
+
+URL = "/api/v1/experiments"
+
+
+def test_one_experiment_without_sweep_is_one_run_with_the_resolved_config(api: Api) -> None:
+    body = {
+        "name": "short",
+        "preset": "demo",
+        "overrides": {"rounds": 3, "backbone.hidden_size": 16},
+    }
+    response = api.post(URL, json=body)
+    assert response.status_code == 201, response.text
+    experiment = response.json()
+    assert experiment["name"] == "short" and experiment["preset"] == "demo"
+    assert experiment["owner"] == "admin"
+    [run] = experiment["runs"]
+    expected = resolve_config("demo", overrides={"rounds": 3, "backbone.hidden_size": 16})
+    assert run["config"] == expected.model_dump(mode="json")
+    assert run["status"] == "queued" and run["total_rounds"] == 3 and run["progress"] == 0
+    assert run["experiment_id"] == experiment["id"] and run["experiment_name"] == "short"
+    assert api.queue_sent == [(run["id"], "auto")]
+
+
+def test_a_sweep_gives_one_run_per_combination(api: Api) -> None:
+    body = {
+        "preset": "demo",
+        "algorithm": "local",
+        "overrides": {"rounds": 2},
+        "sweep": {"seed": [1, 2, 3], "algorithm": ["fedavg", "local"], "backbone.hidden_size": [8]},
+    }
+    response = api.post(URL, json=body)
+    assert response.status_code == 201, response.text
+    runs = response.json()["runs"]
+    assert sorted((r["seed"], r["algorithm"]) for r in runs) == [
+        (seed, algorithm) for seed in (1, 2, 3) for algorithm in ("fedavg", "local")
+    ]
+    assert {r["config"]["backbone"]["hidden_size"] for r in runs} == {8}
+    assert {r["config"]["rounds"] for r in runs} == {2}
+    assert sorted(run_id for run_id, _ in api.queue_sent) == sorted(r["id"] for r in runs)
+
+
+def test_the_submitted_body_is_kept_as_the_experiment_spec(
+    api: Api, sessions: sessionmaker[Session]
+) -> None:
+    body = {"preset": "demo", "sweep": {"seed": [5, 6]}}
+    experiment_id = api.post(URL, json=body).json()["id"]
+    from backend.models import Experiment
+
+    with sessions() as session:
+        assert session.get(Experiment, experiment_id).spec == body  # type: ignore[union-attr]
+
+
+def test_runs_asking_for_cuda_go_to_the_gpu_queue_device(api: Api) -> None:
+    api.post(URL, json={"preset": "demo", "sweep": {"device": ["cuda", "cpu"]}})
+    assert [device for _, device in api.queue_sent] == ["cuda", "cpu"]
+
+
+def test_runs_the_queue_refuses_are_failed_with_the_reason(
+    api: Api, sessions: sessionmaker[Session]
+) -> None:
+    api.queue.fail = True
+    response = api.post(URL, json={"preset": "demo"})
+    assert response.status_code == 201
+    [run] = response.json()["runs"]
+    assert run["status"] == "failed"
+    assert "could not reach the run queue" in run["error"] and "Connection refused" in run["error"]
+    with sessions() as session:
+        assert session.get(Run, run["id"]).status == "failed"  # type: ignore[union-attr]
+
+
+def _detail(api: Api, body: Any) -> list[dict[str, Any]]:
+    response = api.post(URL, json=body)
+    assert response.status_code == 422, response.text
+    assert api.queue_sent == []
+    return response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("body", "loc", "words"),
+    [
+        ({"preset": "nope"}, ["body", "preset"], "unknown preset 'nope'"),
+        (
+            {"preset": "demo", "overrides": {"rounds": 0}},
+            ["body", "overrides", "rounds"],
+            "greater than 0",
+        ),
+        (
+            {"preset": "demo", "overrides": {"roundz": 3}},
+            ["body", "overrides", "roundz"],
+            "not permitted",
+        ),
+        (
+            {"preset": "demo", "overrides": {"backbone.hidden_sise": 3}},
+            ["body", "overrides", "backbone", "hidden_sise"],
+            "not permitted",
+        ),
+        (
+            {"preset": "demo", "overrides": {"rounds": "many"}},
+            ["body", "overrides", "rounds"],
+            "integer",
+        ),
+        (
+            {"preset": "demo", "overrides": {"clients_per_round": 7}},
+            ["body", "overrides", "clients_per_round"],
+            "exceeds the scenario's 6 clients",
+        ),
+        (
+            {"preset": "demo", "overrides": {"scenario.clients.9.tasks": []}},
+            ["body", "overrides", "scenario", "clients", "9"],
+            "out of range",
+        ),
+        (
+            {
+                "preset": "demo",
+                "overrides": {"scenario": {"datasets": {"digits": {"source": "ftp"}}}},
+            },
+            ["body", "overrides", "scenario", "datasets", "digits", "source"],
+            "'builtin', 'hub' or 'disk'",
+        ),
+        (
+            {"preset": "demo", "algorithm": "tap2"},
+            ["body", "algorithm"],
+            "unknown algorithm 'tap2'",
+        ),
+        ({"preset": "demo", "sweep": {"seed": [1, "x"]}}, ["body", "sweep", "seed"], "integer"),
+        (
+            {"preset": "demo", "sweep": {"clients_per_round": [2, 9]}},
+            ["body", "sweep", "clients_per_round"],
+            "exceeds",
+        ),
+    ],
+)
+def test_an_invalid_config_is_a_422_naming_the_field(
+    api: Api, body: dict[str, Any], loc: list[str], words: str
+) -> None:
+    [error] = _detail(api, body)
+    assert error["loc"] == loc
+    assert words in error["msg"]
+    assert {"type", "loc", "msg"} <= set(error)
+
+
+@pytest.mark.parametrize(
+    ("body", "loc"),
+    [
+        ({}, ["body", "preset"]),
+        ({"preset": 5}, ["body", "preset"]),
+        ({"preset": "demo", "overrides": [1]}, ["body", "overrides"]),
+        ({"preset": "demo", "sweep": {"seed": 41}}, ["body", "sweep", "seed"]),
+        ({"preset": "demo", "sweep": {"seed": []}}, ["body", "sweep", "seed"]),
+        ({"preset": "demo", "overide": {}}, ["body", "overide"]),
+    ],
+)
+def test_a_malformed_body_is_fastapis_usual_422(
+    api: Api, body: dict[str, Any], loc: list[str]
+) -> None:
+    assert [e["loc"] for e in _detail(api, body)] == [loc]
+
+
+def test_a_sweep_reports_each_bad_value_once(api: Api) -> None:
+    body = {"preset": "demo", "overrides": {"rounds": 0}, "sweep": {"seed": [1, 2, 3]}}
+    assert [e["loc"] for e in _detail(api, body)] == [["body", "overrides", "rounds"]]
+
+
+def test_a_sweep_too_large_for_one_experiment_is_refused(api: Api) -> None:
+    body = {"preset": "demo", "sweep": {"seed": list(range(100)), "rounds": [1, 2, 3]}}
+    [error] = _detail(api, body)
+    assert error["loc"] == ["body", "sweep"] and "300 runs" in error["msg"]
+
+
+def test_a_preset_path_is_not_read_from_the_servers_disk(api: Api, tmp_path: Any) -> None:
+    preset = tmp_path / "mine.yaml"
+    preset.write_text("rounds: 1\n")
+    [error] = _detail(api, {"preset": str(preset)})
+    assert error["loc"] == ["body", "preset"]
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
+def test_a_body_over_the_limit_is_413(api: Api, settings: Settings, declared: bool) -> None:
+    big = b'{"preset": "demo", "name": "' + b"x" * settings.max_body_bytes + b'"}'
+    if declared:
+        response = api.post(URL, content=big, headers={"Content-Type": "application/json"})
+    else:
+        chunks = (big[i : i + 65536] for i in range(0, len(big), 65536))
+        response = api.post(URL, content=chunks, headers={"Content-Type": "application/json"})
+    assert response.status_code == 413
+    assert api.queue_sent == []
+
+
+def test_experiments_are_listed_newest_first_with_their_runs(api: Api) -> None:
+    first = api.post(URL, json={"preset": "demo", "name": "a"}).json()
+    second = api.post(URL, json={"preset": "demo", "name": "b", "sweep": {"seed": [1, 2]}}).json()
+    page = api.get(URL).json()
+    assert page["total"] == 2
+    assert [e["id"] for e in page["items"]] == [second["id"], first["id"]]
+    assert [len(e["runs"]) for e in page["items"]] == [2, 1]
+    page = api.get(URL, params={"limit": 1, "offset": 1}).json()
+    assert page["total"] == 2 and [e["name"] for e in page["items"]] == ["a"]
+    assert api.get(f"{URL}/{second['id']}").json() == second
+
+
+def test_an_unknown_experiment_is_404_naming_it(api: Api) -> None:
+    response = api.get(f"{URL}/4242")
+    assert response.status_code == 404
+    assert "experiment 4242" in response.json()["detail"]
+
+
+def test_presets_are_listed_with_a_description(api: Api) -> None:
+    items = api.get("/api/v1/presets").json()["items"]
+    demo = next(p for p in items if p["name"] == "demo")
+    assert demo["description"] and demo["clients"] == 6 and demo["algorithm"] == "fedavg"
+
+
+def test_the_openapi_document_shows_an_example_submission(api: Api) -> None:
+    schema = api.client.get("/api/v1/openapi.json").json()
+    body = schema["components"]["schemas"]["ExperimentCreate"]
+    assert body["examples"][0]["preset"] == "demo"

@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import json
+
+import redis
+
+from backend.queue import CPU_QUEUE, GPU_QUEUE, RUN_TASK, CeleryRunQueue, queue_for
+from tests.backend.conftest import Api
+
+
+def test_health_is_503_degraded_when_redis_is_down(api: Api) -> None:
+    response = api.client.get("/api/v1/health")
+    assert response.status_code == 503
+    assert response.json() == {"status": "degraded", "database": True, "redis": False}
+
+
+def test_health_is_ok_with_a_real_redis(api: Api, redis_url: str, monkeypatch) -> None:
+    from backend.settings import get_settings
+
+    monkeypatch.setattr(get_settings(), "redis_url", redis_url)
+    response = api.client.get("/api/v1/health")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "database": True, "redis": True}
+
+
+def test_only_cuda_runs_go_to_the_gpu_queue() -> None:
+    assert queue_for("cuda") == GPU_QUEUE
+    assert queue_for("cpu") == queue_for("auto") == CPU_QUEUE
+
+
+def test_the_celery_client_puts_a_run_message_on_the_queue_of_its_device(redis_url: str) -> None:
+    broker = redis.Redis.from_url(redis_url)
+    broker.delete(CPU_QUEUE, GPU_QUEUE)
+    queue = CeleryRunQueue(redis_url)
+    # The third message is sent once both queues are declared, as they are by a worker.
+    for run_id, device in ((17, "cuda"), (18, "auto"), (19, "cuda"), (20, "cpu")):
+        queue.enqueue(run_id, device)
+    assert _run_ids(broker, GPU_QUEUE) == [17, 19]
+    assert _run_ids(broker, CPU_QUEUE) == [18, 20]
+    broker.delete(CPU_QUEUE, GPU_QUEUE)
+
+
+def _run_ids(broker: redis.Redis, queue: str) -> list[int]:
+    ids = []
+    for raw in reversed(broker.lrange(queue, 0, -1)):  # kombu pushes on the left
+        message = json.loads(raw)
+        assert message["headers"]["task"] == RUN_TASK
+        assert message["content-type"] == "application/json"
+        [run_id] = json.loads(_body(message))[0]
+        ids.append(run_id)
+    return ids
+
+
+def _body(message: dict) -> str:
+    import base64
+
+    return base64.b64decode(message["body"]).decode()

@@ -61,7 +61,8 @@ def ensure_bootstrap_token(settings: Settings) -> str:
     stored = path.read_text().strip() if path.is_file() else ""
     for attempt in range(3):
         try:
-            with session_factory()() as session, session.begin():
+            # The given settings, not the process's: `tapfl up --home` passes its own.
+            with session_factory(settings.database_url)() as session, session.begin():
                 return _ensure_admin(session, path, stored)
         except IntegrityError:
             # Another process (a second API worker) bootstrapped at the same moment.

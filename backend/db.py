@@ -76,9 +76,9 @@ def get_engine() -> Engine:
     return engine_for(get_settings().database_url)
 
 
-def session_factory() -> sessionmaker[Session]:
-    """Sessions on the database of the current settings."""
-    return _cached(get_settings().database_url)[1]
+def session_factory(url: str | None = None) -> sessionmaker[Session]:
+    """Sessions on the database at ``url``, by default that of the current settings."""
+    return _cached(url or get_settings().database_url)[1]
 
 
 def get_session() -> Iterator[Session]:

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 import stat
+from pathlib import Path
 
 import pytest
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.auth import create_user, ensure_bootstrap_token, hash_token, user_for_token
+from backend.db import session_factory, upgrade_database
 from backend.models import User, utcnow
 from backend.settings import Settings
 from tests.backend.conftest import Api
@@ -123,3 +125,17 @@ def test_the_bootstrap_token_and_a_created_users_token_both_work(
 
 def test_health_needs_no_token(api: Api) -> None:
     assert api.client.get("/api/v1/health").status_code in (200, 503)
+
+
+def test_bootstrap_uses_the_database_of_the_settings_it_is_given(
+    settings: Settings, tmp_path: Path
+) -> None:
+    # `tapfl up --home DIR` builds its own Settings; the process's env points elsewhere.
+    other = Settings(home=tmp_path / "elsewhere")
+    assert other.database_url is not None and other.database_url != settings.database_url
+    upgrade_database(other.database_url)
+    token = ensure_bootstrap_token(other)
+    assert other.token_file.read_text().strip() == token
+    assert not settings.token_file.exists()
+    with session_factory(other.database_url)() as session:
+        assert user_for_token(session, token) is not None

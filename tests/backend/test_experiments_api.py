@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from backend.models import Run
+from backend.models import Experiment, Run
 from backend.settings import Settings
 from tap_engine.config import resolve_config
 from tests.backend.conftest import Api
@@ -55,8 +55,6 @@ def test_the_submitted_body_is_kept_as_the_experiment_spec(
 ) -> None:
     body = {"preset": "demo", "sweep": {"seed": [5, 6]}}
     experiment_id = api.post(URL, json=body).json()["id"]
-    from backend.models import Experiment
-
     with sessions() as session:
         assert session.get(Experiment, experiment_id).spec == body  # type: ignore[union-attr]
 

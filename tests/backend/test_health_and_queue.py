@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import base64
 import json
 
+import pytest
 import redis
 
 from backend.queue import CPU_QUEUE, GPU_QUEUE, RUN_TASK, CeleryRunQueue, queue_for
+from backend.settings import get_settings
 from tests.backend.conftest import Api
 
 
@@ -14,9 +17,9 @@ def test_health_is_503_degraded_when_redis_is_down(api: Api) -> None:
     assert response.json() == {"status": "degraded", "database": True, "redis": False}
 
 
-def test_health_is_ok_with_a_real_redis(api: Api, redis_url: str, monkeypatch) -> None:
-    from backend.settings import get_settings
-
+def test_health_is_ok_with_a_real_redis(
+    api: Api, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(get_settings(), "redis_url", redis_url)
     response = api.client.get("/api/v1/health")
     assert response.status_code == 200
@@ -52,6 +55,4 @@ def _run_ids(broker: redis.Redis, queue: str) -> list[int]:
 
 
 def _body(message: dict) -> str:
-    import base64
-
     return base64.b64decode(message["body"]).decode()

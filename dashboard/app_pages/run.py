@@ -1,0 +1,326 @@
+"""Run: one run's progress, per-client personalization and generalization curves, training
+losses and config. The run comes from ``?run=ID`` (so the page is a link to share) or the
+picker at the top; everything below it refreshes on its own while the run is active.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import charts, data, ui
+from dashboard.client import ApiError, Run
+
+GRID_COLUMNS = 3
+SPLIT_LABELS = {"local": "local · personalization", "pooled": "pooled · generalization"}
+PREFERRED_METRICS = ("accuracy", "mse", "loss")  # a task's main metric: the first it has
+MAIN = "__main__"  # metric choice: each task's main metric, so every client gets a chart
+
+
+def run_label(run: Run) -> str:
+    name = run.get("experiment_name") or f"experiment #{run['experiment_id']}"
+    return f"#{run['id']} · {name} · {run['algorithm']} · seed {run['seed']} · {run['status']}"
+
+
+def pick_run() -> int | None:
+    """The run picker, kept in step with ``?run=ID`` in both directions."""
+    with ui.api_errors():
+        recent = data.runs(limit=100)["items"]
+    labels = {run["id"]: run_label(run) for run in recent}
+    wanted = ui.query_run_id()
+    if wanted is not None:
+        labels.setdefault(wanted, f"#{wanted}")  # an older run, beyond the recent ones
+        st.session_state["run_pick"] = wanted
+    if not labels:
+        return None
+
+    def follow_pick() -> None:
+        st.query_params["run"] = str(st.session_state["run_pick"])
+
+    chosen: int = st.selectbox(
+        "Run",
+        list(labels),
+        format_func=lambda run_id: labels[run_id],
+        key="run_pick",
+        on_change=follow_pick,
+    )
+    st.query_params["run"] = str(chosen)
+    return chosen
+
+
+# -- the live part of the page, top to bottom ------------------------------------------------
+
+
+def run_view(run_id: int, live: bool) -> None:
+    with ui.api_errors():
+        run = data.run(run_id)
+    header(run)
+    # Started or finished since the page was drawn: redraw all of it, which also turns
+    # the live refresh on or off.
+    if ui.is_active(run) != live:
+        st.rerun()
+
+    st.divider()
+    curves(run_id, live)
+    st.divider()
+    training_losses(run_id, live)
+    with st.expander("Config", icon=":material/tune:"):
+        st.json(run.get("config") or {}, expanded=2)
+
+
+def header(run: Run) -> None:
+    name = run.get("experiment_name") or f"experiment #{run['experiment_id']}"
+    st.title(f"Run #{run['id']} · {name}")
+    st.caption(
+        " · ".join(
+            part
+            for part in (
+                f"preset **{run['preset']}**" if run.get("preset") else "",
+                f"algorithm **{run['algorithm']}**",
+                f"seed **{run['seed']}**",
+            )
+            if part
+        )
+    )
+
+    badge_col, progress_col, action_col = st.columns([1, 6, 1], vertical_alignment="center")
+    with badge_col:
+        ui.status_badge(run["status"])
+    with progress_col:
+        eta = ui.format_eta(run.get("eta_s")) if ui.is_active(run) else ""
+        text = " · ".join(
+            part
+            for part in (
+                run.get("stage") or "",
+                f"round {ui.format_round(run)}",
+                f"ETA {eta}" if eta else "",
+            )
+            if part
+        )
+        st.progress(ui.progress_of(run), text=text)
+    with action_col:
+        actions(run)
+
+    st.caption(timeline(run))
+
+    if run.get("error"):
+        st.error(f"**The run {run['status']}:**", icon=":material/error:")
+        st.code(run["error"], language=None, wrap_lines=True)
+
+
+def actions(run: Run) -> None:
+    """Cancel an active run, retry one that failed or was cancelled."""
+    act = None
+    if run["status"] in ("queued", "running"):
+        if st.button("Cancel", icon=":material/stop_circle:", key=f"cancel_{run['id']}"):
+            act = data.api().cancel_run
+    elif run["status"] in ("failed", "cancelled") and st.button(
+        "Retry", icon=":material/replay:", key=f"retry_{run['id']}"
+    ):
+        act = data.api().retry_run
+    if act is None:
+        return
+    try:
+        act(run["id"])
+    except ApiError as err:
+        ui.show_api_error(err)
+        return
+    data.forget_runs()
+    st.rerun()
+
+
+def curves(run_id: int, live: bool) -> None:
+    st.subheader("Personalization and generalization")
+    facets = data.metric_facets(run_id, live=live)
+    if not facets["metric"]:
+        st.info(
+            "No evaluations yet: the curves appear after the first evaluation round.",
+            icon=":material/hourglass_top:",
+        )
+        return
+
+    choice, stage, models, splits, clients = curve_controls(run_id, facets)
+    # task -> the metric its charts show: the one picked, or each task's main metric.
+    shown = {
+        task: choice if choice != MAIN else main_metric(metrics)
+        for task, metrics in facets["task_metrics"].items()
+        if choice == MAIN or choice in metrics
+    }
+    if not shown:
+        st.info("No task reports this metric.", icon=":material/filter_alt_off:")
+        return
+    server, rest = split_filters(facets, stage, models, splits, clients)
+    with ui.api_errors():
+        parts = [
+            data.metrics(run_id, live=live, metric=metric, **server)
+            for metric in sorted(set(shown.values()))
+        ]
+    frame = narrow(pd.concat(parts, ignore_index=True), rest)
+    frame = frame[frame["metric"] == frame["task"].map(shown)]  # each task: its own metric
+    if frame.empty:
+        st.info("No values for this selection.", icon=":material/filter_alt_off:")
+        return
+
+    st.markdown(legend(sorted(frame["model"].unique())))
+    for row in ui.batched(charts.panels(frame), GRID_COLUMNS):
+        for column, (client, task) in zip(st.columns(GRID_COLUMNS), row, strict=False):
+            panel = frame[(frame["client"] == client) & (frame["task"] == task)]
+            with column:
+                st.plotly_chart(
+                    charts.metric_figure(
+                        panel, metric=shown[task], title=f"Client {client} · {task}"
+                    ),
+                    config={"displayModeBar": False},
+                )
+
+    st.markdown("**Last evaluated value** per client and task")
+    st.dataframe(charts.latest_values(frame).round(4), hide_index=True)
+    one_request = len(parts) == 1 and not rest
+    st.download_button(
+        "Download these metrics (CSV)",
+        # One API query gave the whole view: take the API's CSV; else the rows shown here.
+        data=(lambda: data.metrics_csv(run_id, metric=frame["metric"].iloc[0], **server))
+        if one_request
+        else frame.to_csv(index=False),
+        file_name=f"run-{run_id}-{choice}.csv",
+        mime="text/csv",
+        icon=":material/download:",
+        on_click="ignore",
+    )
+
+
+def main_metric(metrics: list[str]) -> str:
+    return next((m for m in PREFERRED_METRICS if m in metrics), metrics[0])
+
+
+def curve_controls(
+    run_id: int, facets: dict[str, Any]
+) -> tuple[str, str | None, list[str], list[str], list[int]]:
+    metric_col, stage_col, client_col = st.columns([3, 2, 3])
+    model_col, split_col = st.columns([3, 5])
+    mains = sorted({main_metric(metrics) for metrics in facets["task_metrics"].values()})
+    # Keys carry the run and the options: another run, or a model that only just showed
+    # up (e.g. "final" after FL), starts from the defaults instead of a stale choice.
+    choice = metric_col.selectbox(
+        "Metric",
+        [MAIN, *facets["metric"]],
+        format_func=lambda m: f"main metric per task ({', '.join(mains)})" if m == MAIN else m,
+        key=f"metric_{run_id}",
+    )
+    stage = None
+    if len(facets["stage"]) > 1:
+        stage = stage_col.segmented_control(
+            "Stage", ["all", *facets["stage"]], default="all", key=f"stage_{run_id}"
+        )
+    models = model_col.pills(
+        "Models",
+        facets["model"],
+        selection_mode="multi",
+        default=facets["model"],
+        key=f"models_{run_id}_{'-'.join(facets['model'])}",
+    )
+    splits = split_col.pills(
+        "Test data",
+        facets["split"],
+        selection_mode="multi",
+        default=facets["split"],
+        format_func=lambda split: SPLIT_LABELS.get(split, split),
+        key=f"splits_{run_id}_{'-'.join(facets['split'])}",
+    )
+    clients = client_col.multiselect(
+        "Clients", facets["client"], placeholder="all clients", key=f"clients_{run_id}"
+    )
+    return choice, stage, models or [], splits or [], clients
+
+
+def split_filters(
+    facets: dict[str, Any],
+    stage: str | None,
+    models: list[str],
+    splits: list[str],
+    clients: list[int],
+) -> tuple[dict[str, Any], dict[str, list[Any]]]:
+    """Filters the API can apply (one value each) and those left to apply here (several)."""
+    server: dict[str, Any] = {}
+    rest: dict[str, list[Any]] = {}
+    if stage and stage != "all":
+        server["stage"] = stage
+    # Nothing picked reads as "all", like an empty filter box.
+    for column, picked in (("model", models), ("split", splits), ("client", clients)):
+        if not picked or set(picked) >= set(facets[column]):
+            continue
+        if len(picked) == 1:
+            server[column] = picked[0]
+        else:
+            rest[column] = picked
+    return server, rest
+
+
+def narrow(frame: pd.DataFrame, rest: dict[str, list[Any]]) -> pd.DataFrame:
+    for column, values in rest.items():
+        frame = frame[frame[column].isin(values)]
+    return frame
+
+
+def legend(models: list[str]) -> str:
+    colours = {"global": "blue", "personal": "orange", "final": "green"}
+    parts = [f":{colours.get(m, 'violet')}[**━━ {m}**]" for m in models]
+    return (
+        " ".join(parts)
+        + " · **━●** solid: local test data (personalization)"
+        + " · **╍○** dashed: pooled test data (generalization)"
+    )
+
+
+def training_losses(run_id: int, live: bool) -> None:
+    st.subheader("Local training loss")
+    with ui.api_errors():
+        frame = data.losses(run_id, live=live)
+    if frame.empty:
+        st.caption("No local training has finished yet.")
+        return
+    for row in ui.batched(sorted(frame["client"].unique()), GRID_COLUMNS):
+        for column, client in zip(st.columns(GRID_COLUMNS), row, strict=False):
+            with column:
+                st.plotly_chart(
+                    charts.loss_figure(frame[frame["client"] == client], title=f"Client {client}"),
+                    config={"displayModeBar": False},
+                )
+
+
+def timeline(run: Run) -> str:
+    """Like: created 2026-01-02 14:02:11 · … · finished … (took 3m 25s) UTC."""
+    stamps = {
+        label: pd.Timestamp(run[key])
+        for label, key in (
+            ("created", "created_at"),
+            ("started", "started_at"),
+            ("finished", "finished_at"),
+        )
+        if run.get(key)
+    }
+    # The server cannot know the reader's time zone: show the API's UTC and say so.
+    aware = any(stamp.tzinfo is not None for stamp in stamps.values())
+    if aware:
+        stamps = {label: stamp.tz_convert("UTC") for label, stamp in stamps.items()}
+    parts = [f"{label} {stamp:%Y-%m-%d %H:%M:%S}" for label, stamp in stamps.items()]
+    if "started" in stamps and "finished" in stamps:
+        took = (stamps["finished"] - stamps["started"]).total_seconds()
+        parts[-1] += f" (took {ui.format_eta(took)})"
+    return " · ".join(parts) + (" UTC" if aware and parts else "")
+
+
+# -- the page ----------------------------------------------------------------------------------
+
+run_id = pick_run()
+if run_id is None:
+    st.title("Run")
+    st.info("No runs yet. Start one on the **Submit** page.", icon=":material/inbox:")
+    st.page_link(ui.SUBMIT_PAGE, label="Submit an experiment", icon=":material/add_circle:")
+    st.stop()
+
+with ui.api_errors():
+    live = ui.is_active(data.run(run_id))
+st.fragment(run_view, run_every=ui.LIVE_REFRESH_S if live else None)(run_id, live)

@@ -1,0 +1,196 @@
+"""Cached reads for the pages: thin ``st.cache_data`` wrappers over ``client.TapflClient``.
+
+Every cached function takes the API's base URL and token as its first arguments, so two
+dashboards in one process (or two tests) pointed at different APIs never share an entry.
+Live data is cached for a couple of seconds only: long enough that one page render with
+several panels asks the API once, short enough that a live panel shows fresh numbers.
+Errors are never cached (Streamlit re-raises them), so a page recovers as soon as the API
+is back.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from dashboard.client import (
+    Health,
+    Preset,
+    Run,
+    RunPage,
+    TapflClient,
+    api_url_from_env,
+    token_from_env,
+)
+
+LIVE_TTL_S = 2  # runs and metrics that may still change
+FINISHED_TTL_S = 600  # a finished run's numbers never change
+FACETS_LIVE_TTL_S = 30  # which metrics/clients a live run has changes rarely
+PRESETS_TTL_S = 300
+
+METRIC_COLUMNS = ["round", "stage", "client", "task", "model", "split", "metric", "value"]
+LOSS_COLUMNS = ["round", "stage", "client", "model", "task", "loss", "steps"]
+
+
+def target() -> tuple[str, str]:
+    """(base URL, token) from the environment, read on every rerun so tests can switch."""
+    return api_url_from_env(), token_from_env()
+
+
+def api() -> TapflClient:
+    """The client for writes (never cached data) and anything uncached."""
+    return _client(*target())
+
+
+@st.cache_resource(show_spinner=False)
+def _client(base_url: str, token: str) -> TapflClient:
+    # One connection pool per API and token for the life of the server process.
+    return TapflClient(base_url, token)
+
+
+# -- service ----------------------------------------------------------------------------
+
+
+def health() -> Health:
+    return _health(target()[0])
+
+
+@st.cache_data(ttl=5, show_spinner=False)
+def _health(base_url: str) -> Health:
+    return _client(base_url, "").health()
+
+
+def presets() -> list[Preset]:
+    return _presets(*target())
+
+
+@st.cache_data(ttl=PRESETS_TTL_S, show_spinner=False)
+def _presets(base_url: str, token: str) -> list[Preset]:
+    return _client(base_url, token).presets()
+
+
+# -- runs -------------------------------------------------------------------------------
+
+
+def runs(
+    *,
+    status: str | None = None,
+    experiment_id: int | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> RunPage:
+    return _runs(*target(), status, experiment_id, limit, offset)
+
+
+@st.cache_data(ttl=LIVE_TTL_S, show_spinner=False)
+def _runs(
+    base_url: str,
+    token: str,
+    status: str | None,
+    experiment_id: int | None,
+    limit: int,
+    offset: int,
+) -> RunPage:
+    return _client(base_url, token).runs(
+        status=status, experiment_id=experiment_id, limit=limit, offset=offset
+    )
+
+
+def run(run_id: int) -> Run:
+    return _run(*target(), run_id)
+
+
+@st.cache_data(ttl=LIVE_TTL_S, show_spinner=False)
+def _run(base_url: str, token: str, run_id: int) -> Run:
+    return _client(base_url, token).run(run_id)
+
+
+def forget_runs() -> None:
+    """Drop cached run listings, e.g. right after submitting or cancelling."""
+    _runs.clear()
+    _run.clear()
+
+
+# -- metrics and losses -------------------------------------------------------------------
+
+
+def metrics(run_id: int, *, live: bool, **filters: Any) -> pd.DataFrame:
+    """One row per evaluation, filtered by the API (client, task, model, split, metric, …)."""
+    fetch = _metrics_live if live else _metrics_finished
+    return fetch(*target(), run_id, tuple(sorted(filters.items())))
+
+
+def _metrics_frame(base_url: str, token: str, run_id: int, filters: tuple) -> pd.DataFrame:
+    rows = _client(base_url, token).all_metrics(run_id, **dict(filters))
+    return pd.DataFrame(rows, columns=METRIC_COLUMNS)
+
+
+@st.cache_data(ttl=LIVE_TTL_S, show_spinner=False)
+def _metrics_live(base_url: str, token: str, run_id: int, filters: tuple) -> pd.DataFrame:
+    return _metrics_frame(base_url, token, run_id, filters)
+
+
+@st.cache_data(ttl=FINISHED_TTL_S, show_spinner=False)
+def _metrics_finished(base_url: str, token: str, run_id: int, filters: tuple) -> pd.DataFrame:
+    return _metrics_frame(base_url, token, run_id, filters)
+
+
+def metric_facets(run_id: int, *, live: bool) -> dict[str, Any]:
+    """The values a run's metrics take per column (metric names, clients, tasks, …).
+
+    The API has no facets endpoint, so this reads the run's metrics unfiltered once and
+    keeps only the distinct values; while the run is live it is refreshed every
+    ``FACETS_LIVE_TTL_S`` seconds, much less often than the filtered data the charts show.
+    """
+    fetch = _facets_live if live else _facets_finished
+    return fetch(*target(), run_id)
+
+
+def _facets(base_url: str, token: str, run_id: int) -> dict[str, Any]:
+    frame = _metrics_frame(base_url, token, run_id, ())
+    facets: dict[str, Any] = {
+        column: sorted(frame[column].dropna().unique().tolist())
+        for column in ("metric", "stage", "client", "task", "model", "split")
+    }
+    # Classification and generation tasks report different metrics (accuracy vs mse).
+    facets["task_metrics"] = {
+        task: sorted(group.unique().tolist()) for task, group in frame.groupby("task")["metric"]
+    }
+    return facets
+
+
+@st.cache_data(ttl=FACETS_LIVE_TTL_S, show_spinner=False)
+def _facets_live(base_url: str, token: str, run_id: int) -> dict[str, Any]:
+    return _facets(base_url, token, run_id)
+
+
+@st.cache_data(ttl=FINISHED_TTL_S, show_spinner=False)
+def _facets_finished(base_url: str, token: str, run_id: int) -> dict[str, Any]:
+    return _facets(base_url, token, run_id)
+
+
+def losses(run_id: int, *, live: bool) -> pd.DataFrame:
+    fetch = _losses_live if live else _losses_finished
+    return fetch(*target(), run_id)
+
+
+def _losses_frame(base_url: str, token: str, run_id: int) -> pd.DataFrame:
+    rows = _client(base_url, token).all_losses(run_id)
+    return pd.DataFrame(rows, columns=LOSS_COLUMNS)
+
+
+@st.cache_data(ttl=LIVE_TTL_S, show_spinner=False)
+def _losses_live(base_url: str, token: str, run_id: int) -> pd.DataFrame:
+    return _losses_frame(base_url, token, run_id)
+
+
+@st.cache_data(ttl=FINISHED_TTL_S, show_spinner=False)
+def _losses_finished(base_url: str, token: str, run_id: int) -> pd.DataFrame:
+    return _losses_frame(base_url, token, run_id)
+
+
+def metrics_csv(run_id: int, **filters: Any) -> bytes:
+    """Not cached: only fetched when someone clicks the download button."""
+    return api().metrics_csv(run_id, **filters)

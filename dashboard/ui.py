@@ -1,0 +1,195 @@
+"""Small pieces the pages share: status badges, formatting, and friendly API errors."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import TypeVar
+
+import streamlit as st
+
+from dashboard import data
+from dashboard.client import (
+    ACTIVE_STATUSES,
+    ApiError,
+    ApiUnreachable,
+    Run,
+    Unauthorized,
+    api_url_from_env,
+    token_from_env,
+)
+
+T = TypeVar("T")
+
+LIVE_REFRESH_S = 3  # while something is running, panels refresh this often
+IDLE_REFRESH_S = 30  # the runs list still notices runs that other people submit
+
+RUN_PAGE = "app_pages/run.py"
+RUNS_PAGE = "app_pages/runs.py"
+SUBMIT_PAGE = "app_pages/submit.py"
+
+STATUS_COLORS = {
+    "queued": "gray",
+    "running": "blue",
+    "cancelling": "orange",
+    "succeeded": "green",
+    "failed": "red",
+    "cancelled": "violet",
+}
+STATUS_ICONS = {
+    "queued": ":material/schedule:",
+    "running": ":material/play_circle:",
+    "cancelling": ":material/pending:",
+    "succeeded": ":material/check_circle:",
+    "failed": ":material/error:",
+    "cancelled": ":material/cancel:",
+}
+# Table cells get a tinted background instead of icons: no emoji font needed.
+STATUS_CELL_STYLES = {
+    "queued": "background-color: rgba(128, 132, 149, 0.15)",
+    "running": "background-color: rgba(28, 131, 225, 0.18)",
+    "cancelling": "background-color: rgba(255, 135, 0, 0.18)",
+    "succeeded": "background-color: rgba(33, 195, 84, 0.18)",
+    "failed": "background-color: rgba(255, 43, 43, 0.18)",
+    "cancelled": "background-color: rgba(128, 61, 245, 0.15)",
+}
+
+
+def is_active(run: Run) -> bool:
+    return run["status"] in ACTIVE_STATUSES
+
+
+def status_badge(status: str) -> None:
+    st.badge(status, color=STATUS_COLORS.get(status, "gray"), icon=STATUS_ICONS.get(status))
+
+
+def status_cell_style(status: str) -> str:
+    return STATUS_CELL_STYLES.get(status, "")
+
+
+def progress_of(run: Run) -> float:
+    """The API's progress, else rounds done / rounds planned; 1.0 once succeeded."""
+    if run["status"] == "succeeded":
+        return 1.0
+    progress = run.get("progress")
+    if progress is not None:
+        return min(max(float(progress), 0.0), 1.0)
+    done, total = run.get("round") or 0, run.get("total_rounds") or 0
+    return min(done / total, 1.0) if total else 0.0
+
+
+def format_round(run: Run) -> str:
+    total = run.get("total_rounds")
+    done = run.get("round")
+    if total is None:
+        return "-" if done is None else str(done)
+    return f"{done or 0}/{total}"
+
+
+def format_eta(seconds: float | None) -> str:
+    if seconds is None or (isinstance(seconds, float) and math.isnan(seconds)):
+        return ""
+    total_s = max(round(seconds), 0)
+    hours, rest = divmod(total_s, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    if minutes:
+        return f"{minutes}m {secs:02d}s"
+    return f"{secs}s"
+
+
+def batched(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    """Rows of a grid (``itertools.batched`` arrives only in Python 3.12)."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def query_run_id() -> int | None:
+    """The run named in the page URL (``?run=12``), if any and if it is a number."""
+    raw = st.query_params.get("run")
+    try:
+        return int(raw) if raw is not None else None
+    except ValueError:
+        return None
+
+
+# -- errors -------------------------------------------------------------------------------
+
+
+def show_api_error(err: ApiError) -> None:
+    """Say what went wrong and what to do about it, instead of a traceback."""
+    if isinstance(err, ApiUnreachable):
+        st.error(
+            f"**The tapfl API is not reachable** at `{api_url_from_env()}`.\n\n"
+            "Start the stack with `tapfl up`, or point `TAPFL_API_URL` at a running API. "
+            "This page retries by itself.",
+            icon=":material/cloud_off:",
+        )
+    elif isinstance(err, Unauthorized):
+        st.error(
+            f"**The API refused the token** (HTTP {err.status}).\n\n"
+            "Set `TAPFL_TOKEN` to a valid API token and restart the dashboard.",
+            icon=":material/key_off:",
+        )
+    elif err.status == 404:
+        st.warning(f"**Not found.** {err.message}", icon=":material/search_off:")
+    else:
+        st.error(f"**The API call failed.** {err.message}", icon=":material/error:")
+
+
+@contextmanager
+def api_errors() -> Iterator[None]:
+    """Show an API failure in place and stop this page (or fragment) run there."""
+    try:
+        yield
+    except ApiError as err:
+        show_api_error(err)
+        st.stop()
+
+
+def connection_panel() -> str | None:
+    """Sidebar line about the API; returns a message when pages cannot work at all."""
+    url = api_url_from_env()
+    try:
+        health = data.health()
+    except ApiUnreachable:
+        st.markdown(":red[:material/cloud_off:] API unreachable")
+        st.caption(f"`{url}`")
+        return (
+            f"**Cannot reach the tapfl API** at `{url}`.\n\n"
+            "Start the stack with `tapfl up`, or set `TAPFL_API_URL` to the API's address "
+            "(and `TAPFL_TOKEN` to an API token) before `streamlit run dashboard/app.py`."
+        )
+    except ApiError as err:
+        st.markdown(":red[:material/error:] API error")
+        return f"**The tapfl API at `{url}` is not healthy.** {err.message}"
+
+    healthy = health.get("status") == "ok"
+    mark = ":green[:material/check_circle:]" if healthy else ":orange[:material/warning:]"
+    st.markdown(f"{mark} API {health.get('status', '?')}")
+    st.caption(f"`{url}`")
+    if not health.get("database", True):
+        st.warning("The API cannot reach its database: pages will fail.", icon=":material/storage:")
+    if not health.get("redis", True):
+        st.warning(
+            "The API cannot reach Redis: new runs wait in the queue until it is back.",
+            icon=":material/schedule:",
+        )
+
+    if not token_from_env():
+        return (
+            "**No API token.** Set `TAPFL_TOKEN` to an API token before starting the "
+            "dashboard; every call except the health check needs one."
+        )
+    try:
+        data.presets()  # the cheapest call that needs the token
+    except Unauthorized as err:
+        return (
+            f"**The API refused the token** (HTTP {err.status}). Set `TAPFL_TOKEN` to a valid "
+            "API token and restart the dashboard."
+        )
+    except ApiError:
+        pass  # not about the token; the page that needs presets will say what is wrong
+    return None

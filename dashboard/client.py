@@ -159,7 +159,10 @@ def api_url_from_env() -> str:
 
 
 def token_from_env() -> str:
-    return os.environ.get("TAPFL_TOKEN", "").strip()
+    """``TAPFL_TOKEN``, else the admin token the API wrote under ``TAPFL_HOME`` (compose)."""
+    from backend.settings import Settings  # settings only: the dashboard never touches SQL
+
+    return (Settings().client_token() or "").strip()
 
 
 def _drop_none(params: Mapping[str, Any]) -> dict[str, Any]:

@@ -28,9 +28,13 @@ def fake_server() -> Iterator[FakeApi]:
 
 
 @pytest.fixture
-def fake_api(fake_server: FakeApi, monkeypatch: pytest.MonkeyPatch) -> FakeApi:
+def fake_api(
+    fake_server: FakeApi, monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> FakeApi:
     """The fake API with freshly seeded runs; the dashboard's env and caches point at it."""
     fake_server.reset()
+    # An empty state directory: no token file to fall back on unless a test writes one.
+    monkeypatch.setenv("TAPFL_HOME", str(tmp_path_factory.mktemp("home")))
     monkeypatch.setenv("TAPFL_API_URL", fake_server.url)
     monkeypatch.setenv("TAPFL_TOKEN", fake_server.token)
     # Cached answers from a previous test's state must not leak into this one.

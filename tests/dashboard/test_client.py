@@ -106,6 +106,18 @@ def test_base_url_and_token_come_from_the_environment(monkeypatch: pytest.Monkey
     assert TapflClient().base_url == "http://127.0.0.1:8000"
 
 
+def test_token_falls_back_to_the_token_file_under_tapfl_home(
+    monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    monkeypatch.delenv("TAPFL_TOKEN", raising=False)
+    monkeypatch.setenv("TAPFL_HOME", str(tmp_path))
+    assert TapflClient().token == ""
+    (tmp_path / "token").write_text("from-file\n")
+    assert TapflClient().token == "from-file"
+    monkeypatch.setenv("TAPFL_TOKEN", "from-env")
+    assert TapflClient().token == "from-env"
+
+
 def test_all_metrics_reads_page_after_page_until_the_total() -> None:
     rows = [{"round": r, "value": r / 10} for r in range(25)]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from tap_engine.model import State
+from tap_engine.models.state import State
 
 
 def weighted_average(base: State, updates: list[tuple[State, int]]) -> State:

@@ -46,7 +46,8 @@ class DatasetSpec(StrictModel):
     )
     test_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
     image_column: str | None = "image"
-    text_column: str | None = None
+    text_column: str | None = Field(default=None, description="model input text")
+    target_column: str | None = Field(default=None, description="text generation target")
     label_column: str | None = "label"
     num_classes: PositiveInt | None = None
 
@@ -63,6 +64,10 @@ class TaskSpec(StrictModel):
     )
     labels: list[int] | None = Field(default=None, description="keep only these labels")
     domain: str = "general"
+    modalities: list[Modality] | None = Field(
+        default=None,
+        description="input modalities; two make a fused task (VQA). Default: the family's",
+    )
     max_train: PositiveInt | None = None
     max_test: PositiveInt | None = None
 
@@ -74,9 +79,18 @@ class TaskSpec(StrictModel):
                 raise ValueError(f"shard ({index}, {count}) needs 0 <= index < count")
         return shards
 
+    @model_validator(mode="after")
+    def _default_modalities(self) -> TaskSpec:
+        if self.modalities is None:
+            self.modalities = ["text"] if self.family.startswith("text") else ["image"]
+        if len(set(self.modalities)) != len(self.modalities) or not self.modalities:
+            raise ValueError(f"modalities must be distinct and non-empty, got {self.modalities}")
+        self.modalities = sorted(self.modalities)
+        return self
+
     @property
-    def modalities(self) -> tuple[Modality, ...]:
-        return ("text",) if self.family.startswith("text") else ("image",)
+    def input_modalities(self) -> tuple[Modality, ...]:
+        return tuple(self.modalities or ())
 
 
 class ClientSpec(StrictModel):
@@ -101,12 +115,63 @@ class ScenarioSpec(StrictModel):
 
 
 class BackboneSpec(StrictModel):
-    name: str = Field(default="conv-tiny", description="backbone family")
-    path: str | None = Field(default=None, description="hub id or local directory")
-    hidden_size: PositiveInt = 64
+    name: Literal["flava", "vilt", "flava-tiny", "vilt-tiny"] = "flava-tiny"
+    path: str | None = Field(
+        default=None,
+        description="hub id or local directory; default: the hub model, or for *-tiny a "
+        "random-weight model built offline",
+    )
+    tiny_hidden_size: PositiveInt = Field(default=48, description="width of *-tiny backbones")
+    max_text_length: PositiveInt | None = Field(
+        default=None, description="input tokens; default 256 (FLAVA) / 40 (ViLT)"
+    )
+    max_target_length: PositiveInt | None = Field(
+        default=None, description="text generation target tokens; default max_text_length"
+    )
+
+    @property
+    def kind(self) -> str:
+        return self.name.removesuffix("-tiny")
 
 
-ALGORITHMS: tuple[str, ...] = ("fedavg", "local")
+ALGORITHMS: tuple[str, ...] = (
+    "tap",
+    "tap_no_kd",
+    "fedavg",
+    "fedavg_ft",
+    "fedavg_ft2x",
+    "disentafl",
+    "disentafl_ft",
+    "local",
+)
+
+# TAP_SPEC section 3: margins, learning rates and local steps per backbone.
+BACKBONE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "flava": {
+        "margins": {
+            "image_classification": 0.01,
+            "text_generation": 0.01,
+            "image_generation": 0.005,
+            "text_classification": 0.005,
+        },
+        "min_lr": 1e-4,
+        "peak_lr": 3e-4,
+        "local_steps": 20,
+        "max_text_length": 256,
+    },
+    "vilt": {
+        "margins": {
+            "image_classification": 0.02,
+            "text_generation": 0.02,
+            "image_generation": 0.01,
+            "text_classification": 0.01,
+        },
+        "min_lr": 1e-4,
+        "peak_lr": 4e-4,
+        "local_steps": 30,
+        "max_text_length": 40,
+    },
+}
 
 
 class RunConfig(StrictModel):
@@ -115,22 +180,38 @@ class RunConfig(StrictModel):
     name: str = "run"
     description: str = ""
     preset: str | None = None
-    algorithm: str = "fedavg"
+    algorithm: str = "tap"
     seed: int = 41
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["fp32", "bf16"] = Field(
+        default="fp32", description="bf16: autocast on CUDA (ignored on CPU)"
+    )
     backbone: BackboneSpec = Field(default_factory=BackboneSpec)
-    rounds: PositiveInt = 10
+    # Paper defaults (TAP_SPEC section 3); None takes the backbone's default.
+    rounds: PositiveInt = 200
     clients_per_round: PositiveInt = 2
-    local_steps: PositiveInt = 10
+    local_steps: PositiveInt | None = None
     batch_size: PositiveInt = 32
-    grad_accum: PositiveInt = 1
-    min_lr: float = Field(default=1e-3, gt=0)
-    peak_lr: float = Field(default=3e-3, gt=0)
-    warmup_rounds: int = Field(default=2, ge=0)
+    grad_accum: PositiveInt = 4
+    min_lr: float | None = Field(default=None, gt=0)
+    peak_lr: float | None = Field(default=None, gt=0)
+    warmup_rounds: int = Field(default=20, ge=0)
     weight_decay: float = Field(default=0.01, ge=0)
     grad_clip: float = Field(default=1.0, gt=0)
-    eval_every: PositiveInt = 1
-    eval_batch_size: PositiveInt = 256
+    margins: dict[TaskFamily, float] | None = Field(
+        default=None, description="replacement margin per task family"
+    )
+    post_steps: int = Field(default=50, ge=0, description="stage-2 fine-tuning iterations")
+    kd_lambda: float = Field(default=2e-3, ge=0, description="stage-2 distillation weight")
+    kd_text_classification_factor: float = Field(
+        default=500.0, ge=0, description="kd_lambda multiplier for text classification"
+    )
+    disentafl_weight: float = Field(default=0.5, ge=0, description="DisentAFL orthogonality")
+    eval_every: PositiveInt = 10
+    eval_batch_size: PositiveInt = 64
+    eval_max_samples: PositiveInt | None = Field(
+        default=None, description="cap on each evaluation set (a fixed subset), None: all"
+    )
     scenario: ScenarioSpec
 
     @field_validator("algorithm")
@@ -139,6 +220,19 @@ class RunConfig(StrictModel):
         if name not in ALGORITHMS:
             raise ValueError(f"unknown algorithm {name!r}; choose one of {', '.join(ALGORITHMS)}")
         return name
+
+    @model_validator(mode="after")
+    def _backbone_defaults(self) -> RunConfig:
+        defaults = BACKBONE_DEFAULTS[self.backbone.kind]
+        self.margins = {**defaults["margins"], **(self.margins or {})}
+        for name in ("min_lr", "peak_lr", "local_steps"):
+            if getattr(self, name) is None:
+                setattr(self, name, defaults[name])
+        if self.backbone.max_text_length is None:
+            self.backbone.max_text_length = defaults["max_text_length"]
+        if self.backbone.max_target_length is None:
+            self.backbone.max_target_length = self.backbone.max_text_length
+        return self
 
     @model_validator(mode="after")
     def _consistent(self) -> RunConfig:

@@ -2,14 +2,16 @@
 client's share out of both pools with the same shard and label rules.
 
 Test items come only from the test pool, so no test example can reach any client's
-training data. Images are float tensors ``[N, 3, 64, 64]`` in ``[0, 1]`` before
-normalisation (never cast through uint8 after scaling).
+training data. Images are kept as uint8 ``[N, 3, 64, 64]`` (always a valid pixel range,
+a quarter of float32's memory) and normalised per batch; text is tokenised once with the
+backbone's tokenizer.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,6 +26,7 @@ IMAGE_STD = torch.tensor([0.2673, 0.2564, 0.2762]).view(1, 3, 1, 1)
 # The train/test split of a dataset must not depend on the run's seed: every run (and
 # every algorithm in a sweep) sees the same held-out items.
 SPLIT_SEED = 20250930
+IGNORE_INDEX = -100
 
 
 class DataError(ValueError):
@@ -31,18 +34,79 @@ class DataError(ValueError):
 
 
 @dataclass
+class Batch:
+    """One task's slice of a batch, on the training device, ready for the model."""
+
+    images: torch.Tensor | None  # [B, 3, 64, 64] float, normalised
+    input_ids: torch.Tensor | None  # [B, S]
+    attention_mask: torch.Tensor | None  # [B, S] bool
+    labels: torch.Tensor | None  # [B]
+    target_ids: torch.Tensor | None  # [B, T], IGNORE_INDEX at padding
+    domain_ids: torch.Tensor  # [B] indices into the model's domain list
+
+    def __len__(self) -> int:
+        return int(self.domain_ids.numel())
+
+
+@dataclass
 class Pool:
     """Tensors of one dataset split; ``ids`` identify items across splits (leak checks)."""
 
-    images: torch.Tensor  # [N, 3, 64, 64], normalised
-    labels: torch.Tensor  # [N] long (-1 when the dataset has none)
     ids: torch.Tensor  # [N] long, unique within the dataset
+    images: torch.Tensor | None = None  # [N, 3, 64, 64] uint8
+    input_ids: torch.Tensor | None = None  # [N, S] long
+    attention_mask: torch.Tensor | None = None  # [N, S] bool
+    labels: torch.Tensor | None = None  # [N] long
+    target_ids: torch.Tensor | None = None  # [N, T] long, IGNORE_INDEX at padding
 
     def __len__(self) -> int:
         return int(self.ids.numel())
 
     def subset(self, index: torch.Tensor) -> Pool:
-        return Pool(self.images[index], self.labels[index], self.ids[index])
+        return Pool(**{f.name: _take(getattr(self, f.name), index) for f in fields(self)})
+
+    @staticmethod
+    def concat(pools: list[Pool]) -> Pool:
+        return Pool(
+            **{f.name: _cat(f.name, [getattr(p, f.name) for p in pools]) for f in fields(Pool)}
+        )
+
+    def batch(self, index: torch.Tensor, domain_id: int, device: torch.device) -> Batch:
+        """Rows ``index`` as a model batch; text is cut to the batch's longest sequence."""
+        images = input_ids = attention_mask = target_ids = None
+        if self.images is not None:
+            images = normalise(self.images[index].to(device, non_blocking=True))
+        if self.input_ids is not None and self.attention_mask is not None:
+            mask = self.attention_mask[index]
+            width = max(int(mask.sum(1).max()), 1)
+            input_ids = self.input_ids[index, :width].to(device, non_blocking=True)
+            attention_mask = mask[:, :width].to(device, non_blocking=True)
+        if self.target_ids is not None:
+            targets = self.target_ids[index]
+            width = max(int((targets != IGNORE_INDEX).sum(1).max()), 1)
+            target_ids = targets[:, :width].to(device, non_blocking=True)
+        labels = (
+            self.labels[index].to(device, non_blocking=True) if self.labels is not None else None
+        )
+        domains = torch.full((len(index),), domain_id, dtype=torch.long, device=device)
+        return Batch(images, input_ids, attention_mask, labels, target_ids, domains)
+
+
+def _take(t: torch.Tensor | None, index: torch.Tensor) -> torch.Tensor | None:
+    return None if t is None else t[index]
+
+
+# Padding of token sequences when pools of different widths are joined.
+_PAD = {"input_ids": 0, "attention_mask": False, "target_ids": IGNORE_INDEX}
+
+
+def _cat(name: str, parts: list[torch.Tensor | None]) -> torch.Tensor | None:
+    if any(p is None for p in parts):
+        return None
+    if name in _PAD:
+        width = max(p.shape[1] for p in parts)
+        parts = [F.pad(p, (0, width - p.shape[1]), value=_PAD[name]) for p in parts]
+    return torch.cat(parts)
 
 
 @dataclass
@@ -69,59 +133,55 @@ class ClientData:
 
 
 def normalise(images: torch.Tensor) -> torch.Tensor:
-    """``[N, C, H, W]`` in [0, 1] -> ``[N, 3, 64, 64]`` normalised with CIFAR-100 stats."""
-    images = images.float()
-    if images.shape[1] == 1:
-        images = images.expand(-1, 3, -1, -1)
-    if images.shape[-2:] != (IMAGE_SIZE, IMAGE_SIZE):
-        images = F.interpolate(images, size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear")
-    return ((images.clamp(0, 1) - IMAGE_MEAN) / IMAGE_STD).contiguous()
+    """uint8 ``[B, 3, 64, 64]`` -> float normalised with CIFAR-100 statistics."""
+    mean, std = IMAGE_MEAN.to(images.device), IMAGE_STD.to(images.device)
+    return (images.float() / 255.0 - mean) / std
 
 
-def _sklearn_digits() -> tuple[torch.Tensor, torch.Tensor]:
+def to_uint8_images(items: list[Any]) -> torch.Tensor:
+    """PIL images or arrays (HxW or HxWxC; integers 0..255, floats 0..1) -> uint8
+    ``[N, 3, 64, 64]``.
+
+    Scaling happens in float and the cast comes last, after clamping: values never wrap.
+    """
+    out = torch.empty((len(items), 3, IMAGE_SIZE, IMAGE_SIZE), dtype=torch.uint8)
+    for i, item in enumerate(items):
+        if hasattr(item, "convert"):
+            item = item.convert("RGB")
+        raw = np.asarray(item)
+        # Integer pixels are 0..255; float pixels are taken as 0..1.
+        array = raw.astype(np.float32) / (255.0 if raw.dtype.kind in "ui" else 1.0)
+        if array.ndim == 2:
+            array = np.repeat(array[:, :, None], 3, axis=2)
+        tensor = torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0)
+        if tensor.shape[-2:] != (IMAGE_SIZE, IMAGE_SIZE):
+            tensor = F.interpolate(tensor, size=(IMAGE_SIZE,) * 2, mode="bilinear")
+        out[i] = (tensor[0].clamp(0, 1) * 255).round().to(torch.uint8)
+    return out
+
+
+def _sklearn_digits():
+    import datasets
     from sklearn.datasets import load_digits
 
     digits = load_digits()
-    images = torch.from_numpy(digits.images / 16.0).unsqueeze(1)  # [N, 1, 8, 8], 0..1
-    return images, torch.from_numpy(digits.target).long()
-
-
-BUILTIN_SOURCES: dict[str, Callable[[], tuple[torch.Tensor, torch.Tensor]]] = {
-    "sklearn_digits": _sklearn_digits,
-}
-
-
-def _hf_images_labels(dataset, spec: DatasetSpec) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images (PIL or arrays) and integer labels of a ``datasets.Dataset``."""
-    missing = [
-        c for c in (spec.image_column, spec.label_column) if c and c not in dataset.column_names
-    ]
-    if missing:
-        raise DataError(
-            f"dataset {spec.name!r} has no column {missing[0]!r} "
-            f"(columns: {', '.join(dataset.column_names)})"
-        )
-    images = []
-    for item in dataset[spec.image_column]:
-        array = np.asarray(
-            item.convert("RGB") if hasattr(item, "convert") else item, dtype=np.float32
-        )
-        if array.ndim == 2:
-            array = array[:, :, None]
-        scale = 255.0 if array.max(initial=0.0) > 1.0 else 1.0
-        tensor = torch.from_numpy(array / scale).permute(2, 0, 1).unsqueeze(0)
-        images.append(F.interpolate(tensor, size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear"))
-    labels = (
-        torch.tensor(dataset[spec.label_column], dtype=torch.long)
-        if spec.label_column
-        else torch.full((len(images),), -1, dtype=torch.long)
+    return datasets.Dataset.from_dict(
+        {"image": list(digits.images / 16.0), "label": digits.target.tolist()}
     )
-    return torch.cat(images), labels
 
 
-def _load_hf_split(spec: DatasetSpec, split: str):
+BUILTIN_SOURCES: dict[str, Callable[[], Any]] = {"sklearn_digits": _sklearn_digits}
+
+
+def _load_split(spec: DatasetSpec, split: str):
+    """A ``datasets.Dataset`` for one split, from a builtin, the hub or disk."""
     import datasets
 
+    if spec.source == "builtin":
+        if spec.name not in BUILTIN_SOURCES:
+            known = ", ".join(sorted(BUILTIN_SOURCES))
+            raise DataError(f"unknown builtin dataset {spec.name!r} (known: {known})")
+        return BUILTIN_SOURCES[spec.name]()
     try:
         if spec.source == "disk":
             loaded = datasets.load_from_disk(spec.name)
@@ -137,31 +197,76 @@ def _load_hf_split(spec: DatasetSpec, split: str):
         raise DataError(f"cannot load dataset {spec.name!r} ({spec.source}): {exc}") from exc
 
 
-def load_pools(spec: DatasetSpec) -> tuple[Pool, Pool]:
+@dataclass(frozen=True)
+class TextLimits:
+    max_text_length: int
+    max_target_length: int
+
+
+def _encode(dataset, spec: DatasetSpec, tokenizer, limits: TextLimits, first_id: int) -> Pool:
+    columns = {
+        "image_column": spec.image_column,
+        "text_column": spec.text_column,
+        "target_column": spec.target_column,
+        "label_column": spec.label_column,
+    }
+    for field_name, column in columns.items():
+        if column and column not in dataset.column_names:
+            raise DataError(
+                f"dataset {spec.name!r} has no column {column!r} ({field_name}); "
+                f"columns: {', '.join(dataset.column_names)}"
+            )
+    pool = Pool(ids=torch.arange(first_id, first_id + len(dataset)))
+    if spec.image_column:
+        pool.images = to_uint8_images(dataset[spec.image_column])
+    if spec.label_column:
+        pool.labels = torch.tensor(dataset[spec.label_column], dtype=torch.long)
+    if spec.text_column:
+        encoded = tokenizer(
+            [str(t) for t in dataset[spec.text_column]],
+            padding="longest",
+            truncation=True,
+            max_length=limits.max_text_length,
+            return_tensors="pt",
+        )
+        pool.input_ids = encoded["input_ids"]
+        pool.attention_mask = encoded["attention_mask"].bool()
+    if spec.target_column:
+        pool.target_ids = _encode_targets(
+            [str(t) for t in dataset[spec.target_column]], tokenizer, limits.max_target_length
+        )
+    return pool
+
+
+def _encode_targets(texts: list[str], tokenizer, max_length: int) -> torch.Tensor:
+    """Target token ids ending in the separator (an end-of-text mark), padded with
+    IGNORE_INDEX so losses and metrics skip padding."""
+    end = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
+    rows = tokenizer(texts, add_special_tokens=False, truncation=True, max_length=max_length - 1)
+    sequences = [[*ids, end] for ids in rows["input_ids"]]
+    width = max(len(s) for s in sequences)
+    out = torch.full((len(sequences), width), IGNORE_INDEX, dtype=torch.long)
+    for i, ids in enumerate(sequences):
+        out[i, : len(ids)] = torch.tensor(ids)
+    return out
+
+
+def load_pools(spec: DatasetSpec, tokenizer, limits: TextLimits) -> tuple[Pool, Pool]:
     """The (train, test) pools of one dataset."""
-    if spec.source == "builtin":
-        if spec.name not in BUILTIN_SOURCES:
-            known = ", ".join(sorted(BUILTIN_SOURCES))
-            raise DataError(f"unknown builtin dataset {spec.name!r} (known: {known})")
-        images, labels = BUILTIN_SOURCES[spec.name]()
-        return _hold_out(normalise(images), labels, spec.test_fraction)
-    train_images, train_labels = _hf_images_labels(_load_hf_split(spec, spec.train_split), spec)
-    if spec.test_split is None:
-        return _hold_out(normalise(train_images), train_labels, spec.test_fraction)
-    test_images, test_labels = _hf_images_labels(_load_hf_split(spec, spec.test_split), spec)
-    n = len(train_labels)
-    train = Pool(normalise(train_images), train_labels, torch.arange(n))
-    test = Pool(normalise(test_images), test_labels, torch.arange(n, n + len(test_labels)))
+    train_set = _load_split(spec, spec.train_split)
+    if spec.test_split is None or spec.source == "builtin":
+        pool = _encode(train_set, spec, tokenizer, limits, 0)
+        return _hold_out(pool, spec.test_fraction)
+    test_set = _load_split(spec, spec.test_split)
+    train = _encode(train_set, spec, tokenizer, limits, 0)
+    test = _encode(test_set, spec, tokenizer, limits, len(train))
     return train, test
 
 
-def _hold_out(images: torch.Tensor, labels: torch.Tensor, fraction: float) -> tuple[Pool, Pool]:
-    order = torch.from_numpy(np.random.default_rng(SPLIT_SEED).permutation(len(labels)))
-    n_test = max(1, round(len(labels) * fraction))
-    test_idx, train_idx = order[:n_test].sort().values, order[n_test:].sort().values
-    ids = torch.arange(len(labels))
-    pool = Pool(images, labels, ids)
-    return pool.subset(train_idx), pool.subset(test_idx)
+def _hold_out(pool: Pool, fraction: float) -> tuple[Pool, Pool]:
+    order = torch.from_numpy(np.random.default_rng(SPLIT_SEED).permutation(len(pool)))
+    n_test = max(1, round(len(pool) * fraction))
+    return pool.subset(order[n_test:].sort().values), pool.subset(order[:n_test].sort().values)
 
 
 def _client_share(pool: Pool, task: TaskSpec, cap: int | None) -> Pool:
@@ -169,16 +274,16 @@ def _client_share(pool: Pool, task: TaskSpec, cap: int | None) -> Pool:
     index = torch.from_numpy(np.random.default_rng(SPLIT_SEED + 1).permutation(len(pool)))
     for shard, count in task.shards:
         index = torch.tensor_split(index, count)[shard]
-    if task.labels is not None:
-        keep = torch.isin(pool.labels[index], torch.tensor(task.labels))
-        index = index[keep]
+    if task.labels is not None and pool.labels is not None:
+        index = index[torch.isin(pool.labels[index], torch.tensor(task.labels))]
     if cap is not None:
         index = index[:cap]
     return pool.subset(index.sort().values)
 
 
-def build_clients(config: RunConfig) -> list[ClientData]:
-    """Every client's train and test data; each dataset is loaded once."""
+def build_clients(config: RunConfig, tokenizer) -> list[ClientData]:
+    """Every client's train and test data; each dataset is loaded and tokenised once."""
+    limits = TextLimits(config.backbone.max_text_length, config.backbone.max_target_length)
     pools: dict[str, tuple[Pool, Pool]] = {}
     clients = []
     for c, client in enumerate(config.scenario.clients):
@@ -186,11 +291,12 @@ def build_clients(config: RunConfig) -> list[ClientData]:
         for task in client.tasks:
             where = f"client {c}, task {task.task!r}, dataset {task.dataset!r}"
             dspec = config.scenario.datasets[task.dataset]
-            if task.dataset not in pools:
-                try:
-                    pools[task.dataset] = load_pools(dspec)
-                except DataError as exc:
-                    raise DataError(f"{where}: {exc}") from exc
+            try:
+                _check_columns_serve_task(task, dspec)
+                if task.dataset not in pools:
+                    pools[task.dataset] = load_pools(dspec, tokenizer, limits)
+            except DataError as exc:
+                raise DataError(f"{where}: {exc}") from exc
             train_pool, test_pool = pools[task.dataset]
             train = _client_share(train_pool, task, task.max_train)
             test = _client_share(test_pool, task, task.max_test)
@@ -200,6 +306,18 @@ def build_clients(config: RunConfig) -> list[ClientData]:
     return clients
 
 
+def _check_columns_serve_task(task: TaskSpec, spec: DatasetSpec) -> None:
+    needs = {
+        "image_column": "image" in (task.modalities or ()) or task.family == "image_generation",
+        "text_column": "text" in (task.modalities or ()),
+        "label_column": task.family.endswith("classification"),
+        "target_column": task.family == "text_generation",
+    }
+    for field_name, needed in needs.items():
+        if needed and not getattr(spec, field_name):
+            raise DataError(f"a {task.family} task on {task.modalities} needs {field_name} set")
+
+
 def _check_task(
     where: str, task: TaskSpec, dspec: DatasetSpec, train: Pool, test: Pool
 ) -> int | None:
@@ -207,11 +325,12 @@ def _check_task(
         raise DataError(f"{where}: empty {'train' if len(train) == 0 else 'test'} split")
     if not task.family.endswith("classification"):
         return None
-    seen = int(torch.cat([train.labels, test.labels]).max()) + 1
-    num_classes = dspec.num_classes or seen
-    low = int(torch.cat([train.labels, test.labels]).min())
-    if low < 0 or seen > num_classes:
-        raise DataError(f"{where}: labels span [{low}, {seen - 1}], outside [0, {num_classes - 1}]")
+    assert train.labels is not None and test.labels is not None
+    labels = torch.cat([train.labels, test.labels])
+    low, high = int(labels.min()), int(labels.max())
+    num_classes = dspec.num_classes or high + 1
+    if low < 0 or high >= num_classes:
+        raise DataError(f"{where}: labels span [{low}, {high}], outside [0, {num_classes - 1}]")
     return num_classes
 
 
@@ -221,11 +340,12 @@ def pooled_test(clients: list[ClientData]) -> dict[str, Pool]:
     for client in clients:
         for task in client.tasks:
             by_task.setdefault(task.name, []).append(task.test)
-    return {
-        name: Pool(
-            torch.cat([p.images for p in parts]),
-            torch.cat([p.labels for p in parts]),
-            torch.cat([p.ids for p in parts]),
-        )
-        for name, parts in by_task.items()
-    }
+    return {name: Pool.concat(parts) for name, parts in by_task.items()}
+
+
+def eval_subset(pool: Pool, cap: int | None) -> Pool:
+    """At most ``cap`` items, a fixed random subset (label-sorted datasets stay balanced)."""
+    if cap is None or len(pool) <= cap:
+        return pool
+    order = torch.randperm(len(pool), generator=torch.Generator().manual_seed(SPLIT_SEED))
+    return pool.subset(order[:cap].sort().values)

@@ -1,32 +1,44 @@
-"""Per-sample metrics of one model on one task's held-out data."""
+"""Per-sample metrics of one model on one task's held-out data (TAP_SPEC section 6)."""
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
-from tap_engine.data import Pool
+from tap_engine.data import IGNORE_INDEX, Pool
+from tap_engine.models.tap_model import TapModel, TaskInfo
+from tap_engine.training import per_sample_loss
 
 
 @torch.no_grad()
 def evaluate_task(
-    model: nn.Module, task: str, family: str, pool: Pool, batch_size: int, device: torch.device
+    model: TapModel,
+    info: TaskInfo,
+    pool: Pool,
+    domain_id: int,
+    batch_size: int,
+    device: torch.device,
 ) -> dict[str, float]:
     """Metrics averaged per sample (not per batch): a short last batch weighs what it holds."""
     model.eval()
     sums: dict[str, float] = {}
     for start in range(0, len(pool), batch_size):
-        images = pool.images[start : start + batch_size].to(device)
-        labels = pool.labels[start : start + batch_size].to(device)
-        output = model(task, images)
-        if family == "image_generation":
-            per_sample = {"mse": F.mse_loss(output, images, reduction="none").flatten(1).mean(1)}
-        else:
+        index = torch.arange(start, min(start + batch_size, len(pool)))
+        batch = pool.batch(index, domain_id, device)
+        prediction = model(info, batch).prediction.float()
+        loss = per_sample_loss(info.family, prediction, batch)
+        if info.family == "image_generation":
+            per_sample = {"mse": loss}
+        elif info.family == "text_generation":
+            targets = batch.target_ids
+            real = targets != IGNORE_INDEX
+            hits = ((prediction.argmax(-1) == targets) & real).sum(1)
             per_sample = {
-                "accuracy": (output.argmax(-1) == labels).float(),
-                "loss": F.cross_entropy(output, labels, reduction="none"),
+                "loss": loss,
+                "perplexity": loss.exp(),
+                "token_accuracy": hits / real.sum(1).clamp(min=1),
             }
+        else:
+            per_sample = {"accuracy": (prediction.argmax(-1) == batch.labels).float(), "loss": loss}
         for name, values in per_sample.items():
             sums[name] = sums.get(name, 0.0) + float(values.sum())
     return {name: total / len(pool) for name, total in sums.items()}

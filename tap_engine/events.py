@@ -12,7 +12,9 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field, TypeAdapter
 
 Stage = Literal["fl", "post"]
-ModelKind = Literal["global", "personal", "final"]
+# global: the FL model; personal: TAP's/local's own; global_ft: the global model fine-tuned
+# after FL (TAP's teacher); final: what the algorithm delivers after stage 2.
+ModelKind = Literal["global", "personal", "global_ft", "final"]
 Split = Literal["local", "pooled"]
 
 
@@ -52,6 +54,9 @@ class LocalTraining(BaseModel):
     model: ModelKind
     steps: int
     losses: dict[str, float]
+    extra_losses: dict[str, float] = Field(
+        default_factory=dict, description="algorithm loss terms (kd, orthogonality), per step"
+    )
 
 
 class Replacement(BaseModel):

@@ -1,7 +1,7 @@
-"""The shared federated training loop: ``run(config, observer, workdir, should_stop)``.
+"""The shared federated loop: ``run(config, observer, workdir, should_stop)``.
 
-Algorithms plug in through the hooks of ``tap_engine.algorithms.base.Algorithm``; this
-module owns sampling, local training, evaluation, checkpoints and events.
+Algorithms plug in through ``tap_engine.algorithms.base.Algorithm``; this module owns
+building the model and data, client sampling, evaluation, stage 2, checkpoints and events.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from tap_engine.algorithms import REGISTRY
+from tap_engine.algorithms.base import Algorithm
 from tap_engine.checkpoint import (
     config_fingerprint,
     latest_checkpoint,
@@ -23,12 +24,13 @@ from tap_engine.checkpoint import (
     save_checkpoint,
 )
 from tap_engine.config import RunConfig
-from tap_engine.data import ClientData, Pool, build_clients, pooled_test
+from tap_engine.context import Context, learning_rate
+from tap_engine.data import ClientData, DataError, Pool, build_clients, eval_subset, pooled_test
 from tap_engine.evaluation import evaluate_task
 from tap_engine.events import (
     ClientInfo,
     Evaluation,
-    LocalTraining,
+    ModelKind,
     Observer,
     Progress,
     RoundStarted,
@@ -36,14 +38,10 @@ from tap_engine.events import (
     RunStarted,
     Split,
 )
-from tap_engine.model import (
-    TaskHeadSpec,
-    build_server_model,
-    load_sub_state,
-    task_components,
-    trainable_state,
-)
-from tap_engine.training import Cancelled, local_train
+from tap_engine.models.backbones import load_backbone
+from tap_engine.models.state import State, load_sub_state, trainable_state
+from tap_engine.models.tap_model import TapModel, TaskInfo
+from tap_engine.training import Cancelled, LocalTrainer
 
 
 @dataclass
@@ -61,22 +59,53 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def learning_rate(config: RunConfig, round_index: int) -> float:
-    """Linear warm-up from min_lr to peak_lr over ``warmup_rounds``, then constant."""
-    if config.warmup_rounds == 0:
-        return config.peak_lr
-    ramp = min(1.0, round_index / config.warmup_rounds)
-    return config.min_lr + (config.peak_lr - config.min_lr) * ramp
-
-
 def sample_clients(config: RunConfig, round_index: int) -> list[int]:
     rng = np.random.default_rng([config.seed, round_index])
     chosen = rng.choice(len(config.scenario.clients), config.clients_per_round, replace=False)
     return sorted(int(c) for c in chosen)
 
 
-def client_components(client: ClientData) -> list[str]:
-    return list(dict.fromkeys(c for task in client.tasks for c in task_components(task.spec)))
+def task_infos(clients: list[ClientData]) -> dict[str, TaskInfo]:
+    """One TaskInfo per task name; clients sharing a task share its head."""
+    infos: dict[str, TaskInfo] = {}
+    domains: dict[str, set[str]] = {}
+    for client in clients:
+        for task in client.tasks:
+            domains.setdefault(task.name, set()).add(task.spec.domain)
+            info = TaskInfo(
+                task.name,
+                task.spec.family,
+                tuple(task.spec.input_modalities),
+                (),
+                task.num_classes,
+            )
+            known = infos.setdefault(task.name, info)
+            if known != info:
+                raise DataError(
+                    f"client {client.client}, task {task.name!r}: differs from the same task "
+                    f"of another client ({known.family}, {known.modalities}, "
+                    f"{known.num_classes} classes vs {info.family}, {info.modalities}, "
+                    f"{info.num_classes})"
+                )
+    return {
+        name: TaskInfo(i.name, i.family, i.modalities, tuple(sorted(domains[name])), i.num_classes)
+        for name, i in infos.items()
+    }
+
+
+def client_components(model: TapModel, client: ClientData, infos: dict[str, TaskInfo]) -> list[str]:
+    return list(
+        dict.fromkeys(c for t in client.tasks for c in model.task_components(infos[t.name]))
+    )
+
+
+def unique_frozen_parameters(model: torch.nn.Module) -> int:
+    """Frozen scalars counted once per tensor, however many modules share it."""
+    seen: dict[int, int] = {}
+    for _, p in model.named_parameters(remove_duplicate=False):
+        if not p.requires_grad:
+            seen[p.data_ptr()] = p.numel()
+    return sum(seen.values())
 
 
 def run(
@@ -87,8 +116,8 @@ def run(
 ) -> RunResult:
     """Run one experiment; resume from the newest checkpoint in ``workdir`` if there is one.
 
-    Deterministic on CPU for a given seed: every random draw is seeded from
-    (seed, round, client), so a resumed run ends where an uninterrupted one does.
+    Deterministic on CPU for a given seed: every random draw is seeded from (seed, round,
+    client, purpose), so a resumed run ends where an uninterrupted one does.
     """
     started = time.monotonic()
     workdir = Path(workdir)
@@ -96,123 +125,85 @@ def run(
     device = resolve_device(config.device)
     torch.use_deterministic_algorithms(device.type == "cpu", warn_only=True)
 
-    clients = build_clients(config)
-    pooled = pooled_test(clients)
-    heads = {
-        t.name: TaskHeadSpec(t.name, t.spec.family, t.num_classes) for c in clients for t in c.tasks
-    }
+    backbone = load_backbone(config.backbone)
+    clients = build_clients(config, backbone.tokenizer)
+    infos = task_infos(clients)
     torch.manual_seed(config.seed)
-    model = build_server_model(config, list(heads.values())).to(device)
-    components = [client_components(c) for c in clients]
-    algorithm = REGISTRY[config.algorithm](trainable_state(model), clients, components)
+    model = TapModel(backbone, list(infos.values()), config.backbone.max_target_length or 1)
+    del backbone  # what TAP does not use of the pretrained model can be freed
+    model.to(device)
+    components = [client_components(model, c, infos) for c in clients]
+    algorithm = REGISTRY[config.algorithm](
+        trainable_state(model), components, [c.n_train for c in clients]
+    )
 
     fingerprint = config_fingerprint(config)
     start_round = 0
     checkpoint = latest_checkpoint(workdir)
     if checkpoint is not None:
         if checkpoint["fingerprint"] != fingerprint:
-            raise ValueError(
-                f"{workdir} holds a checkpoint of a different config; use a new workdir"
-            )
-        algorithm.load_state_dict(checkpoint["algorithm"])
+            raise ValueError(f"{workdir} holds a checkpoint of another config; use a new workdir")
+        algorithm.load_state_dict(_to(checkpoint["algorithm"], device))
         restore_rng_states(checkpoint["rng"])
         start_round = checkpoint["completed_rounds"]
 
-    n_params = sum(p.numel() for p in model.parameters())
-    n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     observer(
         RunStarted(
             algorithm=config.algorithm,
             seed=config.seed,
             total_rounds=config.rounds,
             resumed_from_round=start_round,
-            clients=[
-                ClientInfo(
-                    client=c.client,
-                    tasks=[t.name for t in c.tasks],
-                    modalities=sorted({m for t in c.tasks for m in t.spec.modalities}),
-                    n_train=c.n_train,
-                    n_test=sum(len(t.test) for t in c.tasks),
-                )
-                for c in clients
-            ],
-            trainable_parameters=n_trainable,
-            frozen_parameters=n_params - n_trainable,
+            clients=[_client_info(c) for c in clients],
+            trainable_parameters=trainable,
+            frozen_parameters=unique_frozen_parameters(model),
         )
     )
 
-    trainings_total = config.rounds * config.clients_per_round
-    trainings_done = 0
+    progress = _ProgressClock(config, algorithm, len(clients), start_round, started, observer)
+    trainer = LocalTrainer(
+        model,
+        infos,
+        device,
+        config.batch_size,
+        config.grad_accum,
+        config.weight_decay,
+        config.grad_clip,
+        bf16=config.precision == "bf16",
+    )
+    ctx = Context(
+        config, clients, model, trainer, components, infos, observer, should_stop, progress.tick
+    )
+    evaluator = _Evaluator(model, clients, components, infos, config, device, observer)
     completed = start_round
     try:
         for r in range(start_round, config.rounds):
-            round_no = r + 1
+            ctx.round = r + 1
             participants = sample_clients(config, r)
-            lr = learning_rate(config, r)
-            observer(RoundStarted(round=round_no, participants=participants, lr=lr))
-            for i, c in enumerate(participants):
-                result = local_train(
-                    model,
-                    components[c],
-                    algorithm.train_state(c),
-                    clients[c].tasks,
-                    steps=config.local_steps,
-                    batch_size=config.batch_size,
-                    grad_accum=config.grad_accum,
-                    lr=lr,
-                    weight_decay=config.weight_decay,
-                    grad_clip=config.grad_clip,
-                    seed=config.seed * 1_000_003 + r * 1_009 + c,
-                    device=device,
-                    should_stop=should_stop,
+            observer(
+                RoundStarted(
+                    round=ctx.round, participants=participants, lr=learning_rate(config, r)
                 )
-                observer(
-                    LocalTraining(
-                        round=round_no,
-                        client=c,
-                        model=algorithm.trains,
-                        steps=result.steps,
-                        losses=result.losses,
-                    )
-                )
-                algorithm.after_local(c, result.state, result.losses)
-                trainings_done += 1
-                position = r * config.clients_per_round + i + 1
-                elapsed = time.monotonic() - started
-                observer(
-                    Progress(
-                        stage="fl",
-                        round=round_no,
-                        total_rounds=config.rounds,
-                        fraction=position / trainings_total,
-                        elapsed_s=elapsed,
-                        # time per local training in this process, times those left
-                        eta_s=elapsed / trainings_done * (trainings_total - position),
-                    )
-                )
+            )
+            for client in participants:
+                algorithm.client_turn(ctx, client)
             algorithm.end_round()
-            if round_no % config.eval_every == 0 or round_no == config.rounds:
-                _evaluate_all(
-                    model,
-                    algorithm,
-                    clients,
-                    components,
-                    pooled,
-                    config,
-                    device,
-                    round_no,
-                    observer,
-                )
-            completed = round_no
+            if ctx.round % config.eval_every == 0 or ctx.round == config.rounds:
+                for client in clients:
+                    evaluator.evaluate(client.client, algorithm.eval_states(client.client), ctx)
+            completed = ctx.round
             save_checkpoint(
                 workdir,
                 completed,
                 {
                     "fingerprint": fingerprint,
-                    "algorithm": algorithm.state_dict(),
+                    "algorithm": _to(algorithm.state_dict(), torch.device("cpu")),
                     "rng": rng_states(),
                 },
             )
+        ctx.stage, ctx.round = "post", config.rounds
+        for client in clients:
+            evaluator.evaluate(client.client, algorithm.post_fl(ctx, client.client), ctx)
     except Cancelled:
         elapsed = time.monotonic() - started
         observer(RunFinished(status="cancelled", rounds_completed=completed, elapsed_s=elapsed))
@@ -223,33 +214,63 @@ def run(
     return RunResult("succeeded", completed, elapsed)
 
 
-def _evaluate_all(
-    model: torch.nn.Module,
-    algorithm,
-    clients: list[ClientData],
-    components: list[list[str]],
-    pooled: dict[str, Pool],
-    config: RunConfig,
-    device: torch.device,
-    round_no: int,
-    observer: Observer,
-) -> None:
-    """Every client's models on its own test data (local) and on the task's pooled test data."""
-    for client in clients:
-        for kind, state in algorithm.eval_states(client.client).items():
-            load_sub_state(model, state, components[client.client])
-            for task in client.tasks:
-                splits: dict[Split, Pool] = {"local": task.test, "pooled": pooled[task.name]}
+def _client_info(client: ClientData) -> ClientInfo:
+    return ClientInfo(
+        client=client.client,
+        tasks=[t.name for t in client.tasks],
+        modalities=sorted({m for t in client.tasks for m in t.spec.input_modalities}),
+        n_train=client.n_train,
+        n_test=sum(len(t.test) for t in client.tasks),
+    )
+
+
+def _to(value, device: torch.device):
+    """Move every tensor in nested dicts/lists to ``device``."""
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, dict):
+        return {k: _to(v, device) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_to(v, device) for v in value]
+    return value
+
+
+class _Evaluator:
+    """Each model of a client on its own test data (local) and on the task's pooled test
+    data of all clients (pooled)."""
+
+    def __init__(self, model, clients, components, infos, config: RunConfig, device, observer):
+        self.model, self.clients, self.components = model, clients, components
+        self.infos, self.config, self.device, self.observer = infos, config, device, observer
+        cap = config.eval_max_samples
+        self.pooled = {k: eval_subset(p, cap) for k, p in pooled_test(clients).items()}
+        self.local = {
+            (c.client, t.name): eval_subset(t.test, cap) for c in clients for t in c.tasks
+        }
+
+    def evaluate(self, client: int, states: dict[ModelKind, State], ctx: Context) -> None:
+        for kind, state in states.items():
+            load_sub_state(self.model, state, self.components[client])
+            for task in self.clients[client].tasks:
+                splits: dict[Split, Pool] = {
+                    "local": self.local[(client, task.name)],
+                    "pooled": self.pooled[task.name],
+                }
                 for split, pool in splits.items():
                     metrics = evaluate_task(
-                        model, task.name, task.spec.family, pool, config.eval_batch_size, device
+                        self.model,
+                        self.infos[task.name],
+                        pool,
+                        self.model.domains.index(task.spec.domain),
+                        self.config.eval_batch_size,
+                        self.device,
                     )
                     for metric, value in metrics.items():
-                        observer(
+                        self.observer(
                             Evaluation(
-                                round=round_no,
-                                stage="fl",
-                                client=client.client,
+                                round=ctx.round,
+                                stage=ctx.stage,
+                                client=client,
                                 task=task.name,
                                 model=kind,
                                 split=split,
@@ -258,3 +279,32 @@ def _evaluate_all(
                                 n=len(pool),
                             )
                         )
+
+
+class _ProgressClock:
+    """Progress and ETA from the count of local trainings, the unit of work of a run."""
+
+    def __init__(self, config, algorithm: Algorithm, n_clients, start_round, started, observer):
+        per_round = config.clients_per_round * algorithm.trainings_per_turn
+        self.fl_total = config.rounds * per_round
+        self.total = self.fl_total + n_clients * algorithm.post_trainings
+        self.done = start_round * per_round
+        self.done_here = 0
+        self.config, self.started, self.observer = config, started, observer
+        self.per_round = per_round
+
+    def tick(self) -> None:
+        self.done += 1
+        self.done_here += 1
+        elapsed = time.monotonic() - self.started
+        in_fl = self.done <= self.fl_total
+        self.observer(
+            Progress(
+                stage="fl" if in_fl else "post",
+                round=min(self.config.rounds, (self.done - 1) // max(self.per_round, 1) + 1),
+                total_rounds=self.config.rounds,
+                fraction=min(1.0, self.done / max(self.total, 1)),
+                elapsed_s=elapsed,
+                eta_s=elapsed / self.done_here * max(self.total - self.done, 0),
+            )
+        )

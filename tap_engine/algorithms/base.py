@@ -1,39 +1,44 @@
-"""The hooks an algorithm plugs into the shared training loop (see ``tap_engine.runner``).
+"""The hooks an algorithm plugs into the shared training loop (``tap_engine.runner``).
 
-An algorithm decides which state a sampled client trains, what happens after local
-training, how the server aggregates, and which models are evaluated. The loop does the
-rest: sampling, local training, evaluation, checkpoints and events.
+An algorithm decides what a sampled client trains in a round, how the server aggregates,
+which models are evaluated, and what happens after FL (stage 2). The loop owns sampling,
+local training, evaluation, checkpoints and events; ``Context`` is its handle for them.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tap_engine.data import ClientData
 from tap_engine.events import ModelKind
-from tap_engine.model import State, sub_state
+from tap_engine.models.state import State, sub_state
+
+if TYPE_CHECKING:
+    from tap_engine.context import Context
 
 
 class Algorithm:
     name: str = ""
-    trains: ModelKind = "global"  # which model local training updates (for loss events)
+    trainings_per_turn: int = 1  # local trainings per sampled client per round
+    post_trainings: int = 0  # stage-2 trainings per client
 
-    def __init__(self, initial: State, clients: list[ClientData], components: list[list[str]]):
-        self.clients = clients
+    def __init__(self, initial: State, components: list[list[str]], n_train: list[int]):
         self.components = components  # per client: the component prefixes it holds
+        self.n_train = n_train  # per client: training examples (aggregation weights)
 
-    def train_state(self, client: int) -> State:
-        """The state client ``client`` starts local training from this round."""
+    def client_turn(self, ctx: Context, client: int) -> None:
+        """A sampled client's part of the current round."""
         raise NotImplementedError
-
-    def after_local(self, client: int, trained: State, losses: dict[str, float]) -> None:
-        """Take the result of a client's local training."""
 
     def end_round(self) -> None:
         """Server side, after every participant has trained."""
 
     def eval_states(self, client: int) -> dict[ModelKind, State]:
-        """The models of ``client`` to evaluate, by kind."""
+        """The models of ``client`` evaluated during FL, by kind."""
+        raise NotImplementedError
+
+    def post_fl(self, ctx: Context, client: int) -> dict[ModelKind, State]:
+        """Stage 2 for one client; the models evaluated after it. ``final`` is the model
+        the algorithm delivers; others (TAP's teacher, say) are reported beside it."""
         raise NotImplementedError
 
     def state_dict(self) -> dict[str, Any]:
@@ -43,8 +48,8 @@ class Algorithm:
         raise NotImplementedError
 
 
-class GlobalModelMixin:
-    """Keeps the server's global state and a client's view of it."""
+class GlobalModel:
+    """The server's global state and a client's view of it."""
 
     global_state: State
     components: list[list[str]]

@@ -1,30 +1,36 @@
-"""FedAvg: clients train the global sub-model; the server averages by dataset size."""
+"""FedAvg and its fine-tuned variants: clients train the global sub-model, the server
+averages by dataset size; ``*_ft`` fine-tunes it locally after FL (TAP_SPEC section 5)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from tap_engine.aggregation import weighted_average
-from tap_engine.algorithms.base import Algorithm, GlobalModelMixin
-from tap_engine.data import ClientData
+from tap_engine.algorithms.base import Algorithm, GlobalModel
+from tap_engine.context import Context
 from tap_engine.events import ModelKind
-from tap_engine.model import State
+from tap_engine.models.state import State
+from tap_engine.training import ExtraLoss
 
 
-class FedAvg(GlobalModelMixin, Algorithm):
+class FedAvg(GlobalModel, Algorithm):
     name = "fedavg"
-    trains: ModelKind = "global"
+    post_steps_factor = 0  # stage-2 fine-tuning: this many times post_steps
 
-    def __init__(self, initial: State, clients: list[ClientData], components: list[list[str]]):
-        super().__init__(initial, clients, components)
+    def __init__(self, initial: State, components: list[list[str]], n_train: list[int]):
+        super().__init__(initial, components, n_train)
         self.global_state = dict(initial)
         self.uploads: list[tuple[State, int]] = []
+        self.post_trainings = 1 if self.post_steps_factor else 0
 
-    def train_state(self, client: int) -> State:
-        return self.global_sub_state(client)
+    def extra_loss(self, ctx: Context) -> ExtraLoss | None:
+        return None
 
-    def after_local(self, client: int, trained: State, losses: dict[str, float]) -> None:
-        self.uploads.append((trained, self.clients[client].n_train))
+    def client_turn(self, ctx: Context, client: int) -> None:
+        result = ctx.train(
+            client, self.global_sub_state(client), "global", extra_loss=self.extra_loss(ctx)
+        )
+        self.uploads.append((result.state, self.n_train[client]))
 
     def end_round(self) -> None:
         self.global_state = weighted_average(self.global_state, self.uploads)
@@ -33,8 +39,32 @@ class FedAvg(GlobalModelMixin, Algorithm):
     def eval_states(self, client: int) -> dict[ModelKind, State]:
         return {"global": self.global_sub_state(client)}
 
+    def post_fl(self, ctx: Context, client: int) -> dict[ModelKind, State]:
+        state = self.global_sub_state(client)
+        if self.post_steps_factor:
+            state = ctx.fine_tune(
+                client,
+                state,
+                "final",
+                steps=ctx.config.post_steps * self.post_steps_factor,
+                extra_loss=self.extra_loss(ctx),
+            ).state
+        return {"final": state}
+
     def state_dict(self) -> dict[str, Any]:
         return {"global": self.global_state}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.global_state = state["global"]
+
+
+class FedAvgFineTuned(FedAvg):
+    name = "fedavg_ft"
+    post_steps_factor = 1
+
+
+class FedAvgFineTunedTwice(FedAvg):
+    """Ablation: as much extra compute after FL as TAP's teacher plus student."""
+
+    name = "fedavg_ft2x"
+    post_steps_factor = 2

@@ -5,27 +5,26 @@ from __future__ import annotations
 from typing import Any
 
 from tap_engine.algorithms.base import Algorithm
-from tap_engine.data import ClientData
+from tap_engine.context import Context
 from tap_engine.events import ModelKind
-from tap_engine.model import State, sub_state
+from tap_engine.models.state import State, sub_state
 
 
 class Local(Algorithm):
     name = "local"
-    trains: ModelKind = "personal"
 
-    def __init__(self, initial: State, clients: list[ClientData], components: list[list[str]]):
-        super().__init__(initial, clients, components)
+    def __init__(self, initial: State, components: list[list[str]], n_train: list[int]):
+        super().__init__(initial, components, n_train)
         self.personal = [sub_state(initial, comps) for comps in components]
 
-    def train_state(self, client: int) -> State:
-        return self.personal[client]
-
-    def after_local(self, client: int, trained: State, losses: dict[str, float]) -> None:
-        self.personal[client] = trained
+    def client_turn(self, ctx: Context, client: int) -> None:
+        self.personal[client] = ctx.train(client, self.personal[client], "personal").state
 
     def eval_states(self, client: int) -> dict[ModelKind, State]:
         return {"personal": self.personal[client]}
+
+    def post_fl(self, ctx: Context, client: int) -> dict[ModelKind, State]:
+        return {"final": self.personal[client]}
 
     def state_dict(self) -> dict[str, Any]:
         return {"personal": self.personal}

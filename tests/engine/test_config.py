@@ -29,14 +29,14 @@ def test_overrides_set_top_level_nested_and_list_fields():
         "local",
         {
             "rounds": 3,
-            "backbone.hidden_size": 32,
+            "backbone.tiny_hidden_size": 32,
             "scenario.clients.0.tasks.0.labels": [0, 1],
             "scenario": {"datasets": {"digits": {"test_fraction": 0.3}}},
         },
     )
     assert config.algorithm == "local"
     assert config.rounds == 3
-    assert config.backbone.hidden_size == 32
+    assert config.backbone.tiny_hidden_size == 32
     assert config.scenario.clients[0].tasks[0].labels == [0, 1]
     # a nested override merges: the dataset keeps its other fields
     assert config.scenario.datasets["digits"].test_fraction == 0.3

@@ -6,7 +6,7 @@ from tap_engine.data import IMAGE_MEAN, IMAGE_STD, DataError, build_clients, poo
 
 
 def test_no_test_item_appears_in_any_clients_training_data():
-    clients = build_clients(resolve_config("demo"))
+    clients = build_clients(resolve_config("demo"), None)
     train_ids = torch.cat([t.train.ids for c in clients for t in c.tasks])
     test_ids = torch.cat([t.test.ids for c in clients for t in c.tasks])
     assert not torch.isin(test_ids, train_ids).any()
@@ -14,24 +14,25 @@ def test_no_test_item_appears_in_any_clients_training_data():
 
 def test_clients_hold_disjoint_shards_and_their_label_filters():
     config = resolve_config("demo")
-    clients = build_clients(config)
+    clients = build_clients(config, None)
     first = clients[0].tasks[0]
     assert set(first.train.labels.tolist()) <= set(config.scenario.clients[0].tasks[0].labels)
     ids = [set(c.tasks[0].train.ids.tolist()) for c in clients[:4]]
     assert all(not (a & b) for i, a in enumerate(ids) for b in ids[i + 1 :])
 
 
-def test_images_are_64x64_rgb_within_the_valid_pixel_range():
-    clients = build_clients(resolve_config("demo"))
+def test_images_are_64x64_rgb_uint8_and_normalise_from_the_full_range():
+    clients = build_clients(resolve_config("demo"), None)
     images = clients[0].tasks[0].train.images
-    assert images.shape[1:] == (3, 64, 64)
-    pixels = images * IMAGE_STD + IMAGE_MEAN  # undo normalisation
+    assert images.shape[1:] == (3, 64, 64) and images.dtype == torch.uint8
+    assert images.max() > 240  # digits' ink reaches full intensity: no wrap-around
+    batch = clients[0].tasks[0].train.batch(torch.arange(4), 0, torch.device("cpu"))
+    pixels = batch.images * IMAGE_STD + IMAGE_MEAN  # undo normalisation
     assert pixels.min() >= -1e-5 and pixels.max() <= 1 + 1e-5
-    assert pixels.max() > 0.9  # not collapsed to black by a wrapped cast
 
 
 def test_pooled_test_data_is_the_union_of_the_clients_test_data():
-    clients = build_clients(resolve_config("demo"))
+    clients = build_clients(resolve_config("demo"), None)
     pooled = pooled_test(clients)
     holders = [t for c in clients for t in c.tasks if t.name == "digits_image_classification"]
     assert len(pooled["digits_image_classification"]) == sum(len(t.test) for t in holders)
@@ -47,13 +48,13 @@ def test_missing_disk_dataset_fails_naming_client_and_dataset():
         },
     )
     with pytest.raises(DataError, match=r"client 0.*dataset 'digits'"):
-        build_clients(config)
+        build_clients(config, None)
 
 
 def test_empty_client_split_is_rejected():
     config = resolve_config("demo", None, {"scenario.clients.0.tasks.0.labels": [42]})
     with pytest.raises(DataError, match=r"client 0.*empty"):
-        build_clients(config)
+        build_clients(config, None)
 
 
 def test_dataset_saved_to_disk_loads_through_the_datasets_code_path(tmp_path):
@@ -92,7 +93,8 @@ def test_dataset_saved_to_disk_loads_through_the_datasets_code_path(tmp_path):
             "clients_per_round": 1,
         },
     )
-    (client,) = build_clients(config)
+    (client,) = build_clients(config, None)
     assert len(client.tasks[0].train) == 40 and len(client.tasks[0].test) == 8
-    pixels = client.tasks[0].train.images * IMAGE_STD + IMAGE_MEAN
-    assert pixels.min() >= -1e-5 and pixels.max() <= 1 + 1e-5
+    # uint8 source pixels survive the resize to 64x64 within 0..255, without wrapping
+    assert client.tasks[0].train.images.dtype == torch.uint8
+    assert int(client.tasks[0].train.images.max()) > 200

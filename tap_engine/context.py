@@ -1,0 +1,132 @@
+"""``Context``: what the shared loop offers an algorithm during a round or stage 2."""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from tap_engine.config import RunConfig
+from tap_engine.data import ClientData
+from tap_engine.events import Event, LocalTraining, ModelKind, Observer, Stage
+from tap_engine.models.state import State, trainable_names
+from tap_engine.models.tap_model import TapModel, TaskInfo
+from tap_engine.training import ExtraLoss, LocalResult, LocalTrainer
+
+
+def learning_rate(config: RunConfig, round_index: int) -> float:
+    """Linear warm-up from min_lr to peak_lr over ``warmup_rounds``, then constant."""
+    assert config.min_lr is not None and config.peak_lr is not None
+    if config.warmup_rounds == 0:
+        return config.peak_lr
+    ramp = min(1.0, round_index / config.warmup_rounds)
+    return config.min_lr + (config.peak_lr - config.min_lr) * ramp
+
+
+def derive_seed(seed: int, round_no: int, client: int, purpose: str) -> int:
+    """A seed per (run seed, round, client, purpose): every random draw of a local training
+    is fixed by them, so a resumed run repeats exactly what an uninterrupted one does."""
+    return (seed * 1_000_003 + round_no * 10_007 + client * 101 + zlib.crc32(purpose.encode())) % (
+        2**63
+    )
+
+
+@dataclass
+class Context:
+    config: RunConfig
+    clients: list[ClientData]
+    model: TapModel
+    trainer: LocalTrainer
+    components: list[list[str]]
+    infos: dict[str, TaskInfo]
+    observer: Observer
+    should_stop: Callable[[], bool]
+    on_training: Callable[[], None] = lambda: None  # progress accounting
+    round: int = 0  # 1-based; the last round during stage 2
+    stage: Stage = "fl"
+    _task_names: dict[str, list[str]] = field(default_factory=dict)
+
+    def emit(self, event: Event) -> None:
+        self.observer(event)
+
+    def train(
+        self,
+        client: int,
+        state: State,
+        kind: ModelKind,
+        *,
+        extra_loss: ExtraLoss | None = None,
+        variant: str = "",
+    ) -> LocalResult:
+        """A round's local training (E steps at the round's learning rate)."""
+        assert self.config.local_steps is not None
+        return self._run(
+            client,
+            state,
+            kind,
+            steps=self.config.local_steps,
+            lr=learning_rate(self.config, self.round - 1),
+            purpose=f"{kind}{variant}",
+            extra_loss=extra_loss,
+        )
+
+    def fine_tune(
+        self,
+        client: int,
+        state: State,
+        kind: ModelKind,
+        *,
+        steps: int | None = None,
+        extra_loss: ExtraLoss | None = None,
+        purpose: str = "teacher",
+    ) -> LocalResult:
+        """Stage-2 fine-tuning at ``min_lr``. Fine-tuning the global model uses the same
+        data order (purpose) whatever the algorithm, so TAP's teacher is ``fedavg_ft``."""
+        assert self.config.min_lr is not None
+        return self._run(
+            client,
+            state,
+            kind,
+            steps=self.config.post_steps if steps is None else steps,
+            lr=self.config.min_lr,
+            purpose=purpose,
+            extra_loss=extra_loss,
+        )
+
+    def _run(self, client, state, kind, *, steps, lr, purpose, extra_loss) -> LocalResult:
+        if steps == 0:
+            return LocalResult(state, {}, 0)
+        result = self.trainer.train(
+            self.clients[client].tasks,
+            self.components[client],
+            state,
+            steps=steps,
+            lr=lr,
+            seed=derive_seed(self.config.seed, self.round, client, purpose),
+            extra_loss=extra_loss,
+            should_stop=self.should_stop,
+        )
+        self.emit(
+            LocalTraining(
+                round=self.round,
+                stage=self.stage,
+                client=client,
+                model=kind,
+                steps=result.steps,
+                losses=result.losses,
+                extra_losses=result.extra_losses,
+            )
+        )
+        self.on_training()
+        return result
+
+    def margin(self, task: str) -> float:
+        assert self.config.margins is not None
+        return self.config.margins[self.infos[task].family]
+
+    def task_names(self, task: str) -> list[str]:
+        """Names of the trainable tensors of every component task ``task`` uses."""
+        if task not in self._task_names:
+            components = self.model.task_components(self.infos[task])
+            self._task_names[task] = trainable_names(self.model, components)
+        return self._task_names[task]

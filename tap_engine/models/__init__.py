@@ -1,0 +1,1 @@
+"""TAP models: backbones, encoders, the fusion model, heads and trainable state."""

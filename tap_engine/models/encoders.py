@@ -1,0 +1,106 @@
+"""Modality encoders (TAP_SPEC section 2.1): frozen backbone parts with LoRA, then a
+trainable ``Linear(hidden, D) + LayerNorm(D)``. Each returns tokens ``[B, S, D]`` and a
+mask ``[B, S]`` (True for real tokens)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tap_engine.models.backbones import Backbone
+from tap_engine.models.layers import TokenProjection, add_lora
+
+Encoded = tuple[torch.Tensor, torch.Tensor]
+
+
+class FlavaImageEncoder(nn.Module):
+    """64x64 image -> small trainable adaptor -> frozen FLAVA image model with LoRA on q, v."""
+
+    def __init__(self, backbone: Backbone) -> None:
+        super().__init__()
+        self.image_size = backbone.image_size
+        # The adaptor lifts 64x64 inputs to the backbone's resolution with a learned filter.
+        self.adaptor_conv = nn.Conv2d(3, 3, kernel_size=3, padding=1)
+        self.adaptor_out = nn.Conv2d(3, 3, kernel_size=1)
+        self.model = add_lora(
+            backbone.model.image_model, ["query", "value"], backbone.defaults.encoder_lora
+        )
+        self.proj = TokenProjection(backbone.model.config.image_config.hidden_size, backbone.hidden)
+
+    def forward(self, images: torch.Tensor, input_ids=None, attention_mask=None) -> Encoded:
+        x = F.interpolate(images, scale_factor=2, mode="bilinear", align_corners=False)
+        x = F.gelu(self.adaptor_conv(x))
+        x = F.interpolate(x, size=(self.image_size,) * 2, mode="bilinear", align_corners=False)
+        tokens = self.model(pixel_values=self.adaptor_out(x)).last_hidden_state
+        mask = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
+        return self.proj(tokens), mask
+
+
+class FlavaTextEncoder(nn.Module):
+    def __init__(self, backbone: Backbone) -> None:
+        super().__init__()
+        self.model = add_lora(
+            backbone.model.text_model, ["query", "value"], backbone.defaults.encoder_lora
+        )
+        self.proj = TokenProjection(backbone.model.config.text_config.hidden_size, backbone.hidden)
+
+    def forward(self, images=None, input_ids=None, attention_mask=None) -> Encoded:
+        tokens = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return self.proj(tokens), attention_mask.bool()
+
+
+class ViltImageEncoder(nn.Module):
+    """Frozen ViLT patch embedding with LoRA on its projection, CLS token and positions."""
+
+    def __init__(self, backbone: Backbone) -> None:
+        super().__init__()
+        embeddings = backbone.model.embeddings
+        self.patch = add_lora(
+            embeddings.patch_embeddings, ["projection"], backbone.defaults.encoder_lora
+        )
+        self.cls_token = embeddings.cls_token  # frozen, shared with the backbone
+        self.position_embeddings = embeddings.position_embeddings
+        self.token_type = embeddings.token_type_embeddings
+        self.proj = TokenProjection(backbone.hidden, backbone.hidden)
+
+    def forward(self, images: torch.Tensor, input_ids=None, attention_mask=None) -> Encoded:
+        patches = self.patch.projection(images)  # [B, D, h, w]
+        b, d, h, w = patches.shape
+        positions = self.position_embeddings  # [1, 1 + n*n, D], n = pretraining grid side
+        n = int((positions.shape[1] - 1) ** 0.5)
+        grid = positions[:, 1:].transpose(1, 2).reshape(1, d, n, n)
+        if (h, w) != (n, n):
+            grid = F.interpolate(grid, size=(h, w), mode="bilinear", align_corners=False)
+        patch_tokens = (patches + grid).flatten(2).transpose(1, 2)  # [B, h*w, D]
+        cls = (self.cls_token + positions[:, :1]).expand(b, -1, -1)
+        tokens = torch.cat([cls, patch_tokens], dim=1)
+        tokens = tokens + self.token_type(torch.ones_like(tokens[:, :, 0], dtype=torch.long))
+        mask = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
+        return self.proj(tokens), mask
+
+
+class ViltTextEncoder(nn.Module):
+    """ViLT's frozen text embeddings (no LoRA, as in TAP_SPEC), then the projection."""
+
+    def __init__(self, backbone: Backbone) -> None:
+        super().__init__()
+        embeddings = backbone.model.embeddings
+        self.text = embeddings.text_embeddings
+        self.token_type = embeddings.token_type_embeddings
+        self.proj = TokenProjection(backbone.hidden, backbone.hidden)
+
+    def forward(self, images=None, input_ids=None, attention_mask=None) -> Encoded:
+        types = torch.zeros_like(input_ids)
+        tokens = self.text(input_ids=input_ids, token_type_ids=types) + self.token_type(types)
+        return self.proj(tokens), attention_mask.bool()
+
+
+def build_encoder(backbone: Backbone, modality: str) -> nn.Module:
+    table = {
+        ("flava", "image"): FlavaImageEncoder,
+        ("flava", "text"): FlavaTextEncoder,
+        ("vilt", "image"): ViltImageEncoder,
+        ("vilt", "text"): ViltTextEncoder,
+    }
+    return table[(backbone.kind, modality)](backbone)

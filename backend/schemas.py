@@ -133,7 +133,7 @@ class MetricFilter(BaseModel):
 
     client: int | None = None
     task: str | None = None
-    model: str | None = Field(default=None, description="global, personal or final")
+    model: str | None = Field(default=None, description="global, global_ft, personal or final")
     split: str | None = Field(default=None, description="local or pooled")
     metric: str | None = None
     stage: str | None = Field(default=None, description="fl or post")

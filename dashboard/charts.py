@@ -1,6 +1,7 @@
 """Plotly figures for the run page; pure functions from data frames to figures.
 
-One visual language everywhere: colour says which model (global / personal / final), line
+One visual language everywhere: colour says which model (global / global_ft / personal /
+final), line
 style says which test data — solid for the client's own held-out data (local, i.e.
 personalization), dashed for every client's held-out data of that task (pooled, i.e.
 generalization), with open markers for pooled values so that a single evaluation
@@ -12,11 +13,16 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
-MODEL_ORDER = ("global", "personal", "final")
+MODEL_ORDER = ("global", "global_ft", "personal", "final")
 SPLIT_ORDER = ("local", "pooled")
 STAGE_ORDER = ("fl", "post")
 
-MODEL_COLORS = {"global": "#1c83e1", "personal": "#ff8700", "final": "#21c354"}
+MODEL_COLORS = {
+    "global": "#1c83e1",
+    "global_ft": "#0054a3",  # the global model fine-tuned after FL: a darker global
+    "personal": "#ff8700",
+    "final": "#21c354",
+}
 OTHER_COLOR = "#7d4cdb"
 SPLIT_DASH = {"local": "solid", "pooled": "dash"}
 STAGE_SYMBOL = {"fl": "circle", "post": "diamond"}

@@ -111,3 +111,20 @@ def test_auto_device_picks_cuda_when_present(monkeypatch):
     assert resolve_device("auto").type == "cpu"
     with pytest.raises(RuntimeError, match="no CUDA device"):
         resolve_device("cuda")
+
+
+def test_one_tap_run_reports_exactly_the_fedavg_and_fedavg_ft_models(tmp_path):
+    _, tap = _run(tmp_path, "tap", "tap")
+    _, fedavg = _run(tmp_path, "fedavg", "fedavg")
+    _, fedavg_ft = _run(tmp_path, "fedavg_ft", "fedavg_ft")
+
+    def post(events, model):
+        return {
+            (e.client, e.task, e.split, e.metric): e.value
+            for e in events
+            if isinstance(e, Evaluation) and e.stage == "post" and e.model == model
+        }
+
+    assert post(tap, "global") == post(fedavg, "final")
+    assert post(tap, "global_ft") == post(fedavg_ft, "final")
+    assert post(tap, "final") != post(tap, "global_ft")

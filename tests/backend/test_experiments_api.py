@@ -17,7 +17,7 @@ def test_one_experiment_without_sweep_is_one_run_with_the_resolved_config(api: A
     body = {
         "name": "short",
         "preset": "demo",
-        "overrides": {"rounds": 3, "backbone.hidden_size": 16},
+        "overrides": {"rounds": 3, "backbone.tiny_hidden_size": 16},
     }
     response = api.post(URL, json=body)
     assert response.status_code == 201, response.text
@@ -25,7 +25,7 @@ def test_one_experiment_without_sweep_is_one_run_with_the_resolved_config(api: A
     assert experiment["name"] == "short" and experiment["preset"] == "demo"
     assert experiment["owner"] == "admin"
     [run] = experiment["runs"]
-    expected = resolve_config("demo", overrides={"rounds": 3, "backbone.hidden_size": 16})
+    expected = resolve_config("demo", overrides={"rounds": 3, "backbone.tiny_hidden_size": 16})
     assert run["config"] == expected.model_dump(mode="json")
     assert run["status"] == "queued" and run["total_rounds"] == 3 and run["progress"] == 0
     assert run["experiment_id"] == experiment["id"] and run["experiment_name"] == "short"
@@ -37,7 +37,7 @@ def test_a_sweep_gives_one_run_per_combination(api: Api) -> None:
         "preset": "demo",
         "algorithm": "local",
         "overrides": {"rounds": 2},
-        "sweep": {"seed": [1, 2, 3], "algorithm": ["fedavg", "local"], "backbone.hidden_size": [8]},
+        "sweep": {"seed": [1, 2, 3], "algorithm": ["fedavg", "local"], "backbone.tiny_hidden_size": [8]},
     }
     response = api.post(URL, json=body)
     assert response.status_code == 201, response.text
@@ -45,7 +45,7 @@ def test_a_sweep_gives_one_run_per_combination(api: Api) -> None:
     assert sorted((r["seed"], r["algorithm"]) for r in runs) == [
         (seed, algorithm) for seed in (1, 2, 3) for algorithm in ("fedavg", "local")
     ]
-    assert {r["config"]["backbone"]["hidden_size"] for r in runs} == {8}
+    assert {r["config"]["backbone"]["tiny_hidden_size"] for r in runs} == {8}
     assert {r["config"]["rounds"] for r in runs} == {2}
     assert sorted(run_id for run_id, _ in api.queue_sent) == sorted(r["id"] for r in runs)
 
@@ -216,7 +216,7 @@ def test_an_unknown_experiment_is_404_naming_it(api: Api) -> None:
 def test_presets_are_listed_with_a_description(api: Api) -> None:
     items = api.get("/api/v1/presets").json()["items"]
     demo = next(p for p in items if p["name"] == "demo")
-    assert demo["description"] and demo["clients"] == 6 and demo["algorithm"] == "fedavg"
+    assert demo["description"] and demo["clients"] == 6 and demo["algorithm"] == "tap"
 
 
 def test_the_openapi_document_shows_an_example_submission(api: Api) -> None:

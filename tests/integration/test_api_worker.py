@@ -20,7 +20,7 @@ from tests.conftest import clean_env
 
 pytestmark = pytest.mark.integration
 
-RUN_TIMEOUT_S = 300
+RUN_TIMEOUT_S = 600
 WORKER = ["-m", "celery", "-A", "worker.celery_app:app", "worker", "-Q", "cpu,gpu",
           "--concurrency", "1", "--pool", "prefork", "--loglevel", "INFO"]  # fmt: skip
 
@@ -97,7 +97,9 @@ def test_health_reports_database_and_redis_up(services: Services) -> None:
 def test_a_demo_run_succeeds_with_evaluations_of_every_client_each_round(
     services: Services,
 ) -> None:
-    experiment = services.submit({"preset": "demo", "overrides": {"rounds": 2, "eval_every": 1}})
+    # Few steps: this pins the service path, not learning.
+    quick = {"rounds": 2, "eval_every": 1, "local_steps": 2, "post_steps": 2}
+    experiment = services.submit({"preset": "demo", "overrides": quick})
     [run] = experiment["runs"]
     run = services.wait(run["id"])
     assert run["status"] == "succeeded", f"{run['error']}{services.dump()}"
@@ -129,7 +131,8 @@ def test_a_failing_run_is_reported_and_the_worker_goes_on_with_the_next(
             },
         }
     )["runs"][0]
-    healthy = services.submit({"preset": "demo", "overrides": {"rounds": 1}})["runs"][0]
+    quick = {"rounds": 1, "local_steps": 2, "post_steps": 2}
+    healthy = services.submit({"preset": "demo", "overrides": quick})["runs"][0]
 
     broken = services.wait(broken["id"])
     assert broken["status"] == "failed", services.dump()

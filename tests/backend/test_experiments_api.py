@@ -37,7 +37,11 @@ def test_a_sweep_gives_one_run_per_combination(api: Api) -> None:
         "preset": "demo",
         "algorithm": "local",
         "overrides": {"rounds": 2},
-        "sweep": {"seed": [1, 2, 3], "algorithm": ["fedavg", "local"], "backbone.tiny_hidden_size": [8]},
+        "sweep": {
+            "seed": [1, 2, 3],
+            "algorithm": ["fedavg", "local"],
+            "backbone.tiny_hidden_size": [8],
+        },
     }
     response = api.post(URL, json=body)
     assert response.status_code == 201, response.text

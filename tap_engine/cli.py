@@ -79,6 +79,59 @@ def run(
         raise typer.Exit(1)
 
 
+@app.command()
+def bench(
+    preset: Annotated[str, typer.Option(help="preset name or path to a YAML scenario")] = "demo",
+    algorithm: Annotated[str | None, typer.Option(help="algorithm (default: the preset's)")] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="override: dotted.key=value (repeatable)")
+    ] = None,
+    clients: Annotated[
+        str, typer.Option(help="sizes of the scaling study, comma-separated ('' skips it)")
+    ] = "1,10,30,100",
+    step_clients: Annotated[
+        str | None,
+        typer.Option(help="clients whose step is measured (default: one per distinct task set)"),
+    ] = None,
+    steps: Annotated[
+        int | None, typer.Option(help="steps per timed repeat (default: local_steps)")
+    ] = None,
+    repeats: Annotated[int, typer.Option(help="timed repeats; medians are reported")] = 5,
+    rounds: Annotated[int, typer.Option(help="timed FL rounds, after the warm-up")] = 3,
+    warmup: Annotated[int, typer.Option(help="untimed FL rounds first")] = 1,
+    state_budget_mb: Annotated[
+        float | None,
+        typer.Option(help="memory for client states before they spill to disk (MiB)"),
+    ] = None,
+    stand_in_data: Annotated[
+        bool, typer.Option(help="random data shaped like the preset's hub datasets (offline)")
+    ] = False,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write every figure here")] = None,
+) -> None:
+    """Measure the engine: a bare training step against the engine's step, whole FL rounds
+    (time, traffic, memory), and how rounds and memory grow with the number of clients."""
+    from tap_engine.bench.suite import BenchOptions, run_bench
+
+    config_or_exit(preset, algorithm, set_ or [])  # readable errors before any work
+    options = BenchOptions(
+        preset=preset,
+        algorithm=algorithm,
+        overrides=_overrides(set_ or []),
+        step_clients=[int(c) for c in step_clients.split(",")] if step_clients else None,
+        steps=steps,
+        repeats=repeats,
+        rounds=rounds,
+        warmup=warmup,
+        scaling=[int(c) for c in clients.split(",") if c.strip()],
+        state_budget_mb=state_budget_mb,
+        stand_in_data=stand_in_data,
+    )
+    result = run_bench(options, say=typer.echo)
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(result, indent=2))
+
+
 @presets_app.callback()
 def presets(ctx: typer.Context) -> None:
     """List the built-in presets."""

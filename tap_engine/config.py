@@ -39,35 +39,49 @@ class DatasetSpec(StrictModel):
 
     source: Literal["builtin", "hub", "disk"] = "builtin"
     name: str = Field(description="builtin name, hub id, or a path saved with save_to_disk")
-    config: str | None = None
+    config: str | None = Field(default=None, description="the hub dataset's configuration")
+    path: str | None = Field(
+        default=None,
+        description="a local copy (save_to_disk) to read instead of the hub: one override "
+        "redirects a preset's dataset, e.g. scenario.datasets.cifar100.path=/data/cifar100",
+    )
     train_split: str = "train"
     test_split: str | None = Field(
         default=None, description="a split to test on; None holds out `test_fraction`"
     )
     test_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
+    group_column: str | None = Field(
+        default=None,
+        description="rows sharing this value (e.g. an image id) stay on one side of a "
+        "held-out split, so no test image is seen in training under another question",
+    )
     image_column: str | None = "image"
     text_column: str | None = Field(default=None, description="model input text")
     target_column: str | None = Field(default=None, description="text generation target")
     label_column: str | None = "label"
+    label_offset: int = Field(default=0, description="subtracted from labels (AG News: 1)")
     num_classes: PositiveInt | None = None
+    text_template: str | None = Field(
+        default=None, description="input text from columns, e.g. '{title} {description}'"
+    )
+    target_template: str | None = Field(
+        default=None, description="target text from columns, e.g. 'Answer: {answer}'"
+    )
+    prompt: Literal["vqa", "mmlu", "commongen"] | None = Field(
+        default=None, description="a paper prompt template building input and target text"
+    )
 
 
-class TaskSpec(StrictModel):
-    """One task of one client: which data, which part of it, which domain."""
+class TaskPart(StrictModel):
+    """One source of a task's data: a slice of a dataset, with its domain."""
 
-    task: str = Field(description="task name, e.g. digits_image_classification")
-    family: TaskFamily
     dataset: str = Field(description="a key of scenario.datasets")
+    domain: str = "general"
     shards: list[tuple[int, int]] = Field(
         default_factory=list,
         description="successive (index, count) splits: [[0, 3], [1, 2]] = 2nd half of 1st third",
     )
     labels: list[int] | None = Field(default=None, description="keep only these labels")
-    domain: str = "general"
-    modalities: list[Modality] | None = Field(
-        default=None,
-        description="input modalities; two make a fused task (VQA). Default: the family's",
-    )
     max_train: PositiveInt | None = None
     max_test: PositiveInt | None = None
 
@@ -78,6 +92,48 @@ class TaskSpec(StrictModel):
             if count < 1 or not 0 <= index < count:
                 raise ValueError(f"shard ({index}, {count}) needs 0 <= index < count")
         return shards
+
+
+class TaskSpec(StrictModel):
+    """One task of one client: which data, which part of it, which domain."""
+
+    task: str = Field(description="task name, e.g. digits_image_classification")
+    family: TaskFamily
+    modalities: list[Modality] | None = Field(
+        default=None,
+        description="input modalities; two make a fused task (VQA). Default: the family's",
+    )
+    # One source, given inline ...
+    dataset: str | None = Field(default=None, description="a key of scenario.datasets")
+    domain: str = "general"
+    shards: list[tuple[int, int]] = Field(default_factory=list)
+    labels: list[int] | None = None
+    max_train: PositiveInt | None = None
+    max_test: PositiveInt | None = None
+    # ... or several (a task over several domains, e.g. MMLU's three subjects).
+    parts: list[TaskPart] | None = Field(
+        default=None, description="several sources, each with its domain; replaces dataset"
+    )
+
+    @model_validator(mode="after")
+    def _one_kind_of_source(self) -> TaskSpec:
+        if self.parts is None:
+            if self.dataset is None:
+                raise ValueError("a task needs `dataset` or `parts`")
+            inline = ("dataset", "domain", "shards", "labels", "max_train", "max_test")
+            self.parts = [TaskPart(**{k: getattr(self, k) for k in inline})]
+            # The resolved config says it one way only, so that it validates again as is.
+            for name in inline:
+                setattr(
+                    self, name, TaskSpec.model_fields[name].get_default(call_default_factory=True)
+                )
+        elif self.dataset is not None:
+            raise ValueError("give either `dataset` or `parts`, not both")
+        return self
+
+    @property
+    def domains(self) -> list[str]:
+        return list(dict.fromkeys(p.domain for p in self.parts or ()))
 
     @model_validator(mode="after")
     def _default_modalities(self) -> TaskSpec:
@@ -100,17 +156,24 @@ class ClientSpec(StrictModel):
 class ScenarioSpec(StrictModel):
     datasets: dict[str, DatasetSpec] = Field(min_length=1)
     clients: list[ClientSpec] = Field(min_length=1)
+    max_train: PositiveInt | None = Field(
+        default=None, description="cap on every task part's training items (quick runs)"
+    )
+    max_test: PositiveInt | None = Field(
+        default=None, description="cap on every task part's test items (quick runs)"
+    )
 
     @model_validator(mode="after")
     def _datasets_exist(self) -> ScenarioSpec:
         for i, client in enumerate(self.clients):
             for j, task in enumerate(client.tasks):
-                if task.dataset not in self.datasets:
-                    known = ", ".join(sorted(self.datasets))
-                    raise ValueError(
-                        f"clients.{i}.tasks.{j}.dataset: unknown dataset {task.dataset!r} "
-                        f"(known: {known})"
-                    )
+                for part in task.parts or ():
+                    if part.dataset not in self.datasets:
+                        known = ", ".join(sorted(self.datasets))
+                        raise ValueError(
+                            f"clients.{i}.tasks.{j}.dataset: unknown dataset {part.dataset!r} "
+                            f"(known: {known})"
+                        )
         return self
 
 
@@ -170,6 +233,8 @@ BACKBONE_DEFAULTS: dict[str, dict[str, Any]] = {
         "peak_lr": 4e-4,
         "local_steps": 30,
         "max_text_length": 40,
+        # The paper's ViLT scenario has no image classification: ViLT serves it no head.
+        "unsupported_families": ["image_classification"],
     },
 }
 
@@ -212,6 +277,13 @@ class RunConfig(StrictModel):
     eval_max_samples: PositiveInt | None = Field(
         default=None, description="cap on each evaluation set (a fixed subset), None: all"
     )
+    bertscore_model: str | None = Field(
+        default="roberta-large",
+        description="hub id or folder of BERTScore's model; None: no BERTScore",
+    )
+    bertscore_num_layers: PositiveInt | None = Field(
+        default=None, description="BERTScore layer; None: bert-score's default for the model"
+    )
     scenario: ScenarioSpec
 
     @field_validator("algorithm")
@@ -232,6 +304,18 @@ class RunConfig(StrictModel):
             self.backbone.max_text_length = defaults["max_text_length"]
         if self.backbone.max_target_length is None:
             self.backbone.max_target_length = self.backbone.max_text_length
+        return self
+
+    @model_validator(mode="after")
+    def _backbone_serves_every_task(self) -> RunConfig:
+        unsupported = BACKBONE_DEFAULTS[self.backbone.kind].get("unsupported_families", [])
+        for i, client in enumerate(self.scenario.clients):
+            for j, task in enumerate(client.tasks):
+                if task.family in unsupported:
+                    raise ValueError(
+                        f"scenario.clients.{i}.tasks.{j}.family: the {self.backbone.kind} "
+                        f"backbone cannot serve {task.family} ({task.task})"
+                    )
         return self
 
     @model_validator(mode="after")

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from tap_engine.config import RunConfig
 from tap_engine.data import ClientData
 from tap_engine.events import Event, LocalTraining, ModelKind, Observer, Stage
-from tap_engine.models.state import State, trainable_names
+from tap_engine.models.state import State
 from tap_engine.models.tap_model import TapModel, TaskInfo
 from tap_engine.training import ExtraLoss, LocalResult, LocalTrainer
 
@@ -128,5 +128,5 @@ class Context:
         """Names of the trainable tensors of every component task ``task`` uses."""
         if task not in self._task_names:
             components = self.model.task_components(self.infos[task])
-            self._task_names[task] = trainable_names(self.model, components)
+            self._task_names[task] = self.trainer.params.names(components)
         return self._task_names[task]

@@ -1,5 +1,6 @@
-"""Scenario data: load each dataset once, split it into train and test pools, and cut each
-client's share out of both pools with the same shard and label rules.
+"""Scenario data: each dataset is opened once and split into a train and a test pool; each
+client's share is cut out of both pools by the same shard and label rules, and only the
+rows some client uses are decoded and tokenised (then cached on disk).
 
 Test items come only from the test pool, so no test example can reach any client's
 training data. Images are kept as uint8 ``[N, 3, 64, 64]`` (always a valid pixel range,
@@ -9,7 +10,8 @@ backbone's tokenizer.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import hashlib
+import json
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -17,7 +19,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tap_engine.config import DatasetSpec, RunConfig, TaskSpec
+from tap_engine import builtin_data
+from tap_engine.cache import cache_dir
+from tap_engine.config import DatasetSpec, RunConfig, TaskPart, TaskSpec
+from tap_engine.prompts import PROMPTS
 
 IMAGE_SIZE = 64
 # CIFAR-100 statistics, as the paper normalises every image source with them.
@@ -27,6 +32,7 @@ IMAGE_STD = torch.tensor([0.2673, 0.2564, 0.2762]).view(1, 3, 1, 1)
 # every algorithm in a sweep) sees the same held-out items.
 SPLIT_SEED = 20250930
 IGNORE_INDEX = -100
+CACHE_FORMAT = 1  # bump when the encoding changes, so old cache entries are not reused
 
 
 class DataError(ValueError):
@@ -53,6 +59,7 @@ class Pool:
     """Tensors of one dataset split; ``ids`` identify items across splits (leak checks)."""
 
     ids: torch.Tensor  # [N] long, unique within the dataset
+    domains: torch.Tensor | None = None  # [N] long, index into scenario_domains(config)
     images: torch.Tensor | None = None  # [N, 3, 64, 64] uint8
     input_ids: torch.Tensor | None = None  # [N, S] long
     attention_mask: torch.Tensor | None = None  # [N, S] bool
@@ -71,9 +78,9 @@ class Pool:
             **{f.name: _cat(f.name, [getattr(p, f.name) for p in pools]) for f in fields(Pool)}
         )
 
-    def batch(self, index: torch.Tensor, domain_id: int, device: torch.device) -> Batch:
+    def batch(self, index: torch.Tensor, device) -> Batch:
         """Rows ``index`` as a model batch; text is cut to the batch's longest sequence."""
-        images = input_ids = attention_mask = target_ids = None
+        images = input_ids = attention_mask = target_ids = labels = None
         if self.images is not None:
             images = normalise(self.images[index].to(device, non_blocking=True))
         if self.input_ids is not None and self.attention_mask is not None:
@@ -85,10 +92,10 @@ class Pool:
             targets = self.target_ids[index]
             width = max(int((targets != IGNORE_INDEX).sum(1).max()), 1)
             target_ids = targets[:, :width].to(device, non_blocking=True)
-        labels = (
-            self.labels[index].to(device, non_blocking=True) if self.labels is not None else None
-        )
-        domains = torch.full((len(index),), domain_id, dtype=torch.long, device=device)
+        if self.labels is not None:
+            labels = self.labels[index].to(device, non_blocking=True)
+        domains = self.domains[index] if self.domains is not None else torch.zeros_like(index)
+        domains = domains.to(device, non_blocking=True)
         return Batch(images, input_ids, attention_mask, labels, target_ids, domains)
 
 
@@ -140,10 +147,8 @@ def normalise(images: torch.Tensor) -> torch.Tensor:
 
 def to_uint8_images(items: list[Any]) -> torch.Tensor:
     """PIL images or arrays (HxW or HxWxC; integers 0..255, floats 0..1) -> uint8
-    ``[N, 3, 64, 64]``.
-
-    Scaling happens in float and the cast comes last, after clamping: values never wrap.
-    """
+    ``[N, 3, 64, 64]``. Scaling happens in float and the cast comes last, after clamping:
+    values never wrap."""
     out = torch.empty((len(items), 3, IMAGE_SIZE, IMAGE_SIZE), dtype=torch.uint8)
     for i, item in enumerate(items):
         if hasattr(item, "convert"):
@@ -160,41 +165,117 @@ def to_uint8_images(items: list[Any]) -> torch.Tensor:
     return out
 
 
-def _sklearn_digits():
-    import datasets
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    return datasets.Dataset.from_dict(
-        {"image": list(digits.images / 16.0), "label": digits.target.tolist()}
-    )
+# ---------------------------------------------------------------- opening datasets
 
 
-BUILTIN_SOURCES: dict[str, Callable[[], Any]] = {"sklearn_digits": _sklearn_digits}
-
-
-def _load_split(spec: DatasetSpec, split: str):
-    """A ``datasets.Dataset`` for one split, from a builtin, the hub or disk."""
+def open_split(spec: DatasetSpec, split: str):
+    """A ``datasets.Dataset`` for one split: builtin, a local copy (``path``), disk, or hub."""
     import datasets
 
     if spec.source == "builtin":
-        if spec.name not in BUILTIN_SOURCES:
-            known = ", ".join(sorted(BUILTIN_SOURCES))
-            raise DataError(f"unknown builtin dataset {spec.name!r} (known: {known})")
-        return BUILTIN_SOURCES[spec.name]()
+        return builtin_data.load(spec.name, split)
     try:
-        if spec.source == "disk":
-            loaded = datasets.load_from_disk(spec.name)
+        if spec.source == "disk" or spec.path is not None:
+            loaded = datasets.load_from_disk(spec.path or spec.name)
             if isinstance(loaded, datasets.DatasetDict):
                 if split not in loaded:
-                    raise DataError(f"dataset {spec.name!r} has no split {split!r}")
+                    splits = ", ".join(loaded)
+                    raise DataError(f"dataset {spec.name!r} has no split {split!r} ({splits})")
                 return loaded[split]
             return loaded
         return datasets.load_dataset(spec.name, spec.config, split=split)
     except DataError:
         raise
     except Exception as exc:  # datasets raises many types; the run needs one readable reason
-        raise DataError(f"cannot load dataset {spec.name!r} ({spec.source}): {exc}") from exc
+        where = spec.path or spec.name
+        raise DataError(f"cannot load dataset {where!r} ({spec.source}): {exc}") from exc
+
+
+@dataclass
+class OpenDataset:
+    """A dataset's train and test splits, opened (lazily decoded) but not yet encoded."""
+
+    spec: DatasetSpec
+    train: Any  # datasets.Dataset
+    test: Any
+    train_rows: np.ndarray  # row numbers of ``train`` that form the train pool
+    test_rows: np.ndarray  # row numbers of ``test`` that form the test pool
+    train_labels: np.ndarray | None
+    test_labels: np.ndarray | None
+
+    @property
+    def test_id_offset(self) -> int:
+        """Test items of a separate split get ids after the train split's."""
+        return 0 if self.test is self.train else len(self.train)
+
+
+def open_dataset(spec: DatasetSpec) -> OpenDataset:
+    train = open_split(spec, spec.train_split)
+    _check_columns(train, spec)
+    if spec.test_split is None:  # hold out a fixed fraction of the train split
+        test, (train_rows, test_rows) = train, _hold_out(train, spec)
+    else:
+        test = open_split(spec, spec.test_split)
+        _check_columns(test, spec)
+        train_rows, test_rows = np.arange(len(train)), np.arange(len(test))
+    return OpenDataset(
+        spec, train, test, train_rows, test_rows, _labels(train, spec), _labels(test, spec)
+    )
+
+
+def _hold_out(dataset, spec: DatasetSpec) -> tuple[np.ndarray, np.ndarray]:
+    """(train rows, test rows): a fixed random fraction of the rows, or of the groups."""
+    rng = np.random.default_rng(SPLIT_SEED)
+    if spec.group_column is None:
+        order = rng.permutation(len(dataset))
+        n_test = max(1, round(len(dataset) * spec.test_fraction))
+        return np.sort(order[n_test:]), np.sort(order[:n_test])
+    groups = np.asarray(dataset[spec.group_column])
+    unique = np.unique(groups)
+    held = unique[rng.permutation(len(unique))[: max(1, round(len(unique) * spec.test_fraction))]]
+    in_test = np.isin(groups, held)
+    return np.flatnonzero(~in_test), np.flatnonzero(in_test)
+
+
+def _check_columns(dataset, spec: DatasetSpec) -> None:
+    columns = {
+        "image_column": spec.image_column,
+        "text_column": spec.text_column,
+        "target_column": spec.target_column,
+        "label_column": spec.label_column,
+        "group_column": spec.group_column,
+    }
+    for field_name, column in columns.items():
+        if column and column not in dataset.column_names:
+            raise DataError(
+                f"dataset {spec.name!r} has no column {column!r} ({field_name}); "
+                f"columns: {', '.join(dataset.column_names)}"
+            )
+
+
+def _labels(dataset, spec: DatasetSpec) -> np.ndarray | None:
+    if not spec.label_column:
+        return None
+    return np.asarray(dataset[spec.label_column], dtype=np.int64) - spec.label_offset
+
+
+# ---------------------------------------------------------------- client shares
+
+
+def share_rows(rows: np.ndarray, labels: np.ndarray | None, part: TaskPart, cap) -> np.ndarray:
+    """Successive contiguous shards of ``rows`` in a fixed shuffled order, then the label
+    filter, then the cap: the same rule cuts a client's train and test shares."""
+    index = rows[np.random.default_rng(SPLIT_SEED + 1).permutation(len(rows))]
+    for shard, count in part.shards:
+        index = np.array_split(index, count)[shard]
+    if part.labels is not None and labels is not None:
+        index = index[np.isin(labels[index], part.labels)]
+    if cap is not None:
+        index = index[:cap]
+    return np.sort(index)
+
+
+# ---------------------------------------------------------------- encoding
 
 
 @dataclass(frozen=True)
@@ -203,27 +284,50 @@ class TextLimits:
     max_target_length: int
 
 
-def _encode(dataset, spec: DatasetSpec, tokenizer, limits: TextLimits, first_id: int) -> Pool:
-    columns = {
-        "image_column": spec.image_column,
-        "text_column": spec.text_column,
-        "target_column": spec.target_column,
-        "label_column": spec.label_column,
-    }
-    for field_name, column in columns.items():
-        if column and column not in dataset.column_names:
-            raise DataError(
-                f"dataset {spec.name!r} has no column {column!r} ({field_name}); "
-                f"columns: {', '.join(dataset.column_names)}"
-            )
-    pool = Pool(ids=torch.arange(first_id, first_id + len(dataset)))
+def _tokenizer_id(tokenizer) -> str:
+    if tokenizer is None:
+        return "none"
+    vocab = json.dumps(sorted(tokenizer.get_vocab().items()))
+    return f"{type(tokenizer).__name__}:{hashlib.sha256(vocab.encode()).hexdigest()[:16]}"
+
+
+def encode_rows(dataset, rows: np.ndarray, spec: DatasetSpec, tokenizer, limits) -> Pool:
+    """Decode, resize and tokenise ``rows`` of ``dataset`` (cached on disk by a hash of the
+    source, the rows and the preprocessing, so a second run does no preprocessing)."""
+    key = json.dumps(
+        {
+            "format": CACHE_FORMAT,
+            "spec": spec.model_dump(mode="json"),
+            "fingerprint": getattr(dataset, "_fingerprint", None),
+            "rows": hashlib.sha256(rows.astype(np.int64).tobytes()).hexdigest(),
+            "tokenizer": _tokenizer_id(tokenizer),
+            "limits": [limits.max_text_length, limits.max_target_length],
+        },
+        sort_keys=True,
+    )
+    path = cache_dir() / "data" / f"{hashlib.sha256(key.encode()).hexdigest()}.pt"
+    if path.exists():
+        stored = torch.load(path, weights_only=True)
+        return Pool(**stored)
+    pool = _encode(dataset.select(rows.tolist()), spec, tokenizer, limits)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{id(pool)}.tmp")
+    torch.save({f.name: getattr(pool, f.name) for f in fields(pool)}, tmp)
+    tmp.replace(path)
+    return pool
+
+
+def _encode(selection, spec: DatasetSpec, tokenizer, limits: TextLimits) -> Pool:
+    pool = Pool(ids=torch.zeros(len(selection), dtype=torch.long))
     if spec.image_column:
-        pool.images = to_uint8_images(dataset[spec.image_column])
+        pool.images = to_uint8_images(selection[spec.image_column])
     if spec.label_column:
-        pool.labels = torch.tensor(dataset[spec.label_column], dtype=torch.long)
-    if spec.text_column:
+        labels = torch.tensor(selection[spec.label_column], dtype=torch.long)
+        pool.labels = labels - spec.label_offset
+    texts, targets = _texts(selection, spec)
+    if texts is not None:
         encoded = tokenizer(
-            [str(t) for t in dataset[spec.text_column]],
+            texts,
             padding="longest",
             truncation=True,
             max_length=limits.max_text_length,
@@ -231,11 +335,31 @@ def _encode(dataset, spec: DatasetSpec, tokenizer, limits: TextLimits, first_id:
         )
         pool.input_ids = encoded["input_ids"]
         pool.attention_mask = encoded["attention_mask"].bool()
-    if spec.target_column:
-        pool.target_ids = _encode_targets(
-            [str(t) for t in dataset[spec.target_column]], tokenizer, limits.max_target_length
-        )
+    if targets is not None:
+        pool.target_ids = _encode_targets(targets, tokenizer, limits.max_target_length)
     return pool
+
+
+def _texts(selection, spec: DatasetSpec) -> tuple[list[str] | None, list[str] | None]:
+    """Input and target strings, by prompt template, column template or column."""
+    if spec.prompt is not None:
+        pairs = [
+            PROMPTS[spec.prompt](
+                row, spec.text_column or "question", spec.target_column or "answer"
+            )
+            for row in selection
+        ]
+        return [p[0] for p in pairs], [p[1] for p in pairs]
+    texts = targets = None
+    if spec.text_template:
+        texts = [spec.text_template.format(**row) for row in selection]
+    elif spec.text_column:
+        texts = [str(t) for t in selection[spec.text_column]]
+    if spec.target_template:
+        targets = [spec.target_template.format(**row) for row in selection]
+    elif spec.target_column:
+        targets = [str(t) for t in selection[spec.target_column]]
+    return texts, targets
 
 
 def _encode_targets(texts: list[str], tokenizer, max_length: int) -> torch.Tensor:
@@ -251,78 +375,132 @@ def _encode_targets(texts: list[str], tokenizer, max_length: int) -> torch.Tenso
     return out
 
 
-def load_pools(spec: DatasetSpec, tokenizer, limits: TextLimits) -> tuple[Pool, Pool]:
-    """The (train, test) pools of one dataset."""
-    train_set = _load_split(spec, spec.train_split)
-    if spec.test_split is None or spec.source == "builtin":
-        pool = _encode(train_set, spec, tokenizer, limits, 0)
-        return _hold_out(pool, spec.test_fraction)
-    test_set = _load_split(spec, spec.test_split)
-    train = _encode(train_set, spec, tokenizer, limits, 0)
-    test = _encode(test_set, spec, tokenizer, limits, len(train))
-    return train, test
+# ---------------------------------------------------------------- the scenario
 
 
-def _hold_out(pool: Pool, fraction: float) -> tuple[Pool, Pool]:
-    order = torch.from_numpy(np.random.default_rng(SPLIT_SEED).permutation(len(pool)))
-    n_test = max(1, round(len(pool) * fraction))
-    return pool.subset(order[n_test:].sort().values), pool.subset(order[:n_test].sort().values)
+def scenario_domains(config: RunConfig) -> list[str]:
+    """Every domain of the scenario, sorted: the model's domain experts are indexed so."""
+    clients = config.scenario.clients
+    return sorted({p.domain for c in clients for t in c.tasks for p in t.parts or ()})
 
 
-def _client_share(pool: Pool, task: TaskSpec, cap: int | None) -> Pool:
-    """Successive contiguous shards of ``pool`` (in a fixed shuffled order), then labels."""
-    index = torch.from_numpy(np.random.default_rng(SPLIT_SEED + 1).permutation(len(pool)))
-    for shard, count in task.shards:
-        index = torch.tensor_split(index, count)[shard]
-    if task.labels is not None and pool.labels is not None:
-        index = index[torch.isin(pool.labels[index], torch.tensor(task.labels))]
-    if cap is not None:
-        index = index[:cap]
-    return pool.subset(index.sort().values)
+@dataclass
+class _Need:
+    """The rows one task part takes from its dataset's pools."""
+
+    client: int
+    task: int
+    part: int
+    train: np.ndarray
+    test: np.ndarray
 
 
 def build_clients(config: RunConfig, tokenizer) -> list[ClientData]:
-    """Every client's train and test data; each dataset is loaded and tokenised once."""
+    """Every client's train and test data. Each dataset is opened once; only rows some
+    client uses are encoded, once per split."""
     limits = TextLimits(config.backbone.max_text_length, config.backbone.max_target_length)
-    pools: dict[str, tuple[Pool, Pool]] = {}
+    opened: dict[str, OpenDataset] = {}
+    needs: dict[str, list[_Need]] = {}
+    for c, client in enumerate(config.scenario.clients):
+        for t, task in enumerate(client.tasks):
+            for p, part in enumerate(task.parts or ()):
+                where = f"client {c}, task {task.task!r}, dataset {part.dataset!r}"
+                dspec = config.scenario.datasets[part.dataset]
+                try:
+                    _check_columns_serve_task(task, dspec)
+                    if part.dataset not in opened:
+                        opened[part.dataset] = open_dataset(dspec)
+                except DataError as exc:
+                    raise DataError(f"{where}: {exc}") from exc
+                data = opened[part.dataset]
+                max_train = _cap(part.max_train, config.scenario.max_train)
+                max_test = _cap(part.max_test, config.scenario.max_test)
+                train = share_rows(data.train_rows, data.train_labels, part, max_train)
+                test = share_rows(data.test_rows, data.test_labels, part, max_test)
+                if len(train) == 0 or len(test) == 0:
+                    which = "train" if len(train) == 0 else "test"
+                    raise DataError(f"{where}: empty {which} split")
+                needs.setdefault(part.dataset, []).append(_Need(c, t, p, train, test))
+
+    shares: dict[tuple[int, int, int], tuple[Pool, Pool]] = {}
+    for name, parts in needs.items():
+        data = opened[name]
+        train_pool = _pool_of(data, data.train, [n.train for n in parts], 0, tokenizer, limits)
+        test_pool = _pool_of(
+            data, data.test, [n.test for n in parts], data.test_id_offset, tokenizer, limits
+        )
+        for need in parts:
+            shares[(need.client, need.task, need.part)] = (
+                train_pool.take_rows(need.train),
+                test_pool.take_rows(need.test),
+            )
+
+    domains = scenario_domains(config)
     clients = []
     for c, client in enumerate(config.scenario.clients):
         tasks = []
-        for task in client.tasks:
-            where = f"client {c}, task {task.task!r}, dataset {task.dataset!r}"
-            dspec = config.scenario.datasets[task.dataset]
-            try:
-                _check_columns_serve_task(task, dspec)
-                if task.dataset not in pools:
-                    pools[task.dataset] = load_pools(dspec, tokenizer, limits)
-            except DataError as exc:
-                raise DataError(f"{where}: {exc}") from exc
-            train_pool, test_pool = pools[task.dataset]
-            train = _client_share(train_pool, task, task.max_train)
-            test = _client_share(test_pool, task, task.max_test)
-            num_classes = _check_task(where, task, dspec, train, test)
-            tasks.append(TaskData(c, task, num_classes, train, test))
+        for t, task in enumerate(client.tasks):
+            train_parts, test_parts = [], []
+            for p, part in enumerate(task.parts or ()):
+                train, test = shares[(c, t, p)]
+                domain = domains.index(part.domain)
+                train.domains = torch.full((len(train),), domain, dtype=torch.long)
+                test.domains = torch.full((len(test),), domain, dtype=torch.long)
+                train_parts.append(train)
+                test_parts.append(test)
+            train, test = Pool.concat(train_parts), Pool.concat(test_parts)
+            where = f"client {c}, task {task.task!r}, dataset {task.parts[0].dataset!r}"
+            dspec = config.scenario.datasets[task.parts[0].dataset]
+            tasks.append(
+                TaskData(c, task, _num_classes(where, task, dspec, train, test), train, test)
+            )
         clients.append(ClientData(c, tasks))
     return clients
 
 
+def _cap(*caps: int | None) -> int | None:
+    given = [c for c in caps if c is not None]
+    return min(given) if given else None
+
+
+@dataclass
+class _RowPool:
+    """Encoded rows of one split, addressable by the split's row numbers."""
+
+    pool: Pool
+    rows: np.ndarray  # sorted row numbers, one per pool item
+
+    def take_rows(self, rows: np.ndarray) -> Pool:
+        return self.pool.subset(torch.from_numpy(np.searchsorted(self.rows, rows)))
+
+
+def _pool_of(data: OpenDataset, split, wanted, id_offset, tokenizer, limits) -> _RowPool:
+    rows = np.unique(np.concatenate(wanted))
+    pool = encode_rows(split, rows, data.spec, tokenizer, limits)
+    pool.ids = torch.from_numpy(rows + id_offset)
+    return _RowPool(pool, rows)
+
+
 def _check_columns_serve_task(task: TaskSpec, spec: DatasetSpec) -> None:
+    text = spec.text_column or spec.text_template or spec.prompt
+    target = spec.target_column or spec.target_template or spec.prompt
     needs = {
         "image_column": "image" in (task.modalities or ()) or task.family == "image_generation",
-        "text_column": "text" in (task.modalities or ()),
-        "label_column": task.family.endswith("classification"),
-        "target_column": task.family == "text_generation",
+        "text_column (or text_template, prompt)": "text" in (task.modalities or ()) and not text,
+        "label_column": task.family.endswith("classification") and not spec.label_column,
+        "target_column (or target_template, prompt)": task.family == "text_generation"
+        and not target,
     }
-    for field_name, needed in needs.items():
-        if needed and not getattr(spec, field_name):
+    if needs["image_column"] and not spec.image_column:
+        raise DataError(f"a {task.family} task on {task.modalities} needs image_column set")
+    for field_name, missing in list(needs.items())[1:]:
+        if missing:
             raise DataError(f"a {task.family} task on {task.modalities} needs {field_name} set")
 
 
-def _check_task(
+def _num_classes(
     where: str, task: TaskSpec, dspec: DatasetSpec, train: Pool, test: Pool
 ) -> int | None:
-    if len(train) == 0 or len(test) == 0:
-        raise DataError(f"{where}: empty {'train' if len(train) == 0 else 'test'} split")
     if not task.family.endswith("classification"):
         return None
     assert train.labels is not None and test.labels is not None

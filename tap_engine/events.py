@@ -85,6 +85,14 @@ class Evaluation(BaseModel):
     n: int = Field(description="test samples the value averages over")
 
 
+class MetricSkipped(BaseModel):
+    """A metric this run cannot compute here (e.g. BERTScore's model is not available)."""
+
+    type: Literal["metric_skipped"] = "metric_skipped"
+    metric: str
+    reason: str
+
+
 class Progress(BaseModel):
     type: Literal["progress"] = "progress"
     stage: Stage
@@ -103,7 +111,14 @@ class RunFinished(BaseModel):
 
 
 Event = Annotated[
-    RunStarted | RoundStarted | LocalTraining | Replacement | Evaluation | Progress | RunFinished,
+    RunStarted
+    | RoundStarted
+    | LocalTraining
+    | Replacement
+    | Evaluation
+    | MetricSkipped
+    | Progress
+    | RunFinished,
     Field(discriminator="type"),
 ]
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)

@@ -6,9 +6,10 @@ building the model and data, client sampling, evaluation, stage 2, checkpoints a
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -23,13 +24,23 @@ from tap_engine.checkpoint import (
     rng_states,
     save_checkpoint,
 )
+from tap_engine.client_states import Storage
 from tap_engine.config import RunConfig
 from tap_engine.context import Context, learning_rate
-from tap_engine.data import ClientData, DataError, Pool, build_clients, eval_subset, pooled_test
+from tap_engine.data import (
+    ClientData,
+    DataError,
+    Pool,
+    build_clients,
+    eval_subset,
+    pooled_test,
+    scenario_domains,
+)
 from tap_engine.evaluation import evaluate_task
 from tap_engine.events import (
     ClientInfo,
     Evaluation,
+    MetricSkipped,
     ModelKind,
     Observer,
     Progress,
@@ -39,9 +50,13 @@ from tap_engine.events import (
     Split,
 )
 from tap_engine.models.backbones import load_backbone
-from tap_engine.models.state import State, load_sub_state, trainable_state
+from tap_engine.models.state import State, trainable_state
 from tap_engine.models.tap_model import TapModel, TaskInfo
+from tap_engine.text_metrics import TextScorer
 from tap_engine.training import Cancelled, LocalTrainer
+
+# Client states held in memory beyond this many MiB spill to disk (unset: no limit).
+STATE_BUDGET_ENV = "TAPFL_STATE_MEMORY_BUDGET_MB"
 
 
 @dataclass
@@ -71,7 +86,7 @@ def task_infos(clients: list[ClientData]) -> dict[str, TaskInfo]:
     domains: dict[str, set[str]] = {}
     for client in clients:
         for task in client.tasks:
-            domains.setdefault(task.name, set()).add(task.spec.domain)
+            domains.setdefault(task.name, set()).update(task.spec.domains)
             info = TaskInfo(
                 task.name,
                 task.spec.family,
@@ -108,6 +123,103 @@ def unique_frozen_parameters(model: torch.nn.Module) -> int:
     return sum(seen.values())
 
 
+@dataclass
+class Engine:
+    """What a run builds once and keeps: the clients' tensorised data, the one model around
+    the frozen backbone, and the trainer that swaps clients' trainable state in and out."""
+
+    config: RunConfig
+    device: torch.device
+    clients: list[ClientData]
+    infos: dict[str, TaskInfo]
+    model: TapModel
+    components: list[list[str]]  # per client: the components its tasks use
+    trainer: LocalTrainer
+    tokenizer: object
+
+    def new_algorithm(self, storage: Storage | None = None) -> Algorithm:
+        return REGISTRY[self.config.algorithm](
+            trainable_state(self.model),
+            self.components,
+            [c.n_train for c in self.clients],
+            storage,
+        )
+
+
+def build_engine(config: RunConfig) -> Engine:
+    device = resolve_device(config.device)
+    torch.use_deterministic_algorithms(device.type == "cpu", warn_only=True)
+    backbone = load_backbone(config.backbone)
+    clients = build_clients(config, backbone.tokenizer)
+    infos = task_infos(clients)
+    torch.manual_seed(config.seed)
+    model = TapModel(backbone, list(infos.values()), config.backbone.max_target_length or 1)
+    # Pools index domains in the scenario's sorted domain list; the model must agree.
+    assert model.domains == scenario_domains(config), (model.domains, scenario_domains(config))
+    tokenizer = backbone.tokenizer
+    del backbone  # what TAP does not use of the pretrained model can be freed
+    model.to(device)
+    if device.type == "cuda":
+        place_data(clients, device)
+    trainer = LocalTrainer(
+        model,
+        infos,
+        device,
+        config.batch_size,
+        config.grad_accum,
+        config.weight_decay,
+        config.grad_clip,
+        bf16=config.precision == "bf16",
+    )
+    components = [client_components(model, c, infos) for c in clients]
+    return Engine(config, device, clients, infos, model, components, trainer, tokenizer)
+
+
+def place_data(clients: list[ClientData], device: torch.device) -> None:
+    """Move every client's pools to ``device`` once: a batch is then a gather on the device,
+    with no host-to-device copy per step (uint8 images keep this to 12 KiB an image)."""
+    for client in clients:
+        for task in client.tasks:
+            for pool in (task.train, task.test):
+                for f in fields(pool):
+                    value = getattr(pool, f.name)
+                    if isinstance(value, torch.Tensor):
+                        setattr(pool, f.name, value.to(device))
+
+
+def storage_for(workdir: Path) -> Storage:
+    """Client states spill under the run's folder beyond ``TAPFL_STATE_MEMORY_BUDGET_MB``."""
+    budget = os.environ.get(STATE_BUDGET_ENV)
+    budget_bytes = None if budget in (None, "") else int(float(budget) * 2**20)
+    return Storage(workdir / "client_states", budget_bytes)
+
+
+def play_round(ctx: Context, algorithm: Algorithm, round_index: int) -> list[int]:
+    """One FL round: sample, let each participant take its turn, aggregate."""
+    ctx.round = round_index + 1
+    participants = sample_clients(ctx.config, round_index)
+    ctx.emit(
+        RoundStarted(
+            round=ctx.round, participants=participants, lr=learning_rate(ctx.config, round_index)
+        )
+    )
+    for client in participants:
+        algorithm.client_turn(ctx, client)
+    algorithm.end_round()
+    return participants
+
+
+def write_checkpoint(workdir: Path, completed: int, fingerprint: str, algorithm: Algorithm) -> Path:
+    """The round's checkpoint: the algorithm's state (client states written incrementally
+    by their store), RNG states and the config's fingerprint."""
+    payload = {
+        "fingerprint": fingerprint,
+        "algorithm": _to(algorithm.state_dict(), torch.device("cpu")),
+        "rng": rng_states(),
+    }
+    return save_checkpoint(workdir, completed, payload)
+
+
 def run(
     config: RunConfig,
     observer: Observer,
@@ -122,20 +234,9 @@ def run(
     started = time.monotonic()
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(config.device)
-    torch.use_deterministic_algorithms(device.type == "cpu", warn_only=True)
-
-    backbone = load_backbone(config.backbone)
-    clients = build_clients(config, backbone.tokenizer)
-    infos = task_infos(clients)
-    torch.manual_seed(config.seed)
-    model = TapModel(backbone, list(infos.values()), config.backbone.max_target_length or 1)
-    del backbone  # what TAP does not use of the pretrained model can be freed
-    model.to(device)
-    components = [client_components(model, c, infos) for c in clients]
-    algorithm = REGISTRY[config.algorithm](
-        trainable_state(model), components, [c.n_train for c in clients]
-    )
+    engine = build_engine(config)
+    device, clients, model = engine.device, engine.clients, engine.model
+    algorithm = engine.new_algorithm(storage_for(workdir))
 
     fingerprint = config_fingerprint(config)
     start_round = 0
@@ -161,46 +262,27 @@ def run(
     )
 
     progress = _ProgressClock(config, algorithm, len(clients), start_round, started, observer)
-    trainer = LocalTrainer(
-        model,
-        infos,
-        device,
-        config.batch_size,
-        config.grad_accum,
-        config.weight_decay,
-        config.grad_clip,
-        bf16=config.precision == "bf16",
-    )
     ctx = Context(
-        config, clients, model, trainer, components, infos, observer, should_stop, progress.tick
+        config,
+        clients,
+        model,
+        engine.trainer,
+        engine.components,
+        engine.infos,
+        observer,
+        should_stop,
+        progress.tick,
     )
-    evaluator = _Evaluator(model, clients, components, infos, config, device, observer)
+    evaluator = Evaluator(engine, observer)
     completed = start_round
     try:
         for r in range(start_round, config.rounds):
-            ctx.round = r + 1
-            participants = sample_clients(config, r)
-            observer(
-                RoundStarted(
-                    round=ctx.round, participants=participants, lr=learning_rate(config, r)
-                )
-            )
-            for client in participants:
-                algorithm.client_turn(ctx, client)
-            algorithm.end_round()
+            play_round(ctx, algorithm, r)
             if ctx.round % config.eval_every == 0 or ctx.round == config.rounds:
                 for client in clients:
                     evaluator.evaluate(client.client, algorithm.eval_states(client.client), ctx)
             completed = ctx.round
-            save_checkpoint(
-                workdir,
-                completed,
-                {
-                    "fingerprint": fingerprint,
-                    "algorithm": _to(algorithm.state_dict(), torch.device("cpu")),
-                    "rng": rng_states(),
-                },
-            )
+            write_checkpoint(workdir, completed, fingerprint, algorithm)
         ctx.stage, ctx.round = "post", config.rounds
         for client in clients:
             evaluator.evaluate(client.client, algorithm.post_fl(ctx, client.client), ctx)
@@ -235,36 +317,43 @@ def _to(value, device: torch.device):
     return value
 
 
-class _Evaluator:
+class Evaluator:
     """Each model of a client on its own test data (local) and on the task's pooled test
     data of all clients (pooled)."""
 
-    def __init__(self, model, clients, components, infos, config: RunConfig, device, observer):
-        self.model, self.clients, self.components = model, clients, components
-        self.infos, self.config, self.device, self.observer = infos, config, device, observer
+    def __init__(self, engine: Engine, observer: Observer):
+        config, infos = engine.config, engine.infos
+        self.model, self.clients, self.components = engine.model, engine.clients, engine.components
+        self.infos, self.config, self.device = infos, config, engine.device
+        self.params, self.observer = engine.trainer.params, observer
+        self.text_scorer = None
+        if any(i.family == "text_generation" for i in infos.values()):
+            self.text_scorer = TextScorer(
+                engine.tokenizer, config.bertscore_model, config.bertscore_num_layers
+            )
+            for metric, reason in self.text_scorer.skipped.items():
+                observer(MetricSkipped(metric=metric, reason=reason))
         cap = config.eval_max_samples
-        self.pooled = {k: eval_subset(p, cap) for k, p in pooled_test(clients).items()}
+        self.pooled = {k: eval_subset(p, cap) for k, p in pooled_test(self.clients).items()}
         self.local = {
-            (c.client, t.name): eval_subset(t.test, cap) for c in clients for t in c.tasks
+            (c.client, t.name): eval_subset(t.test, cap) for c in self.clients for t in c.tasks
         }
+        # per task: the tensors last evaluated on the pooled test set, and their metrics
+        self._pooled_seen: dict[str, tuple[list[torch.Tensor], dict[str, float]]] = {}
 
     def evaluate(self, client: int, states: dict[ModelKind, State], ctx: Context) -> None:
         for kind, state in states.items():
-            load_sub_state(self.model, state, self.components[client])
+            self.params.load(state, self.components[client])
             for task in self.clients[client].tasks:
                 splits: dict[Split, Pool] = {
                     "local": self.local[(client, task.name)],
                     "pooled": self.pooled[task.name],
                 }
                 for split, pool in splits.items():
-                    metrics = evaluate_task(
-                        self.model,
-                        self.infos[task.name],
-                        pool,
-                        self.model.domains.index(task.spec.domain),
-                        self.config.eval_batch_size,
-                        self.device,
-                    )
+                    if split == "pooled":
+                        metrics = self._pooled(task.name, state)
+                    else:
+                        metrics = self._metrics(task.name, pool)
                     for metric, value in metrics.items():
                         self.observer(
                             Evaluation(
@@ -279,6 +368,29 @@ class _Evaluator:
                                 n=len(pool),
                             )
                         )
+
+    def _metrics(self, task: str, pool: Pool) -> dict[str, float]:
+        return evaluate_task(
+            self.model,
+            self.infos[task],
+            pool,
+            self.config.eval_batch_size,
+            self.device,
+            self.text_scorer,
+        )
+
+    def _pooled(self, task: str, state: State) -> dict[str, float]:
+        """The task's pooled metrics depend only on the tensors the task uses: clients that
+        hold the very same tensors (every client's view of the global model) share them,
+        so the pooled test set is evaluated once per global model, not once per client."""
+        names = self.params.names(self.model.task_components(self.infos[task]))
+        tensors = [state[n] for n in names]
+        seen = self._pooled_seen.get(task)
+        if seen is not None and all(a is b for a, b in zip(seen[0], tensors, strict=True)):
+            return seen[1]
+        metrics = self._metrics(task, self.pooled[task])
+        self._pooled_seen[task] = (tensors, metrics)
+        return metrics
 
 
 class _ProgressClock:

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tap_engine.data import IGNORE_INDEX, Batch, TaskData
-from tap_engine.models.state import State, load_sub_state, trainable_names
+from tap_engine.models.state import ParameterIndex, State
 from tap_engine.models.tap_model import ModelOutput, TapModel, TaskInfo
 
 
@@ -76,9 +76,10 @@ class LocalTrainer:
     weight_decay: float
     grad_clip: float
     bf16: bool = False
+    params: ParameterIndex = field(init=False, repr=False)
 
-    def domain_id(self, task: TaskData) -> int:
-        return self.model.domains.index(task.spec.domain)
+    def __post_init__(self) -> None:
+        self.params = ParameterIndex(self.model)
 
     def autocast(self):
         if self.bf16 and self.device.type == "cuda":
@@ -103,22 +104,28 @@ class LocalTrainer:
         is scaled by its share of the micro-batch (TAP_SPEC section 3).
         """
         model = self.model
-        load_sub_state(model, state, components)
-        names = trainable_names(model, components)
-        named = dict(model.named_parameters())
-        params = [named[n] for n in names]
+        self.params.load(state, components)
+        names = self.params.names(components)
+        params = [self.params.params[n] for n in names]
+        # foreach on CPU: one C++ loop instead of a Python loop over tensors, bit-identical
+        # to the per-tensor update; fused (one kernel) on CUDA.
+        on_cuda = self.device.type == "cuda"
         optimizer = torch.optim.AdamW(
-            params, lr=lr, weight_decay=self.weight_decay, fused=self.device.type == "cuda"
+            params,
+            lr=lr,
+            weight_decay=self.weight_decay,
+            fused=on_cuda,
+            foreach=None if on_cuda else True,
         )
         generator = torch.Generator().manual_seed(seed)
         torch.manual_seed(seed)  # dropout
-        sizes = torch.tensor([len(t.train) for t in tasks])
-        offsets = torch.cumsum(sizes, 0) - sizes
-        order = torch.randperm(int(sizes.sum()), generator=generator)
+        sizes = [len(t.train) for t in tasks]
+        offsets = [sum(sizes[:i]) for i in range(len(sizes))]
+        order = torch.randperm(sum(sizes), generator=generator)
         cursor = 0
-        loss_sum = {t.name: 0.0 for t in tasks}
-        loss_n = {t.name: 0 for t in tasks}
-        extra_sum: dict[str, float] = {}
+        # Losses stay tensors until the end: reading one is a device sync on CUDA.
+        task_losses: list[tuple[str, torch.Tensor, int]] = []
+        extra_terms: list[tuple[str, torch.Tensor]] = []
 
         model.train()
         for _ in range(steps):
@@ -135,30 +142,53 @@ class LocalTrainer:
                     for step in steps_done:
                         loss = task_loss(step.info.family, step.output.prediction, step.batch)
                         total = total + loss * step.fraction
-                        loss_sum[step.task.name] += float(loss.detach()) * len(step.batch)
-                        loss_n[step.task.name] += len(step.batch)
+                        task_losses.append((step.task.name, loss.detach(), len(step.batch)))
                     if extra_loss is not None:
                         for term, value in extra_loss(model, steps_done).items():
                             total = total + value
-                            extra_sum[term] = extra_sum.get(term, 0.0) + float(value.detach())
+                            extra_terms.append((term, value.detach()))
                 (total / self.grad_accum).backward()
-            nn.utils.clip_grad_norm_(params, self.grad_clip)
+            nn.utils.clip_grad_norm_(params, self.grad_clip, foreach=True)
             optimizer.step()
 
-        trained = {n: named[n].detach().clone() for n in names}
-        losses = {k: loss_sum[k] / loss_n[k] for k in loss_sum if loss_n[k]}
-        micro = max(steps * self.grad_accum, 1)
-        return LocalResult(trained, losses, steps, {k: v / micro for k, v in extra_sum.items()})
+        trained = {n: p.detach().clone() for n, p in zip(names, params, strict=True)}
+        extras = _mean_extras(extra_terms, max(steps * self.grad_accum, 1))
+        return LocalResult(trained, _mean_losses(tasks, task_losses), steps, extras)
 
     def _forward(self, tasks, index, sizes, offsets) -> tuple[list[TaskStep], torch.Tensor]:
         done = []
-        for t, task in enumerate(tasks):
-            rows = index[(index >= offsets[t]) & (index < offsets[t] + sizes[t])] - offsets[t]
+        for task, size, offset in zip(tasks, sizes, offsets, strict=True):
+            rows = index[(index >= offset) & (index < offset + size)] - offset
             if rows.numel() == 0:
                 continue
-            batch = task.train.batch(rows, self.domain_id(task), self.device)
+            batch = task.train.batch(rows, self.device)
             info = self.infos[task.name]
             done.append(
                 TaskStep(task, info, batch, self.model(info, batch), len(rows) / len(index))
             )
         return done, torch.zeros((), device=self.device)
+
+
+def _values(tensors: list[torch.Tensor]) -> list[float]:
+    """Python floats of 0-dim tensors, with one device sync for all of them."""
+    return torch.stack(tensors).tolist() if tensors else []
+
+
+def _mean_losses(
+    tasks: list[TaskData], losses: list[tuple[str, torch.Tensor, int]]
+) -> dict[str, float]:
+    """Per task: the mean training loss per sample over the local run."""
+    sums = {t.name: 0.0 for t in tasks}
+    counts = {t.name: 0 for t in tasks}
+    for (name, _, n), value in zip(losses, _values([v for _, v, _ in losses]), strict=True):
+        sums[name] += value * n
+        counts[name] += n
+    return {name: sums[name] / counts[name] for name in sums if counts[name]}
+
+
+def _mean_extras(terms: list[tuple[str, torch.Tensor]], micro_batches: int) -> dict[str, float]:
+    """Per extra loss term: the mean per micro-batch."""
+    sums: dict[str, float] = {}
+    for (name, _), value in zip(terms, _values([v for _, v in terms]), strict=True):
+        sums[name] = sums.get(name, 0.0) + value
+    return {name: total / micro_batches for name, total in sums.items()}

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from tap_engine.client_states import Storage
 from tap_engine.events import ModelKind
-from tap_engine.models.state import State, sub_state
+from tap_engine.models.state import State, names_in, sub_view
 
 if TYPE_CHECKING:
     from tap_engine.context import Context
@@ -21,7 +22,13 @@ class Algorithm:
     trainings_per_turn: int = 1  # local trainings per sampled client per round
     post_trainings: int = 0  # stage-2 trainings per client
 
-    def __init__(self, initial: State, components: list[list[str]], n_train: list[int]):
+    def __init__(
+        self,
+        initial: State,
+        components: list[list[str]],
+        n_train: list[int],
+        storage: Storage | None = None,  # where per-client states may go, if kept
+    ):
         self.components = components  # per client: the component prefixes it holds
         self.n_train = n_train  # per client: training examples (aggregation weights)
 
@@ -53,6 +60,11 @@ class GlobalModel:
 
     global_state: State
     components: list[list[str]]
+    _client_names: dict[int, list[str]]  # per client: the names it holds, found once
 
     def global_sub_state(self, client: int) -> State:
-        return sub_state(self.global_state, self.components[client])
+        """What the server sends ``client``: a view of the global tensors it holds (states are
+        never mutated in place, so no copy is needed until training copies it in)."""
+        if client not in self._client_names:
+            self._client_names[client] = names_in(self.global_state, self.components[client])
+        return sub_view(self.global_state, self._client_names[client])

@@ -7,6 +7,7 @@ from typing import Any
 
 from tap_engine.aggregation import weighted_average
 from tap_engine.algorithms.base import Algorithm, GlobalModel
+from tap_engine.client_states import Storage
 from tap_engine.context import Context
 from tap_engine.events import ModelKind
 from tap_engine.models.state import State
@@ -17,9 +18,16 @@ class FedAvg(GlobalModel, Algorithm):
     name = "fedavg"
     post_steps_factor = 0  # stage-2 fine-tuning: this many times post_steps
 
-    def __init__(self, initial: State, components: list[list[str]], n_train: list[int]):
-        super().__init__(initial, components, n_train)
+    def __init__(
+        self,
+        initial: State,
+        components: list[list[str]],
+        n_train: list[int],
+        storage: Storage | None = None,
+    ):
+        super().__init__(initial, components, n_train, storage)
         self.global_state = dict(initial)
+        self._client_names = {}
         self.uploads: list[tuple[State, int]] = []
         self.post_trainings = 1 if self.post_steps_factor else 0
 

@@ -13,10 +13,11 @@ import math
 from typing import Any
 
 from tap_engine.algorithms.fedavg import FedAvg
+from tap_engine.client_states import ClientStates, Storage
 from tap_engine.context import Context
 from tap_engine.events import ModelKind, Replacement
 from tap_engine.extra_losses import distillation
-from tap_engine.models.state import State, count, sub_state
+from tap_engine.models.state import State, count
 
 
 class Tap(FedAvg):
@@ -24,17 +25,23 @@ class Tap(FedAvg):
     trainings_per_turn = 2
     kd = True
 
-    def __init__(self, initial: State, components: list[list[str]], n_train: list[int]):
-        super().__init__(initial, components, n_train)
+    def __init__(
+        self,
+        initial: State,
+        components: list[list[str]],
+        n_train: list[int],
+        storage: Storage | None = None,
+    ):
+        super().__init__(initial, components, n_train, storage)
         self.post_trainings = 2  # teacher, then student
-        self.personal = [sub_state(initial, comps) for comps in components]
+        self.personal = ClientStates(initial, components, storage)
         # Histories start at +inf: a client's first turn always adopts the global components.
         self.global_loss: list[dict[str, float]] = [{} for _ in components]
         self.personal_loss: list[dict[str, float]] = [{} for _ in components]
 
     def client_turn(self, ctx: Context, client: int) -> None:
         trained = ctx.train(client, self.global_sub_state(client), "global")
-        personal = self.personal[client]
+        personal = dict(self.personal[client])  # the stored state stays as it was
         replaced = False
         for task, loss in trained.losses.items():
             self.global_loss[client][task] = loss
@@ -78,14 +85,14 @@ class Tap(FedAvg):
     def state_dict(self) -> dict[str, Any]:
         return {
             "global": self.global_state,
-            "personal": self.personal,
+            "personal": self.personal.state_dict(),
             "global_loss": self.global_loss,
             "personal_loss": self.personal_loss,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.global_state = state["global"]
-        self.personal = state["personal"]
+        self.personal.load_state_dict(state["personal"])
         self.global_loss = state["global_loss"]
         self.personal_loss = state["personal_loss"]
 
@@ -98,8 +105,9 @@ class TapNoKD(Tap):
 
 
 def replace_task_components(personal: State, trained: State, names: list[str]) -> int:
-    """Copy the named tensors from the just-trained global sub-model into the personalized
-    one, in place; every other tensor stays bit-identical. Returns the scalars copied."""
-    copied = {name: trained[name].detach().clone() for name in names}
+    """Put the named tensors of the just-trained global sub-model into the personalized
+    one; every other tensor stays bit-identical. Returns the scalars copied. (States are
+    never mutated in place, so the tensors are shared, not cloned.)"""
+    copied = {name: trained[name] for name in names}
     personal.update(copied)
     return count(copied)

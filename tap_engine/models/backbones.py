@@ -102,10 +102,26 @@ class Backbone:
         return int(config.num_attention_heads)
 
 
-def _char_vocab() -> list[str]:
-    """A WordPiece vocabulary of single characters: tokenises any English text, offline."""
+# Whole words for the tiny tokenizer: the prompt templates' words and common English;
+# anything else falls back to single characters, so every English text tokenises.
+_WORDS_TEXT = """a about above after again all also an and answer any appropriate are around as at
+back based be below between big black blue both brown but by can choice circle color colour
+common concepts contain correct could day description do does dog down each for from
+generate good gray green has have he her here his how i if image in into is it its law left
+like little man many medicine moral more most multiple my new news no not number of on one
+only options or orange other out over people picture purple question rectangle red right
+same scenarios see shape she small so some square than that the their them then there these
+they this three to triangle two up use very was water way we were what when where which
+white who will with woman would yellow yes you your professional following teal"""
+_WORDS = _WORDS_TEXT.split()
+
+
+def _tiny_vocab() -> list[str]:
+    """A WordPiece vocabulary of common words and single characters, built offline."""
     chars = string.ascii_lowercase + string.digits + string.punctuation
-    return ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars, *(f"##{c}" for c in chars)]
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    words = sorted(set(_WORDS) - set(chars))
+    return [*specials, *chars, *(f"##{c}" for c in chars), *words]
 
 
 # Random weights at pretraining scale (0.02) give nearly input-independent pooled features:
@@ -120,7 +136,7 @@ def tiny_config(kind: Kind, hidden: int, max_text_length: int):
     from transformers import FlavaConfig, ViltConfig
 
     layers = 2 * DEFAULTS[kind].block_layers
-    vocab = len(_char_vocab())
+    vocab = len(_tiny_vocab())
     common = {
         "hidden_size": hidden,
         "num_attention_heads": 12,
@@ -165,16 +181,14 @@ def save_tiny_backbone(
         embeddings.position_embeddings.normal_(0.0, TINY_POSITION_STD)
         nn.init.kaiming_uniform_(embeddings.patch_embeddings.projection.weight)
     model.save_pretrained(directory)
-    with tempfile.TemporaryDirectory() as tmp:
-        vocab = Path(tmp) / "vocab.txt"
-        vocab.write_text("\n".join(_char_vocab()) + "\n")
-        BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True).save_pretrained(directory)
+    vocab = {token: i for i, token in enumerate(_tiny_vocab())}
+    BertTokenizerFast(vocab=vocab, do_lower_case=True).save_pretrained(directory)
     return directory
 
 
 def _tiny_dir(kind: Kind, hidden: int, max_text_length: int, cache_dir: Path) -> Path:
     recipe = tiny_config(kind, hidden, max_text_length).to_json_string(use_diff=False)
-    key = json.dumps([recipe, TINY_POSITION_STD, _char_vocab()])
+    key = json.dumps([recipe, TINY_POSITION_STD, _tiny_vocab()])
     directory = cache_dir / f"{kind}-tiny-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
     if not (directory / "config.json").exists():
         tmp = Path(tempfile.mkdtemp(dir=cache_dir, prefix=".building-"))

@@ -16,6 +16,18 @@ from tap_engine.models.layers import add_lora, shared_copy
 
 SHARED = "shared"
 
+# Which samples take which domain expert: (domain, rows), rows None for the whole batch.
+Routing = list[tuple[str, torch.Tensor | None]]
+
+
+def route(domain_ids: torch.Tensor, domains: list[str]) -> Routing:
+    """Routing for a batch, decided once per forward pass rather than in every layer. A
+    batch holds one task and so, nearly always, one domain: then no sample is gathered."""
+    present = torch.unique(domain_ids).tolist()
+    if len(present) == 1:
+        return [(domains[present[0]], None)]
+    return [(domains[i], domain_ids == i) for i in present]
+
 
 class DomainExpert(nn.Module):
     """The residual of an FFN on queries or values (bottleneck D/4). The last layer starts
@@ -60,25 +72,24 @@ class BlockLayer(nn.Module):
         self.mode_v = nn.ModuleDict({d: DomainExpert(hidden) for d in domains})
 
     @staticmethod
-    def _per_domain(experts: nn.ModuleDict, x: torch.Tensor, domains: list[str], ids):
+    def _per_domain(experts: nn.ModuleDict, x: torch.Tensor, routing: Routing) -> torch.Tensor:
         """``x`` plus, for each sample, its domain expert's residual."""
+        if len(routing) == 1 and routing[0][1] is None and routing[0][0] in experts:
+            return x + experts[routing[0][0]](x)  # the whole batch takes one expert
         delta = torch.zeros_like(x)
-        for index, name in enumerate(domains):
-            rows = ids == index
-            if name in experts and rows.any():
+        for name, rows in routing:
+            if name in experts and rows is not None:
                 delta[rows] = experts[name](x[rows])
         return x + delta
 
-    def forward(
-        self, x: torch.Tensor, mask: torch.Tensor, domain_ids: torch.Tensor, domains: list[str]
-    ) -> torch.Tensor:
-        """``x`` [B, S, D]; ``mask`` [B, S], True at tokens; ``domain_ids`` [B] into ``domains``."""
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, routing: Routing) -> torch.Tensor:
+        """``x`` [B, S, D]; ``mask`` [B, S], True at tokens; ``routing`` from ``route``."""
         b, s, d = x.shape
         attention = self.attn.attention
         normed = self.norm_before(x)
-        q = self._per_domain(self.mode_q, attention.query(normed), domains, domain_ids)
+        q = self._per_domain(self.mode_q, attention.query(normed), routing)
         k = attention.key(normed)
-        v = self._per_domain(self.mode_v, attention.value(normed), domains, domain_ids)
+        v = self._per_domain(self.mode_v, attention.value(normed), routing)
         q, k, v = (t.view(b, s, self.heads, d // self.heads).transpose(1, 2) for t in (q, k, v))
         context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None, None, :])
         context = context.transpose(1, 2).reshape(b, s, d)
@@ -92,9 +103,9 @@ class Block(nn.Module):
         super().__init__()
         self.layers = nn.ModuleList(BlockLayer(layer, domains, heads, lora) for layer in layers)
 
-    def forward(self, x, mask, domain_ids, domains, experts: list[nn.Module]) -> torch.Tensor:
+    def forward(self, x, mask, routing: Routing, experts: list[nn.Module]) -> torch.Tensor:
         for layer, expert in zip(self.layers, experts, strict=True):
-            x = layer(x, mask, domain_ids, domains)
+            x = layer(x, mask, routing)
             x = x + expert(layer.norm_after(x))
         return x
 

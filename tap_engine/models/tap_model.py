@@ -19,6 +19,7 @@ from tap_engine.models.fusion import (
     ExpertFFN,
     masked_mean,
     path_keys,
+    route,
 )
 from tap_engine.models.heads import ImageGenerationHead, TextGenerationHead, classification_head
 
@@ -95,15 +96,16 @@ class TapModel(nn.Module):
             else:
                 self.heads[task.name] = TextGenerationHead(hidden, vocab, max_target_length)
 
-    def _stage(self, kind: str, key: tuple[str, str, str], x, mask, domain_ids) -> torch.Tensor:
+    def _stage(self, kind: str, key: tuple[str, str, str], x, mask, routing) -> torch.Tensor:
         block, row, column = key
         blocks = self.mote_blocks if kind == "mote" else self.mome_blocks
         experts = self.mote_experts if kind == "mote" else self.mome_experts
         chosen = [experts[i][row][column] for i in range(self.depth)]
-        return blocks[block](x, mask, domain_ids, self.domains, chosen)
+        return blocks[block](x, mask, routing, chosen)
 
     def forward(self, task: TaskInfo, batch: Batch) -> ModelOutput:
         features, mote_mt = [], {}
+        routing = route(batch.domain_ids, self.domains)
         for modality in task.modalities:
             x, mask = self.encoders[modality](
                 images=batch.images, input_ids=batch.input_ids, attention_mask=batch.attention_mask
@@ -111,12 +113,10 @@ class TapModel(nn.Module):
             h = self.shared_proj(x)
             pooled = []
             for name, (mote, mome) in path_keys(modality, task.family).items():
-                y = self._stage(
-                    "mote", mote, h if name in FROM_SHARED_PROJ else x, mask, batch.domain_ids
-                )
+                y = self._stage("mote", mote, h if name in FROM_SHARED_PROJ else x, mask, routing)
                 if name == "modality_task":
                     mote_mt[modality] = masked_mean(y, mask)
-                z = self._stage("mome", mome, y, mask, batch.domain_ids)
+                z = self._stage("mome", mome, y, mask, routing)
                 pooled.append(masked_mean(z, mask))
             features.append(torch.stack(pooled).mean(0))
         feature = torch.stack(features).mean(0)  # a fused task averages its modalities

@@ -113,9 +113,9 @@ def _detail(api: Api, body: Any) -> list[dict[str, Any]]:
             "integer",
         ),
         (
-            {"preset": "demo", "overrides": {"clients_per_round": 7}},
+            {"preset": "demo", "overrides": {"clients_per_round": 8}},
             ["body", "overrides", "clients_per_round"],
-            "exceeds the scenario's 6 clients",
+            "exceeds the scenario's 7 clients",
         ),
         (
             {"preset": "demo", "overrides": {"scenario.clients.9.tasks": []}},
@@ -220,7 +220,7 @@ def test_an_unknown_experiment_is_404_naming_it(api: Api) -> None:
 def test_presets_are_listed_with_a_description(api: Api) -> None:
     items = api.get("/api/v1/presets").json()["items"]
     demo = next(p for p in items if p["name"] == "demo")
-    assert demo["description"] and demo["clients"] == 6 and demo["algorithm"] == "tap"
+    assert demo["description"] and demo["clients"] == 7 and demo["algorithm"] == "tap"
 
 
 def test_the_openapi_document_shows_an_example_submission(api: Api) -> None:

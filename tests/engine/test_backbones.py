@@ -28,7 +28,8 @@ def test_a_saved_backbone_loads_through_from_pretrained_like_a_hub_id(tmp_path, 
     ours = dict(backbone.model.named_parameters())
     assert all(torch.equal(ours[k], v) for k, v in reference.named_parameters())
     assert not any(p.requires_grad for p in backbone.model.parameters())  # frozen
-    assert backbone.tokenizer("a cat")["input_ids"]
+    ids = backbone.tokenizer("a cat sat on the mat")["input_ids"]
+    assert backbone.tokenizer.decode(ids, skip_special_tokens=True) == "a cat sat on the mat"
 
 
 def test_an_unloadable_backbone_names_the_field(tmp_path):
@@ -66,7 +67,7 @@ def multimodal_dataset(tmp_path_factory):
     return str(path)
 
 
-def _scenario(path: str) -> dict:
+def _scenario(path: str, image_classification: bool) -> dict:
     dataset = {
         "source": "disk",
         "name": path,
@@ -108,7 +109,10 @@ def _scenario(path: str) -> dict:
             },
             {
                 "tasks": [
-                    task("colour_image_classification", "image_classification", 2),
+                    # ViLT serves no image classification (as in the paper): text generation there
+                    task("colour_image_classification", "image_classification", 2)
+                    if image_classification
+                    else task("colour_text_generation", "text_generation", 2),
                     task("caption", "text_generation", 2, domain="common_sense_answering"),
                 ]
             },
@@ -122,13 +126,14 @@ def test_tap_serves_every_task_family_on_both_backbones(tmp_path, multimodal_dat
     overrides = {
         "backbone.name": backbone,
         "backbone.max_text_length": 24,
-        "scenario": _scenario(multimodal_dataset),
+        "scenario": _scenario(multimodal_dataset, backbone == "flava-tiny"),
         "clients_per_round": 2,
         "rounds": 2,
         "local_steps": 2,
         "batch_size": 6,
         "post_steps": 1,
         "eval_every": 1,
+        "bertscore_model": None,
     }
     config = resolve_config("demo", "tap", overrides)
     assert config.margins["image_classification"] == (0.01 if backbone == "flava-tiny" else 0.02)
@@ -142,10 +147,10 @@ def test_tap_serves_every_task_family_on_both_backbones(tmp_path, multimodal_dat
         ("caption", "token_accuracy"),
         ("shape_image_generation", "mse"),
     } <= metrics
-    assert {
-        ("colour_text_classification", "accuracy"),
-        ("colour_image_classification", "accuracy"),
-    } <= metrics
+    assert ("colour_text_classification", "accuracy") in metrics
+    if backbone == "flava-tiny":
+        assert ("colour_image_classification", "accuracy") in metrics
+    assert ("vqa", "chrf") in metrics  # text metrics on decoded predictions
 
 
 def tapfl(*args: str) -> subprocess.CompletedProcess[str]:

@@ -37,7 +37,7 @@ def test_overrides_set_top_level_nested_and_list_fields():
     assert config.algorithm == "local"
     assert config.rounds == 3
     assert config.backbone.tiny_hidden_size == 32
-    assert config.scenario.clients[0].tasks[0].labels == [0, 1]
+    assert config.scenario.clients[0].tasks[0].parts[0].labels == [0, 1]
     # a nested override merges: the dataset keeps its other fields
     assert config.scenario.datasets["digits"].test_fraction == 0.3
     assert config.scenario.datasets["digits"].name == "sklearn_digits"
@@ -109,3 +109,8 @@ def test_a_user_scenario_file_can_be_used_as_preset(tmp_path):
     config = resolve_config(str(path))
     assert config.name == "mine"
     assert len(config.scenario.clients) == 2
+
+
+def test_a_task_the_backbone_cannot_serve_is_rejected_naming_it():
+    with pytest.raises(ValidationError, match=r"vilt backbone cannot serve image_classification"):
+        resolve_config("demo", None, {"backbone.name": "vilt-tiny"})

@@ -88,7 +88,7 @@ class ScriptedContext:
 def test_replacement_iff_global_plus_margin_beats_personal(
     engine, personal_loss, global_loss, replaced
 ):
-    client, task = 4, "digits_image_classification"  # client 4 also holds image generation
+    client, task = 2, "digits_image_classification"  # client 2 also holds image generation
     tap = Tap(_all_state(engine), engine.components, [c.n_train for c in engine.clients])
     tap.personal_loss[client] = {task: personal_loss, "digits_image_generation": 0.0}
     before = {k: v.clone() for k, v in tap.personal[client].items()}

@@ -2,10 +2,53 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
+
+
+def reconcile(
+    every: Annotated[
+        float | None,
+        typer.Option(help="keep going, once every SECONDS (default: once, then exit)"),
+    ] = None,
+) -> None:
+    """Re-queue runs whose worker was lost and re-send runs whose message the broker lost.
+
+    The API does this every TAPFL_RECONCILE_INTERVAL_S seconds; this command is for
+    deployments that turn that off (0) and run it on their own schedule instead.
+    """
+    import signal
+    import threading
+
+    from backend.db import session_factory, upgrade_database
+    from backend.queue import celery_run_queue
+    from backend.services.reconciler import reconcile_once, take_turn
+    from backend.settings import get_settings
+
+    settings = get_settings()
+    assert settings.database_url is not None and settings.redis_url is not None
+    upgrade_database(settings.database_url)
+    queue = celery_run_queue(settings.redis_url)
+    stopping = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopping.set())
+    while True:
+        if every is None or take_turn(settings, every):
+            with session_factory()() as session:
+                report = reconcile_once(session, queue, settings)
+            typer.echo(
+                f"re-queued {report.requeued}, cancelled {report.cancelled}, "
+                f"failed {report.failed}, re-sent {report.resent}"
+            )
+        if every is None or stopping.wait(every):
+            return
 
 
 def register(app: typer.Typer) -> None:
     from backend.stack import up
+    from backend.workers import worker
 
     app.command(help=up.__doc__)(up)
+    app.command(help=worker.__doc__)(worker)
+    app.command(help=reconcile.__doc__)(reconcile)

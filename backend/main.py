@@ -1,7 +1,9 @@
 """The FastAPI app: ``uvicorn backend.main:app``.
 
 At startup it brings the database schema to the newest migration and makes sure the
-bootstrap admin token exists, so a fresh ``TAPFL_HOME`` needs no setup step.
+bootstrap admin token exists, so a fresh ``TAPFL_HOME`` needs no setup step. While it runs,
+a thread reconciles SQL with the broker every ``TAPFL_RECONCILE_INTERVAL_S`` seconds
+(``backend.services.reconciler``): runs of lost workers and lost messages are queued again.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backend.api.main import api_router
 from backend.auth import ensure_bootstrap_token
-from backend.db import upgrade_database
+from backend.db import session_factory, upgrade_database
+from backend.queue import celery_run_queue
 from backend.services.experiments import SubmissionError
+from backend.services.reconciler import ReconcilerThread
 from backend.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -32,8 +36,20 @@ async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
     assert settings.database_url is not None
     upgrade_database(settings.database_url)
     ensure_bootstrap_token(settings)
+    reconciler = None
+    if settings.reconcile_interval_s > 0:
+        assert settings.redis_url is not None
+        reconciler = ReconcilerThread(
+            session_factory(settings.database_url), celery_run_queue(settings.redis_url),
+            settings, settings.reconcile_interval_s,
+        )  # fmt: skip
+        reconciler.start()
     log.info("tapfl API ready; admin token in %s", settings.token_file)
-    yield
+    try:
+        yield
+    finally:
+        if reconciler is not None:
+            reconciler.stop()
 
 
 class BodySizeLimit:

@@ -1,4 +1,5 @@
-"""SQL tables: users, experiments, runs and the per-run event rows the worker writes.
+"""SQL tables: users, experiments, runs, the per-run event rows the worker writes, and each
+run's status history and log lines.
 
 Event tables carry unique keys because a resumed round re-emits its events; writes go
 through ``backend.services.events`` as upserts, so a repeat replaces instead of duplicating.
@@ -74,6 +75,7 @@ class RunStatus(StrEnum):
 
 
 TERMINAL_STATUSES = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED})
+ACTIVE_STATUSES = frozenset({RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.CANCELLING})
 
 
 class User(Base):
@@ -129,6 +131,21 @@ class Run(Base):
     finished_at: Mapped[datetime | None]
     heartbeat_at: Mapped[datetime | None]
     workdir: Mapped[str | None] = mapped_column(String(1000))
+
+    group_id: Mapped[str] = mapped_column(String(64), index=True)
+    """Shared by the runs of one experiment (its sweep); they share the preprocessing cache."""
+    sweep: Mapped[dict[str, Any] | None]  # this run's values of the experiment's sweep keys
+    time_limit_s: Mapped[float | None]  # soft limit per attempt; None: the settings' default
+    queued_at: Mapped[datetime | None]  # when it last became queued
+    sent_at: Mapped[datetime | None]  # when its last message went to the broker
+    task_id: Mapped[str | None] = mapped_column(String(64))  # that message's Celery task id
+    claimed_at: Mapped[datetime | None]  # when the current attempt started
+    attempt: Mapped[int] = mapped_column(default=0)
+    """Incremented by every claim: the fencing token of the worker that owns the run."""
+    recoveries: Mapped[int] = mapped_column(default=0)
+    """Worker losses since the run last completed a round (or was retried)."""
+    worker: Mapped[str | None] = mapped_column(String(255))  # who runs it: node name and pid
+    lease: Mapped[str | None] = mapped_column(String(255))  # the owner process, see services.leases
 
     experiment: Mapped[Experiment] = relationship(back_populates="runs", lazy="joined")
 
@@ -195,3 +212,33 @@ class Replacement(Base):
     personal_loss: Mapped[float]
     margin: Mapped[float]
     parameters_copied: Mapped[int]
+
+
+class RunTransition(Base):
+    """One change of a run's status: when, from what, to what and why."""
+
+    __tablename__ = "run_transitions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    from_status: Mapped[str | None] = mapped_column(String(16))  # None: the run was created
+    to_status: Mapped[str] = mapped_column(String(16))
+    attempt: Mapped[int]
+    reason: Mapped[str | None] = mapped_column(Text)
+
+
+class RunLog(Base):
+    """One log line of a run: the engine's and the worker's logging while it ran, and the
+    lifecycle's own notes (queued, taken by a worker, cancelled, re-queued, failed)."""
+
+    __tablename__ = "run_logs"
+    __table_args__ = (Index("ix_run_logs_run_id_id", "run_id", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)  # served as ``seq``: increases per run
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    time: Mapped[datetime] = mapped_column(default=utcnow)
+    level: Mapped[str] = mapped_column(String(8))
+    source: Mapped[str] = mapped_column(String(16))  # api, worker, engine, reconciler
+    attempt: Mapped[int | None]
+    message: Mapped[str] = mapped_column(Text)

@@ -1,23 +1,36 @@
 """Sending runs to the workers: a Celery *client* that never imports ``worker/``.
 
-A message only says "run N may start"; SQL holds the run itself. Runs that want a GPU go
-to the ``gpu`` queue, all others to ``cpu``, so CPU-only workers never take a GPU run.
+A message only says "run N may start"; SQL holds the run itself, so a duplicate message is
+harmless (the claim in SQL decides) and a lost one is sent again by the reconciler, which
+reads what the broker holds with ``pending_run_ids``. Runs that want a GPU go to the
+``gpu`` queue, all others to ``cpu``, so CPU-only workers never take a GPU run.
 """
 
 from __future__ import annotations
 
+import base64
+import json
+import logging
 from functools import lru_cache
 from typing import Any, Protocol
 
+import redis
 from celery import Celery
 from kombu import Exchange, Queue
+
+from backend.settings import VISIBILITY_TIMEOUT_S as VISIBILITY_TIMEOUT_S  # re-exported
+
+log = logging.getLogger(__name__)
 
 RUN_TASK = "tapfl.run"
 CPU_QUEUE = "cpu"
 GPU_QUEUE = "gpu"
-# Longer than any run: with late acks, Redis re-delivers a message not acknowledged
-# within this time, which would start a second copy of a still running run.
-VISIBILITY_TIMEOUT_S = 7 * 24 * 3600
+QUEUES = (CPU_QUEUE, GPU_QUEUE)
+
+# Where kombu's Redis transport keeps messages: one list per queue and priority, and the
+# messages that workers hold unacknowledged (with late acks: the runs being run).
+_PRIORITY_SEPARATOR = "\x06\x16"
+_UNACKED_KEY = "unacked"
 
 
 def celery_config(broker_url: str) -> dict[str, Any]:
@@ -31,7 +44,7 @@ def celery_config(broker_url: str) -> dict[str, Any]:
         "task_ignore_result": True,
         # Each queue its own exchange and key: a bare Queue(name) would be bound to the
         # default queue's exchange and key, and every message would reach both queues.
-        "task_queues": tuple(Queue(q, Exchange(q), routing_key=q) for q in (CPU_QUEUE, GPU_QUEUE)),
+        "task_queues": tuple(Queue(q, Exchange(q), routing_key=q) for q in QUEUES),
         "task_default_queue": CPU_QUEUE,
     }
 
@@ -41,7 +54,13 @@ def queue_for(device: str) -> str:
 
 
 class RunQueue(Protocol):
-    def enqueue(self, run_id: int, device: str) -> None: ...
+    def enqueue(self, run_id: int, device: str, soft_time_limit: float, time_limit: float) -> str:
+        """Send "run N may start"; returns the message's task id."""
+        ...
+
+    def pending_run_ids(self) -> set[int] | None:
+        """Runs the broker holds a message for (waiting or held by a worker); None: unknown."""
+        ...
 
 
 class CeleryRunQueue:
@@ -50,15 +69,49 @@ class CeleryRunQueue:
         self._app = Celery("tapfl-client", set_as_current=False)
         self._app.conf.update(celery_config(broker_url))
 
-    def enqueue(self, run_id: int, device: str) -> None:
+    def enqueue(self, run_id: int, device: str, soft_time_limit: float, time_limit: float) -> str:
         # A short retry: a request should fail fast when Redis is down, not hang.
-        self._app.send_task(
+        result = self._app.send_task(
             RUN_TASK,
             args=[run_id],
             queue=queue_for(device),
+            soft_time_limit=soft_time_limit,
+            time_limit=time_limit,
             retry=True,
             retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
         )
+        return str(result.id)
+
+    def pending_run_ids(self) -> set[int] | None:
+        client = redis.Redis.from_url(self.broker_url, socket_connect_timeout=2, socket_timeout=10)
+        try:
+            raw: list[bytes] = []
+            for queue in QUEUES:
+                keys = [queue, *(f"{queue}{_PRIORITY_SEPARATOR}{p}" for p in range(1, 10))]
+                for key in keys:
+                    raw.extend(client.lrange(key, 0, -1))
+            unacked = [json.loads(v)[0] for v in client.hvals(_UNACKED_KEY)]
+        except redis.RedisError as exc:
+            log.warning("cannot read the run queue at %s: %s", self.broker_url, exc)
+            return None
+        finally:
+            client.close()
+        messages = [json.loads(m) for m in raw] + unacked
+        return {run_id for m in messages if (run_id := _run_id(m)) is not None}
+
+
+def _run_id(message: dict[str, Any]) -> int | None:
+    """The run id of a ``tapfl.run`` message in kombu's envelope; None for anything else."""
+    try:
+        if message.get("headers", {}).get("task") != RUN_TASK:
+            return None
+        body = message["body"]
+        if message.get("properties", {}).get("body_encoding") == "base64":
+            body = base64.b64decode(body)
+        args = json.loads(body)[0]
+        return int(args[0])
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None
 
 
 @lru_cache

@@ -7,6 +7,8 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
+from backend.settings import MAX_RUN_TIME_LIMIT_S
+
 T = TypeVar("T")
 
 
@@ -63,6 +65,13 @@ class ExperimentCreate(BaseModel):
         default_factory=dict,
         description="dotted key -> values; one run per combination (cartesian product)",
     )
+    time_limit_s: float | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_RUN_TIME_LIMIT_S,
+        description="soft time limit of each attempt of each run, in seconds (default: the "
+        "server's TAPFL_RUN_TIME_LIMIT_S); a run that reaches it fails, keeping its checkpoint",
+    )
 
 
 class RunOut(BaseModel):
@@ -85,9 +94,16 @@ class RunOut(BaseModel):
     eta_s: float | None
     error: str | None
     created_at: datetime
-    started_at: datetime | None
+    queued_at: datetime | None = Field(description="when it last became queued")
+    started_at: datetime | None = Field(description="when a worker first took it")
+    claimed_at: datetime | None = Field(description="when the current attempt started")
     finished_at: datetime | None
     heartbeat_at: datetime | None
+    attempt: int = Field(description="how many times a worker took it (1 on a first run)")
+    worker: str | None = Field(description="the worker that runs (or last ran) it")
+    group_id: str = Field(description="shared by the runs of one experiment's sweep")
+    sweep: dict[str, Any] | None = Field(description="this run's values of the sweep's keys")
+    time_limit_s: float | None = Field(description="soft limit per attempt; null: the default")
     config: dict[str, Any]
 
 
@@ -146,3 +162,32 @@ class LossFilter(BaseModel):
     task: str | None = None
     model: str | None = None
     stage: str | None = None
+
+
+class TransitionOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    at: datetime
+    from_status: str | None
+    to_status: str
+    attempt: int
+    reason: str | None
+
+
+class RunDetail(RunOut):
+    """One run with its latest per-client training losses and its status history."""
+
+    latest_losses: list[LossOut] = Field(
+        description="each client's most recent local-training loss per model and task"
+    )
+    transitions: list[TransitionOut]
+
+
+class LogLine(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    seq: int = Field(validation_alias=AliasChoices("id", "seq"), description="pass as `after`")
+    time: datetime
+    level: str
+    source: str = Field(description="api, worker, engine or reconciler")
+    message: str

@@ -10,8 +10,13 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# With late acknowledgement Redis hands a message that was not acknowledged within this time
+# to another worker; it must exceed the longest run (time limit plus kill grace).
+VISIBILITY_TIMEOUT_S = 7 * 24 * 3600
+MAX_RUN_TIME_LIMIT_S = VISIBILITY_TIMEOUT_S - 24 * 3600
 
 
 class Settings(BaseSettings):
@@ -31,6 +36,28 @@ class Settings(BaseSettings):
     runs_dir: Path | None = None
     """Each run's engine workdir (checkpoints, artifacts) is ``runs_dir/<run_id>``."""
     max_body_bytes: int = 1_000_000
+    cache_dir: Path | None = None
+    """Shared by every run (``TAPFL_CACHE_DIR`` in the engine's environment): preprocessed data."""
+
+    # The run lifecycle (docs/LIFECYCLE.md).
+    heartbeat_interval_s: float = Field(default=15.0, gt=0)
+    """How often a worker marks its run alive in SQL."""
+    heartbeat_timeout_s: float = Field(default=120.0, gt=0)
+    """A running run whose heartbeat is older than this has lost its worker; it is re-queued."""
+    stop_poll_s: float = Field(default=1.0, gt=0)
+    """How often a running run reads its status between local steps (cancel latency)."""
+    reconcile_interval_s: float = Field(default=30.0, ge=0)
+    """How often the API looks for lost workers and lost broker messages; 0: never."""
+    resend_after_s: float = Field(default=30.0, gt=0)
+    """A queued run whose message the broker lost is sent again once it is this old."""
+    max_recoveries: int = Field(default=3, ge=0)
+    """Worker losses in a row (without a round completed between them) before a run fails."""
+    run_time_limit_s: float = Field(default=5 * 24 * 3600, gt=0, le=MAX_RUN_TIME_LIMIT_S)
+    """Soft time limit of one attempt of a run, unless the experiment sets its own."""
+    run_kill_grace_s: float = Field(default=300.0, gt=0, le=24 * 3600)
+    """After the soft limit, how long a run has to stop before its process is killed."""
+    run_log_level: str = "INFO"
+    """Lowest level of the log lines a run keeps in SQL (``GET /runs/{id}/logs``)."""
 
     @model_validator(mode="after")
     def _derive_defaults(self) -> Settings:
@@ -44,6 +71,18 @@ class Settings(BaseSettings):
         if self.api_url is None:
             self.api_url = f"http://{self.api_host}:{self.api_port}"
         self.runs_dir = (self.runs_dir or self.home / "runs").expanduser().resolve()
+        self.cache_dir = (self.cache_dir or self.home / "cache").expanduser().resolve()
+        if self.heartbeat_timeout_s < 2 * self.heartbeat_interval_s:
+            raise ValueError(
+                f"heartbeat_timeout_s ({self.heartbeat_timeout_s:g}) must be at least twice "
+                f"heartbeat_interval_s ({self.heartbeat_interval_s:g}), or one late beat would "
+                "hand a healthy run to another worker"
+            )
+        if self.run_log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError(
+                f"run_log_level must be DEBUG, INFO, WARNING or ERROR, not {self.run_log_level!r}"
+            )
+        self.run_log_level = self.run_log_level.upper()
         return self
 
     @property

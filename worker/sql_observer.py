@@ -1,38 +1,104 @@
 """The engine's two callbacks for a run in the worker, both backed by SQL.
 
-``SqlObserver`` writes each event as it comes (so the dashboard sees a run live) and
-``StopCheck`` tells the engine whether someone asked the run to stop.
+``SqlObserver`` writes each event as it comes (so the dashboard sees a run live) and logs a
+line per round and per client's local training into the run's log; ``StopCheck`` tells the
+engine whether to stop: the run is being cancelled, the worker is shutting down, or the run
+no longer belongs to this attempt.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from collections.abc import Callable
 
+from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
-from backend.models import RunStatus
+from backend.models import Run, RunStatus
 from backend.services import runs
 from backend.services.events import record_event
-from tap_engine.events import Event
+from tap_engine import events as ev
+
+# Lines about the engine's progress; the run log shows them with source "engine".
+progress_log = logging.getLogger("worker.progress")
 
 
 class SqlObserver:
-    def __init__(self, run_id: int, sessions: sessionmaker[Session]) -> None:
+    def __init__(
+        self, run_id: int, sessions: sessionmaker[Session], attempt: int | None = None
+    ) -> None:
         self.run_id = run_id
+        self.attempt = attempt
         self._sessions = sessions
+        self._total_rounds = 0
+        self._first_round: int | None = None
 
-    def __call__(self, event: Event) -> None:
+    def __call__(self, event: ev.Event) -> None:
         with self._sessions() as session:
-            record_event(session, self.run_id, event)
+            record_event(session, self.run_id, event, self.attempt)
+            if isinstance(event, ev.RoundStarted):
+                self._on_round(session, event.round)
             session.commit()
+        self._log(event)
+
+    def _on_round(self, session: Session, round_no: int) -> None:
+        if self._first_round is None:
+            self._first_round = round_no
+        elif round_no == self._first_round + 1 and self.attempt is not None:
+            # A round completed in this attempt: earlier worker losses were not a crash loop.
+            session.execute(
+                update(Run)
+                .where(Run.id == self.run_id, Run.attempt == self.attempt, Run.recoveries > 0)
+                .values(recoveries=0)
+            )
+
+    def _log(self, event: ev.Event) -> None:
+        match event:
+            case ev.RunStarted():
+                self._total_rounds = event.total_rounds
+                resumed = event.resumed_from_round
+                where = f"resuming after round {resumed}" if resumed else "from the start"
+                progress_log.info(
+                    "engine started %s: %s, seed %s, %s rounds, %s clients, %s trainable of %s "
+                    "parameters", where, event.algorithm, event.seed, event.total_rounds,
+                    len(event.clients), f"{event.trainable_parameters:,}",
+                    f"{event.trainable_parameters + event.frozen_parameters:,}",
+                )  # fmt: skip
+            case ev.RoundStarted():
+                clients = ", ".join(map(str, event.participants))
+                progress_log.info(
+                    "round %s/%s: clients %s, lr %.3g", event.round, self._total_rounds or "?",
+                    clients, event.lr,
+                )  # fmt: skip
+            case ev.LocalTraining():
+                losses = ", ".join(f"{task} {loss:.4f}" for task, loss in event.losses.items())
+                progress_log.info(
+                    "round %s client %s (%s model): loss %s over %s steps", event.round,
+                    event.client, event.model, losses or "-", event.steps,
+                )  # fmt: skip
+            case ev.Replacement():
+                progress_log.info(
+                    "round %s client %s: the personal model takes over %s (loss %.4f vs %.4f "
+                    "global, %s parameters)", event.round, event.client, event.task,
+                    event.personal_loss, event.global_loss, f"{event.parameters_copied:,}",
+                )  # fmt: skip
+            case ev.RunFinished():
+                progress_log.info(
+                    "engine %s after %s rounds in %.1f s", event.status, event.rounds_completed,
+                    event.elapsed_s,
+                )  # fmt: skip
+            case _:
+                pass
 
 
 class StopCheck:
-    """True once the run is being cancelled; reads SQL at most every ``interval`` seconds.
+    """True once the run should stop; reads SQL at most every ``interval`` seconds.
 
-    The engine may call it every step, so it also keeps ``heartbeat_at`` fresh during
-    long rounds without events.
+    ``reason`` says why: ``cancel`` (someone cancelled the run), ``preempt`` (this worker
+    is shutting down: ``preempt`` was set), ``lost`` (the run no longer belongs to
+    ``attempt``: another worker took it over) or ``gone`` (its row was deleted).
     """
 
     STOP = frozenset({RunStatus.CANCELLING, RunStatus.CANCELLED})
@@ -42,27 +108,45 @@ class StopCheck:
         run_id: int,
         sessions: sessionmaker[Session],
         interval: float = 1.0,
-        heartbeat_every: float = 15.0,
+        attempt: int | None = None,
+        preempt: threading.Event | None = None,
+        lost: threading.Event | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.run_id = run_id
+        self.attempt = attempt
         self._sessions = sessions
         self._interval = interval
-        self._heartbeat_every = heartbeat_every
+        self._preempt = preempt or threading.Event()
+        self._lost = lost or threading.Event()
         self._clock = clock
-        self._last_read = self._last_beat = float("-inf")
-        self._stop = False
+        self._last_read = float("-inf")
+        self.reason: str | None = None
 
     def __call__(self) -> bool:
-        now = self._clock()
-        if self._stop or now - self._last_read < self._interval:
-            return self._stop
-        self._last_read = now
+        if self.reason is not None:
+            return True
+        if self._preempt.is_set():
+            self.reason = "preempt"
+        elif self._lost.is_set():
+            self.reason = "lost"
+        else:
+            now = self._clock()
+            if now - self._last_read >= self._interval:
+                self._last_read = now
+                self.reason = self._read()
+        return self.reason is not None
+
+    def _read(self) -> str | None:
         with self._sessions() as session:
-            status = runs.run_status(session, self.run_id)
-            if now - self._last_beat >= self._heartbeat_every:
-                runs.heartbeat(session, self.run_id)
-                self._last_beat = now
-        # A run whose row is gone has no one left to report to.
-        self._stop = status is None or status in self.STOP
-        return self._stop
+            state = runs.run_state(session, self.run_id)
+        if state is None:
+            return "gone"  # a run whose row is gone has no one left to report to
+        status, attempt = state
+        if self.attempt is not None and attempt != self.attempt:
+            return "lost"
+        if status in self.STOP:
+            return "cancel"
+        if status != RunStatus.RUNNING:
+            return "lost"  # ended or re-queued by someone who thought this worker dead
+        return None

@@ -1,20 +1,31 @@
-"""The one task: run a run by id and record how it ended."""
+"""The one task: claim a run by id, run the engine on it, record how it ended.
+
+Everything about the lifecycle (who may run it, what each ending means) is in
+``backend.services.runs``; this module only connects the engine to it.
+"""
 
 from __future__ import annotations
 
+import os
+import socket
 import traceback
+from dataclasses import dataclass
 
+from celery.exceptions import SoftTimeLimitExceeded
 from celery.utils.log import get_task_logger
 from pydantic import ValidationError
+from sqlalchemy.orm import Session, sessionmaker
 
 from backend.db import session_factory
 from backend.models import RunStatus
-from backend.queue import RUN_TASK
+from backend.queue import RUN_TASK, celery_run_queue
 from backend.services import runs
-from backend.settings import get_settings
+from backend.services.dispatch import send_runs
+from backend.settings import Settings, get_settings
 from tap_engine import runner
 from tap_engine.config import RunConfig
-from worker.celery_app import app
+from worker.celery_app import PREEMPT, app
+from worker.runtime import RunRuntime
 from worker.sql_observer import SqlObserver, StopCheck
 
 log = get_task_logger(__name__)
@@ -23,54 +34,151 @@ TRACEBACK_LINES = 25
 MAX_ERROR_CHARS = 8000
 
 
-@app.task(name=RUN_TASK)
-def run(run_id: int) -> str:
-    """Returns the run's final status (for the worker log; nothing reads a result)."""
-    return execute(run_id)
+@app.task(name=RUN_TASK, bind=True)
+def run(self, run_id: int) -> str:  # type: ignore[no-untyped-def]
+    """Returns how the run ended (for the worker log; nothing reads a result)."""
+    return execute(run_id, task_id=self.request.id, node=self.request.hostname)
 
 
-def execute(run_id: int) -> str:
+@dataclass
+class Outcome:
+    status: str  # succeeded, cancelled, failed, preempted or abandoned
+    rounds: int = 0
+    error: str = ""
+
+
+def execute(run_id: int, task_id: str | None = None, node: str | None = None) -> str:
     settings = get_settings()
     sessions = session_factory()
+    owner = runs.Owner.current(node or socket.gethostname())
     with sessions() as session:
-        claimed = runs.claim_run(session, run_id)
+        claimed = runs.claim_run(
+            session, run_id, owner, task_id=task_id,
+            heartbeat_timeout_s=settings.heartbeat_timeout_s,
+            max_recoveries=settings.max_recoveries,
+        )  # fmt: skip
         if claimed is None:
-            log.info("run %s is gone, finished or cancelled: not started", run_id)
+            log.info("run %s not started: %s", run_id, _why_not(session, run_id))
             return "skipped"
-        stored_config = claimed.config
+        attempt, stored_config, group_id = claimed.attempt, claimed.config, claimed.group_id
+        time_limit = claimed.time_limit_s or settings.run_time_limit_s
+
+    runtime = RunRuntime(
+        run_id, attempt, sessions, settings.heartbeat_interval_s, settings.run_log_level
+    ).start()
+    try:
+        outcome = _run_engine(
+            run_id, attempt, stored_config, group_id, time_limit, sessions, settings, runtime
+        )
+    finally:
+        runtime.stop()  # the run's last log lines go in before its final status
+    return _record(run_id, attempt, outcome, owner, sessions, settings)
+
+
+def _why_not(session: Session, run_id: int) -> str:
+    run = runs.fresh(session, run_id)
+    if run is None:
+        return "no such run"
+    if run.status in (RunStatus.RUNNING, RunStatus.CANCELLING):
+        return f"{run.worker} runs it (a duplicate message)"
+    return f"it is {run.status}"
+
+
+def _run_engine(
+    run_id: int,
+    attempt: int,
+    stored_config: dict,
+    group_id: str,
+    time_limit: float,
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    runtime: RunRuntime,
+) -> Outcome:
     try:
         config = RunConfig.model_validate(stored_config)
     except ValidationError as exc:
-        return _fail(run_id, exc, "the stored config does not validate with this engine version")
+        context = "the stored config does not validate with this engine version"
+        log.error("run %s: %s", run_id, context, exc_info=exc)
+        return Outcome("failed", error=describe_failure(exc, context))
 
-    assert settings.runs_dir is not None
+    assert settings.runs_dir is not None and settings.cache_dir is not None
     workdir = settings.runs_dir / str(run_id)
     workdir.mkdir(parents=True, exist_ok=True)
+    settings.cache_dir.mkdir(parents=True, exist_ok=True)
     with sessions() as session:
         runs.set_workdir(session, run_id, str(workdir))
+    # The runs of one sweep share preprocessed data through this cache.
+    os.environ["TAPFL_CACHE_DIR"] = str(settings.cache_dir)
+    os.environ["TAPFL_RUN_GROUP"] = group_id
 
-    log.info("run %s: %s, preset %s, seed %s", run_id, config.algorithm, config.preset, config.seed)
+    log.info(
+        "run %s (attempt %s): %s, preset %s, seed %s, device %s, in %s", run_id, attempt,
+        config.algorithm, config.preset, config.seed, config.device, workdir,
+    )  # fmt: skip
+    should_stop = StopCheck(
+        run_id, sessions, settings.stop_poll_s, attempt=attempt, preempt=PREEMPT,
+        lost=runtime.lost,
+    )  # fmt: skip
     try:
         result = runner.run(
-            config,
-            SqlObserver(run_id, sessions),
-            workdir=workdir,
-            should_stop=StopCheck(run_id, sessions),
+            config, SqlObserver(run_id, sessions, attempt), workdir=workdir,
+            should_stop=should_stop,
+        )  # fmt: skip
+    except SoftTimeLimitExceeded:
+        error = (
+            f"time limit reached: the attempt ran for its {time_limit:.0f} s limit and was "
+            "stopped. Retry resumes from the last checkpoint; the limit is the experiment's "
+            "time_limit_s or the server's TAPFL_RUN_TIME_LIMIT_S."
         )
+        log.error("run %s: %s", run_id, error)
+        return Outcome("failed", error=error)
     except Exception as exc:  # bad data, bad model path, a bug: the run fails, the worker goes on
-        return _fail(run_id, exc)
-    status = RunStatus(result.status)
+        log.error("run %s failed", run_id, exc_info=exc)
+        return Outcome("failed", error=describe_failure(exc))
+
+    if result.status == "succeeded":
+        return Outcome("succeeded", result.rounds_completed)
+    ending = {"cancel": "cancelled", "preempt": "preempted"}.get(should_stop.reason or "cancel")
+    return Outcome(ending or "abandoned", result.rounds_completed)
+
+
+def _record(
+    run_id: int,
+    attempt: int,
+    outcome: Outcome,
+    owner: runs.Owner,
+    sessions: sessionmaker[Session],
+    settings: Settings,
+) -> str:
     with sessions() as session:
-        runs.finish_run(session, run_id, status)
-    log.info("run %s %s", run_id, status)
-    return status
-
-
-def _fail(run_id: int, exc: BaseException, context: str | None = None) -> str:
-    log.error("run %s failed", run_id, exc_info=exc)
-    with session_factory()() as session:
-        runs.fail_run(session, run_id, describe_failure(exc, context))
-    return RunStatus.FAILED
+        match outcome.status:
+            case "succeeded" | "cancelled":
+                done = runs.finish_run(
+                    session, run_id, attempt, RunStatus(outcome.status), outcome.rounds
+                )
+            case "failed":
+                done = runs.fail_run(session, run_id, attempt, outcome.error)
+            case "preempted":
+                reason = (
+                    f"{owner.name} is shutting down; the run stopped after round "
+                    f"{outcome.rounds} and goes back to the queue to resume from there"
+                )
+                done = runs.requeue_run(session, run_id, attempt, reason)
+                run = runs.fresh(session, run_id)
+                if done and run is not None:
+                    assert settings.redis_url is not None
+                    queue = celery_run_queue(settings.redis_url)
+                    send_runs(session, queue, [run], settings, source="worker")
+            case _:
+                done = False
+    if not done:
+        log.warning(
+            "run %s no longer belongs to attempt %s (taken over or ended elsewhere); "
+            "this attempt's ending (%s) is not recorded", run_id, attempt, outcome.status,
+        )  # fmt: skip
+        return "abandoned"
+    log.info("run %s %s", run_id, outcome.status)
+    return outcome.status
 
 
 def describe_failure(exc: BaseException, context: str | None = None) -> str:

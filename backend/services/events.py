@@ -36,8 +36,15 @@ def upsert(
     session.execute(stmt.on_conflict_do_update(index_elements=list(key), set_=changed))
 
 
-def record_event(session: Session, run_id: int, event: ev.Event) -> None:
-    """Store one event; the caller commits."""
+def record_event(
+    session: Session, run_id: int, event: ev.Event, attempt: int | None = None
+) -> None:
+    """Store one event; the caller commits.
+
+    With ``attempt``, the run row's progress is updated only while the run still belongs to
+    that attempt (a worker presumed lost must not move a run another worker took over);
+    event rows are idempotent and are written either way.
+    """
     match event:
         case ev.Evaluation():
             row = event.model_dump(exclude={"type"})
@@ -62,14 +69,14 @@ def record_event(session: Session, run_id: int, event: ev.Event) -> None:
             upsert(session, Replacement, [{"run_id": run_id, **row}], REPLACEMENT_KEY)
         case ev.RunStarted():
             _update_run(
-                session, run_id, stage="fl", round=event.resumed_from_round,
+                session, run_id, attempt, stage="fl", round=event.resumed_from_round,
                 total_rounds=event.total_rounds,
             )  # fmt: skip
         case ev.RoundStarted():
-            _update_run(session, run_id, stage="fl", round=event.round)
+            _update_run(session, run_id, attempt, stage="fl", round=event.round)
         case ev.Progress():
             _update_run(
-                session, run_id, stage=event.stage, round=event.round,
+                session, run_id, attempt, stage=event.stage, round=event.round,
                 total_rounds=event.total_rounds, progress=min(max(event.fraction, 0.0), 1.0),
                 eta_s=event.eta_s,
             )  # fmt: skip
@@ -77,5 +84,8 @@ def record_event(session: Session, run_id: int, event: ev.Event) -> None:
             pass  # the task records the outcome once the engine has returned
 
 
-def _update_run(session: Session, run_id: int, **values: Any) -> None:
-    session.execute(update(Run).where(Run.id == run_id).values(heartbeat_at=utcnow(), **values))
+def _update_run(session: Session, run_id: int, attempt: int | None, **values: Any) -> None:
+    query = update(Run).where(Run.id == run_id)
+    if attempt is not None:
+        query = query.where(Run.attempt == attempt)
+    session.execute(query.values(heartbeat_at=utcnow(), **values))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import logging
 import re
+import uuid
 from typing import Any
 
 from pydantic import ValidationError
@@ -14,6 +15,9 @@ from sqlalchemy.orm import Session, selectinload
 from backend.models import Experiment, Run, RunStatus, User, utcnow
 from backend.queue import RunQueue
 from backend.schemas import ExperimentCreate
+from backend.services import runs as run_service
+from backend.services.dispatch import send_runs
+from backend.settings import Settings
 from tap_engine.config import ConfigError, RunConfig, list_presets, resolve_config
 
 log = logging.getLogger(__name__)
@@ -37,8 +41,9 @@ def sweep_combinations(sweep: dict[str, list[Any]]) -> list[dict[str, Any]]:
     return [dict(zip(keys, values, strict=True)) for values in itertools.product(*sweep.values())]
 
 
-def resolve_runs(body: ExperimentCreate) -> list[RunConfig]:
-    """One validated config per sweep combination, or a SubmissionError naming the fields."""
+def resolve_runs(body: ExperimentCreate) -> list[tuple[RunConfig, dict[str, Any]]]:
+    """One validated config per sweep combination (with the combination), or a
+    SubmissionError naming the fields."""
     if body.preset not in list_presets():
         # The engine also takes a YAML path, but the API must not read files of the server.
         known = ", ".join(list_presets())
@@ -51,11 +56,13 @@ def resolve_runs(body: ExperimentCreate) -> list[RunConfig]:
             [_error(("body", "sweep"), f"the sweep gives {len(combos)} runs; at most "
                     f"{MAX_RUNS_PER_EXPERIMENT} fit in one experiment")]
         )  # fmt: skip
-    configs: list[RunConfig] = []
+    configs: list[tuple[RunConfig, dict[str, Any]]] = []
     errors: list[dict[str, Any]] = []
     for combo in combos:
         try:
-            configs.append(resolve_config(body.preset, body.algorithm, body.overrides | combo))
+            configs.append(
+                (resolve_config(body.preset, body.algorithm, body.overrides | combo), combo)
+            )
         except ConfigError as exc:
             errors.append(_error(_locate(exc.loc, body, combo), exc.msg))
         except ValidationError as exc:
@@ -125,15 +132,21 @@ def _unique(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def create_experiment(session: Session, owner: User, body: ExperimentCreate) -> Experiment:
-    """Validate, then store the experiment and its queued runs in one transaction."""
+    """Validate, then store the experiment and its queued runs in one transaction.
+
+    The runs of one experiment (its sweep) share a group id, which the workers hand to the
+    engine so that they share one preprocessing cache.
+    """
     configs = resolve_runs(body)
+    now = utcnow()
     experiment = Experiment(
         name=body.name or body.preset,
         preset=body.preset,
         owner=owner,
         spec=body.model_dump(mode="json", exclude_unset=True),
-        created_at=utcnow(),
+        created_at=now,
     )
+    group_id = uuid.uuid4().hex
     experiment.runs = [
         Run(
             algorithm=config.algorithm,
@@ -141,25 +154,26 @@ def create_experiment(session: Session, owner: User, body: ExperimentCreate) -> 
             config=config.model_dump(mode="json"),
             status=RunStatus.QUEUED,
             total_rounds=config.rounds,
+            group_id=group_id,
+            sweep=combo or None,
+            time_limit_s=body.time_limit_s,
+            created_at=now,
+            queued_at=now,
         )
-        for config in configs
+        for config, combo in configs
     ]
     session.add(experiment)
+    session.flush()
+    sweep = f" ({len(configs)} runs of one sweep)" if len(configs) > 1 else ""
+    run_service.record_created(session, experiment.runs, f"submitted by {owner.name}{sweep}")
     session.commit()
     return experiment
 
 
-def enqueue_runs(session: Session, queue: RunQueue, runs: list[Run]) -> None:
-    """Hand each run to the workers; a run the queue refused is failed, not left waiting."""
-    for run in runs:
-        try:
-            queue.enqueue(run.id, run.config.get("device", "auto"))
-        except Exception as exc:
-            log.exception("could not enqueue run %s", run.id)
-            run.status = RunStatus.FAILED
-            run.error = f"could not reach the run queue: {type(exc).__name__}: {exc}"
-            run.finished_at = utcnow()
-    session.commit()
+def enqueue_runs(session: Session, queue: RunQueue, runs: list[Run], settings: Settings) -> None:
+    """Hand each run to the workers. A run the queue cannot take now stays queued (with a
+    log line saying so): the reconciler sends it once the queue answers again."""
+    send_runs(session, queue, runs, settings, source="api")
 
 
 def list_experiments(session: Session, limit: int, offset: int) -> tuple[list[Experiment], int]:

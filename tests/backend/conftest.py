@@ -4,6 +4,8 @@ migrated by the same code the services run, and sessions from the same factory."
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from backend.api.deps import get_run_queue
 from backend.db import dispose_engines, session_factory, upgrade_database
 from backend.main import app
-from backend.models import Experiment, Run, RunStatus, User
+from backend.models import Experiment, Run, RunStatus, User, utcnow
 from backend.processes import free_port, start_redis, stop_process
 from backend.settings import Settings, get_settings
 from tap_engine.config import resolve_config
@@ -30,6 +32,7 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settin
             monkeypatch.delenv(name)
     monkeypatch.setenv("TAPFL_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("TAPFL_REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
+    monkeypatch.setenv("TAPFL_RECONCILE_INTERVAL_S", "0")  # tests reconcile when they say so
     get_settings.cache_clear()
     yield get_settings()
     dispose_engines()
@@ -45,15 +48,27 @@ def sessions(settings: Settings) -> sessionmaker[Session]:
 
 @dataclass
 class FakeQueue:
-    """Records what the API would send to Celery; ``fail`` makes the broker unreachable."""
+    """Records what the API would send to Celery; ``fail`` makes the broker unreachable.
+
+    ``pending`` is what the broker holds: every message sent, until a test takes it out
+    (a worker consumed it, or Redis lost it).
+    """
 
     sent: list[tuple[int, str]] = field(default_factory=list)
+    limits: list[tuple[float, float]] = field(default_factory=list)
+    pending: set[int] = field(default_factory=set)
     fail: bool = False
 
-    def enqueue(self, run_id: int, device: str) -> None:
+    def enqueue(self, run_id: int, device: str, soft_time_limit: float, time_limit: float) -> str:
         if self.fail:
             raise ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
         self.sent.append((run_id, device))
+        self.limits.append((soft_time_limit, time_limit))
+        self.pending.add(run_id)
+        return f"task-{len(self.sent)}"
+
+    def pending_run_ids(self) -> set[int] | None:
+        return None if self.fail else set(self.pending)
 
 
 @pytest.fixture
@@ -118,7 +133,28 @@ def add_run(session: Session, **overrides: Any) -> Run:
         config=config.model_dump(mode="json"),
         status=RunStatus.QUEUED,
         total_rounds=config.rounds,
+        group_id="test-group",
+        queued_at=utcnow(),
     )
     session.add(run)
     session.commit()
     return run
+
+
+def dead_lease() -> str:
+    """The lease of a process that has exited: what a worker killed mid-run leaves behind."""
+    code = "from backend.services.leases import Lease; print(Lease.current().encode())"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return done.stdout.strip()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real PostgreSQL server (the one the ``pgserver`` wheel bundles), on a Unix socket."""
+    pgserver = pytest.importorskip("pgserver", reason="the pgserver wheel (dev extra) is needed")
+    server = pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="stop")
+    try:
+        uri = server.get_uri()  # postgresql://postgres:@/postgres?host=/tmp/...
+        yield uri.replace("postgresql://", "postgresql+psycopg://", 1)
+    finally:
+        server.cleanup()

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.models import Experiment, Run
+from backend.services.reconciler import reconcile_once
 from backend.settings import Settings
 from tap_engine.config import resolve_config
 from tests.backend.conftest import Api
@@ -68,17 +70,43 @@ def test_runs_asking_for_cuda_go_to_the_gpu_queue_device(api: Api) -> None:
     assert [device for _, device in api.queue_sent] == ["cuda", "cpu"]
 
 
-def test_runs_the_queue_refuses_are_failed_with_the_reason(
-    api: Api, sessions: sessionmaker[Session]
+def test_runs_the_queue_cannot_take_stay_queued_and_are_sent_once_it_answers(
+    api: Api, sessions: sessionmaker[Session], settings: Settings
 ) -> None:
     api.queue.fail = True
-    response = api.post(URL, json={"preset": "demo"})
+    response = api.post(URL, json={"preset": "demo", "sweep": {"seed": [1, 2, 3]}})
     assert response.status_code == 201
-    [run] = response.json()["runs"]
-    assert run["status"] == "failed"
-    assert "could not reach the run queue" in run["error"] and "Connection refused" in run["error"]
+    runs = response.json()["runs"]
+    assert {run["status"] for run in runs} == {"queued"}  # stored: nothing is lost
+    assert api.queue_sent == []
+    logs = api.get(f"/api/v1/runs/{runs[2]['id']}/logs").json()["items"]
+    assert "run queue is unreachable" in logs[-1]["message"]
+    assert "Connection refused" in logs[-1]["message"] and logs[-1]["level"] == "WARNING"
+
+    api.queue.fail = False
+    settings.resend_after_s = 0.01
+    time.sleep(0.02)
     with sessions() as session:
-        assert session.get(Run, run["id"]).status == "failed"  # type: ignore[union-attr]
+        report = reconcile_once(session, api.queue, settings)
+    assert sorted(report.resent) == sorted(run["id"] for run in runs)
+    assert sorted(run_id for run_id, _ in api.queue_sent) == sorted(run["id"] for run in runs)
+    with sessions() as session:
+        assert {session.get(Run, r["id"]).sent_at is not None for r in runs} == {True}  # type: ignore[union-attr]
+
+
+def test_each_run_is_sent_with_its_time_limits(api: Api, settings: Settings) -> None:
+    api.post(URL, json={"preset": "demo"})
+    api.post(URL, json={"preset": "demo", "time_limit_s": 90})
+    grace = settings.run_kill_grace_s
+    assert api.queue.limits == [
+        (settings.run_time_limit_s, settings.run_time_limit_s + grace),
+        (90, 90 + grace),
+    ]
+    for bad in (0, 30 * 24 * 3600):  # a month is longer than the broker keeps a message
+        response = api.post(URL, json={"preset": "demo", "time_limit_s": bad})
+        assert response.status_code == 422
+        assert response.json()["detail"][0]["loc"] == ["body", "time_limit_s"]
+    assert len(api.queue_sent) == 2
 
 
 def _detail(api: Api, body: Any) -> list[dict[str, Any]]:

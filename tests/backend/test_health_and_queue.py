@@ -37,10 +37,42 @@ def test_the_celery_client_puts_a_run_message_on_the_queue_of_its_device(redis_u
     queue = CeleryRunQueue(redis_url)
     # The third message is sent once both queues are declared, as they are by a worker.
     for run_id, device in ((17, "cuda"), (18, "auto"), (19, "cuda"), (20, "cpu")):
-        queue.enqueue(run_id, device)
+        queue.enqueue(run_id, device, 60, 90)
     assert _run_ids(broker, GPU_QUEUE) == [17, 19]
     assert _run_ids(broker, CPU_QUEUE) == [18, 20]
+    [message] = [json.loads(m) for m in broker.lrange(CPU_QUEUE, 0, 0)]
+    assert message["headers"]["timelimit"] == [90, 60]  # hard, soft: enforced by the worker
     broker.delete(CPU_QUEUE, GPU_QUEUE)
+
+
+def test_pending_run_ids_sees_waiting_messages_and_those_a_worker_holds(redis_url: str) -> None:
+    broker = redis.Redis.from_url(redis_url)
+    broker.delete(CPU_QUEUE, GPU_QUEUE, "unacked")
+    queue = CeleryRunQueue(redis_url)
+    for run_id, device in ((31, "cpu"), (32, "cuda"), (33, "cpu")):
+        queue.enqueue(run_id, device, 60, 90)
+    assert queue.pending_run_ids() == {31, 32, 33}
+
+    # A worker takes a message without acknowledging it (late acks: it is running the run).
+    with queue._app.connection() as connection:
+        held = connection.default_channel.basic_get(CPU_QUEUE, no_ack=False)
+        assert held is not None and json.loads(held.body)[0] == [31]
+        assert broker.hlen("unacked") == 1 and broker.llen(CPU_QUEUE) == 1
+        assert queue.pending_run_ids() == {31, 32, 33}
+        held.ack()
+    assert queue.pending_run_ids() == {32, 33}
+
+    broker.flushdb()  # what a Redis restart without its data looks like to the reconciler
+    assert queue.pending_run_ids() == set()
+    broker.lpush(CPU_QUEUE, json.dumps({"headers": {"task": "other.task"}, "body": "x"}))
+    assert queue.pending_run_ids() == set()  # foreign messages are no runs
+    broker.delete(CPU_QUEUE)
+
+
+def test_pending_run_ids_is_unknown_when_redis_is_down() -> None:
+    from backend.processes import free_port
+
+    assert CeleryRunQueue(f"redis://127.0.0.1:{free_port()}/0").pending_run_ids() is None
 
 
 def _run_ids(broker: redis.Redis, queue: str) -> list[int]:

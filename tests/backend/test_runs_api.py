@@ -6,7 +6,9 @@ import io
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from backend.models import Metric, RunStatus, TrainingLoss
+from backend.models import Metric, Run, RunStatus, TrainingLoss
+from backend.services import runs
+from backend.services.run_logs import add_log
 from tests.backend.conftest import Api, add_run
 
 
@@ -37,7 +39,9 @@ def test_a_run_shows_its_experiment_progress_and_config(api: Api) -> None:
     assert run["created_at"].endswith("Z")  # UTC, even from SQLite
 
 
-@pytest.mark.parametrize("suffix", ["", "/metrics", "/metrics.csv", "/losses"])
+@pytest.mark.parametrize(
+    "suffix", ["", "/metrics", "/metrics.csv", "/losses", "/logs", "/logs.txt"]
+)
 def test_an_unknown_run_is_404_naming_it(api: Api, suffix: str) -> None:
     response = api.get(f"/api/v1/runs/777{suffix}")
     assert response.status_code == 404
@@ -119,3 +123,119 @@ def test_losses_of_a_run(api: Api, run_with_metrics: int) -> None:
         "items": [],
         "total": 0,
     }
+
+
+def _claimed(sessions: sessionmaker[Session], run_id: int) -> None:
+    with sessions() as session:
+        owner = runs.Owner.current("worker-1")
+        assert runs.claim_run(
+            session, run_id, owner, task_id="t", heartbeat_timeout_s=60, max_recoveries=3
+        )
+
+
+def test_cancel_a_queued_run_at_once_and_a_running_one_after_its_step(
+    api: Api, sessions: sessionmaker[Session]
+) -> None:
+    experiment = api.post("/api/v1/experiments", json={"preset": "demo", "sweep": {"seed": [1, 2]}})
+    queued, running = (r["id"] for r in experiment.json()["runs"])
+    _claimed(sessions, running)
+
+    response = api.post(f"/api/v1/runs/{queued}/cancel")
+    assert response.status_code == 200
+    assert response.json()["status"] == "cancelled" and response.json()["finished_at"]
+    response = api.post(f"/api/v1/runs/{running}/cancel")
+    assert response.json()["status"] == "cancelling" and response.json()["finished_at"] is None
+    history = [(t["from_status"], t["to_status"]) for t in response.json()["transitions"]]
+    assert history == [(None, "queued"), ("queued", "running"), ("running", "cancelling")]
+    assert "cancel requested by admin" in response.json()["transitions"][-1]["reason"]
+    assert api.post(f"/api/v1/runs/{running}/cancel").json()["status"] == "cancelling"
+
+
+def test_cancel_or_retry_what_the_status_does_not_allow_is_a_409_saying_why(
+    api: Api, sessions: sessionmaker[Session]
+) -> None:
+    run_id = api.post("/api/v1/experiments", json={"preset": "demo"}).json()["runs"][0]["id"]
+    response = api.post(f"/api/v1/runs/{run_id}/retry")
+    assert response.status_code == 409
+    assert response.json()["detail"] == (
+        f"run {run_id} is queued; only a failed or cancelled run can be retried"
+    )
+    with sessions() as session:
+        session.get(Run, run_id).status = "succeeded"  # type: ignore[union-attr]
+        session.commit()
+    response = api.post(f"/api/v1/runs/{run_id}/cancel")
+    assert response.status_code == 409 and "already succeeded" in response.json()["detail"]
+    assert api.post("/api/v1/runs/4040/cancel").status_code == 404
+    assert api.post("/api/v1/runs/4040/retry").status_code == 404
+
+
+def test_retry_queues_a_cancelled_run_and_sends_it_again(
+    api: Api, sessions: sessionmaker[Session]
+) -> None:
+    run_id = api.post("/api/v1/experiments", json={"preset": "demo"}).json()["runs"][0]["id"]
+    api.post(f"/api/v1/runs/{run_id}/cancel")
+    response = api.post(f"/api/v1/runs/{run_id}/retry")
+    assert response.status_code == 200
+    run = response.json()
+    assert run["status"] == "queued" and run["finished_at"] is None and run["error"] is None
+    assert "resumes from its last checkpoint" in run["transitions"][-1]["reason"]
+    assert api.queue_sent == [(run_id, "auto"), (run_id, "auto")]
+
+
+def test_a_run_shows_each_clients_latest_losses_and_its_sweep_group(
+    api: Api, sessions: sessionmaker[Session]
+) -> None:
+    body = {"preset": "demo", "sweep": {"seed": [1, 2], "algorithm": ["fedavg", "local"]}}
+    experiment = api.post("/api/v1/experiments", json=body).json()
+    groups = {r["group_id"] for r in experiment["runs"]}
+    assert len(groups) == 1
+    assert sorted((r["sweep"]["seed"], r["sweep"]["algorithm"]) for r in experiment["runs"]) == [
+        (1, "fedavg"), (1, "local"), (2, "fedavg"), (2, "local"),
+    ]  # fmt: skip
+    other = api.post("/api/v1/experiments", json={"preset": "demo"}).json()["runs"][0]
+    assert other["group_id"] not in groups and other["sweep"] is None
+    page = api.get("/api/v1/runs", params={"group_id": groups.pop()}).json()
+    assert page["total"] == 4
+
+    run_id = experiment["runs"][0]["id"]
+    with sessions() as session:
+        for rnd, client, loss in ((1, 0, 2.0), (2, 0, 1.5), (1, 1, 2.2), (3, 1, 1.1)):
+            session.add(
+                TrainingLoss(run_id=run_id, stage="fl", round=rnd, client=client,
+                             model="global", task="digits", loss=loss, steps=10)
+            )  # fmt: skip
+        session.commit()
+    latest = api.get(f"/api/v1/runs/{run_id}").json()["latest_losses"]
+    assert [(x["client"], x["round"], x["loss"]) for x in latest] == [(0, 2, 1.5), (1, 3, 1.1)]
+
+
+def test_logs_come_in_order_after_a_cursor_and_as_text(
+    api: Api, sessions: sessionmaker[Session]
+) -> None:
+    run_id = api.post("/api/v1/experiments", json={"preset": "demo"}).json()["runs"][0]["id"]
+    with sessions() as session:
+        for i in range(5):
+            add_log(session, run_id, f"line {i}", level="WARNING" if i == 3 else "INFO",
+                    source="engine", attempt=1)  # fmt: skip
+        session.commit()
+    page = api.get(f"/api/v1/runs/{run_id}/logs").json()
+    assert page["total"] == 6  # the submission, then the five lines
+    items = page["items"]
+    assert "submitted by admin" in items[0]["message"] and items[0]["source"] == "api"
+    assert [x["message"] for x in items[1:]] == [f"line {i}" for i in range(5)]
+    assert set(items[0]) == {"seq", "time", "level", "source", "message"}
+    seqs = [x["seq"] for x in items]
+    assert seqs == sorted(seqs) and len(set(seqs)) == 6
+
+    after = api.get(f"/api/v1/runs/{run_id}/logs", params={"after": seqs[2], "limit": 2}).json()
+    assert [x["message"] for x in after["items"]] == ["line 2", "line 3"]
+    assert after["total"] == 3  # lines after the cursor, regardless of limit
+    warnings = api.get(f"/api/v1/runs/{run_id}/logs", params={"level": "WARNING"}).json()
+    assert [x["message"] for x in warnings["items"]] == ["line 3"]
+    assert api.get(f"/api/v1/runs/{run_id}/logs", params={"level": "LOUD"}).status_code == 422
+
+    text = api.get(f"/api/v1/runs/{run_id}/logs.txt")
+    assert text.headers["content-type"].startswith("text/plain")
+    lines = text.text.splitlines()
+    assert len(lines) == 6 and lines[4].endswith("WARNING [engine] line 3")
+    assert api.get("/api/v1/runs/999/logs").status_code == 404

@@ -1,10 +1,20 @@
 from __future__ import annotations
 
+import logging
+import threading
+import time
+from datetime import datetime
+
+import pytest
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from backend.models import Run, RunStatus
+from backend.models import Run, RunLog, RunStatus
+from backend.services import runs
+from tap_engine import events as ev
 from tests.backend.conftest import add_run
-from worker.sql_observer import StopCheck
+from worker.runtime import RunRuntime
+from worker.sql_observer import SqlObserver, StopCheck
 
 
 class Clock:
@@ -44,22 +54,137 @@ def test_stop_check_stops_a_run_whose_row_is_gone(sessions: sessionmaker[Session
     assert StopCheck(12345, sessions)() is True
 
 
-def test_stop_check_keeps_the_heartbeat_fresh(sessions: sessionmaker[Session]) -> None:
+def test_stop_check_stops_a_run_that_belongs_to_another_attempt_now(
+    sessions: sessionmaker[Session],
+) -> None:
+    with sessions() as session:
+        run = add_run(session)
+        run.status, run.attempt = RunStatus.RUNNING, 1
+        session.commit()
+        run_id = run.id
+    clock = Clock()
+    should_stop = StopCheck(run_id, sessions, interval=1.0, attempt=1, clock=clock)
+    assert should_stop() is False
+    with sessions() as session:
+        session.get(Run, run_id).attempt = 2  # type: ignore[union-attr]
+        session.commit()
+    clock.now += 1
+    assert should_stop() is True and should_stop.reason == "lost"
+
+
+def test_stop_check_stops_at_once_when_told_to_preempt_or_that_the_run_is_lost(
+    sessions: sessionmaker[Session],
+) -> None:
     with sessions() as session:
         run_id = add_run(session).id
-    clock = Clock()
-    should_stop = StopCheck(run_id, sessions, interval=1.0, heartbeat_every=10.0, clock=clock)
+    _set_status(sessions, run_id, RunStatus.RUNNING)
+    for reason in ("preempt", "lost"):
+        flags = {"preempt": threading.Event(), "lost": threading.Event()}
+        should_stop = StopCheck(run_id, sessions, interval=60, **flags)
+        assert should_stop() is False
+        flags[reason].set()
+        assert should_stop() is True and should_stop.reason == reason
 
-    def beat() -> object:
-        with sessions() as session:
-            return session.get(Run, run_id).heartbeat_at  # type: ignore[union-attr]
 
-    should_stop()
-    first = beat()
-    assert first is not None
-    clock.now += 2
-    should_stop()
-    assert beat() == first
-    clock.now += 10
-    should_stop()
-    assert beat() > first  # type: ignore[operator]
+def _beat(sessions: sessionmaker[Session], run_id: int) -> datetime | None:
+    with sessions() as session:
+        return session.get(Run, run_id).heartbeat_at  # type: ignore[union-attr]
+
+
+def _claimed(sessions: sessionmaker[Session]) -> int:
+    with sessions() as session:
+        run_id = add_run(session).id
+        owner = runs.Owner.current("w")
+        runs.claim_run(session, run_id, owner, task_id="t", heartbeat_timeout_s=60,
+                       max_recoveries=3)  # fmt: skip
+        return run_id
+
+
+def test_the_runtime_keeps_the_heartbeat_fresh_whatever_the_engine_does(
+    sessions: sessionmaker[Session],
+) -> None:
+    run_id = _claimed(sessions)
+    first = _beat(sessions, run_id)
+    runtime = RunRuntime(run_id, 1, sessions, heartbeat_interval_s=0.1).start()
+    try:
+        time.sleep(0.5)  # the engine is busy (loading data, evaluating): no calls at all
+        assert _beat(sessions, run_id) > first  # type: ignore[operator]
+        assert not runtime.lost.is_set()
+        with sessions() as session:  # another worker took the run over
+            session.get(Run, run_id).attempt = 2  # type: ignore[union-attr]
+            session.commit()
+        deadline = time.monotonic() + 5
+        while not runtime.lost.is_set():
+            assert time.monotonic() < deadline, "the runtime did not notice"
+            time.sleep(0.05)
+    finally:
+        runtime.stop()
+
+
+def test_the_runtime_captures_log_lines_and_lets_go_of_logging_when_it_stops(
+    sessions: sessionmaker[Session],
+) -> None:
+    run_id = _claimed(sessions)
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    runtime = RunRuntime(run_id, 1, sessions, heartbeat_interval_s=10).start()
+    logging.getLogger("tap_engine.model").info("built %s", "the model")
+    logging.getLogger("worker.tasks").warning("careful")
+    try:
+        raise ValueError("bad value")
+    except ValueError:
+        logging.getLogger("tap_engine.data").exception("loading failed")
+    runtime.stop()
+    logging.getLogger("tap_engine.model").info("after the run: not captured")
+    assert root.handlers == handlers and root.level == level
+
+    with sessions() as session:
+        lines = session.scalars(
+            select(RunLog).where(RunLog.run_id == run_id, RunLog.attempt == 1).order_by(RunLog.id)
+        ).all()
+    got = [(line.source, line.level, line.message.splitlines()[0]) for line in lines[1:]]
+    assert got == [
+        ("engine", "INFO", "built the model"),
+        ("worker", "WARNING", "careful"),
+        ("engine", "ERROR", "loading failed"),
+    ]
+    assert "ValueError: bad value" in lines[-1].message
+
+
+def test_the_runtime_keeps_lines_it_could_not_write_and_writes_them_later(
+    sessions: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_id = _claimed(sessions)
+    runtime = RunRuntime(run_id, 1, sessions, heartbeat_interval_s=10)
+    runtime.handler.setLevel(logging.INFO)
+    record = logging.LogRecord("tap_engine.x", logging.INFO, __file__, 1, "kept", None, None)
+    runtime.handler.handle(record)
+
+    def down(*_: object) -> None:
+        raise OSError("database unreachable")
+
+    monkeypatch.setattr("worker.runtime.add_logs", down)
+    runtime.flush()
+    monkeypatch.undo()
+    runtime.flush()
+    with sessions() as session:
+        assert session.scalars(select(RunLog.message).where(RunLog.message == "kept")).all() == [
+            "kept"
+        ]
+
+
+def test_the_observer_logs_rounds_and_resets_worker_losses_once_a_round_completes(
+    sessions: sessionmaker[Session],
+) -> None:
+    run_id = _claimed(sessions)
+    with sessions() as session:
+        session.get(Run, run_id).recoveries = 2  # type: ignore[union-attr]
+        session.commit()
+    observer = SqlObserver(run_id, sessions, attempt=1)
+    observer(ev.RoundStarted(round=4, participants=[1], lr=0.01))  # resumed after round 3
+    with sessions() as session:
+        assert session.get(Run, run_id).recoveries == 2  # type: ignore[union-attr]
+    observer(ev.RoundStarted(round=5, participants=[2], lr=0.01))  # round 4 completed
+    with sessions() as session:
+        run = session.get(Run, run_id)
+        assert run is not None and run.recoveries == 0 and run.round == 5

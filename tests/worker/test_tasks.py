@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from backend.models import Metric, Run, RunStatus, TrainingLoss
+from backend.models import Metric, Run, RunLog, RunStatus, RunTransition, TrainingLoss
+from backend.services import runs
 from backend.settings import Settings
 from tap_engine import events as ev
 from tap_engine import runner
 from tap_engine.config import RunConfig
-from tests.backend.conftest import add_run
+from tests.backend.conftest import FakeQueue, add_run, dead_lease
 from worker import tasks
+from worker.celery_app import PREEMPT
 
 Engine = Callable[..., Any]
 
@@ -43,6 +48,11 @@ def _get(sessions: sessionmaker[Session], run_id: int) -> Run:
         run = session.get(Run, run_id)
         assert run is not None
         return run
+
+
+def _transitions(sessions: sessionmaker[Session], run_id: int) -> list[RunTransition]:
+    with sessions() as session:
+        return runs.transitions(session, run_id)
 
 
 def _succeeding(config: RunConfig, observer: Any, workdir: Path, should_stop: Any) -> Any:
@@ -160,7 +170,7 @@ def test_a_run_cancelled_before_it_started_is_marked_cancelled_without_running(
 def test_a_redelivered_running_run_resumes_keeping_its_start_time(
     sessions: sessionmaker[Session], engine: Any
 ) -> None:
-    # The worker died mid-run; the broker hands the message to the next worker.
+    # The worker process died mid-run; the broker hands the message to the next worker.
     with sessions() as session:
         run_id = add_run(session).id
 
@@ -171,10 +181,145 @@ def test_a_redelivered_running_run_resumes_keeping_its_start_time(
     with pytest.raises(KeyboardInterrupt):  # not an Exception: the task does not record it
         tasks.execute(run_id)
     interrupted = _get(sessions, run_id)
-    assert interrupted.status == "running"
-    engine(_succeeding)
+    assert interrupted.status == "running" and interrupted.attempt == 1
+    # While the process that claimed it lives, a second message is a duplicate: dropped.
+    calls = engine(_succeeding)
+    assert tasks.execute(run_id) == "skipped" and len(calls) == 1  # the killed attempt only
+    with sessions() as session:
+        session.get(Run, run_id).lease = dead_lease()  # type: ignore[union-attr]
+        session.commit()
     assert tasks.execute(run_id) == "succeeded"
-    assert _get(sessions, run_id).started_at == interrupted.started_at
+    run = _get(sessions, run_id)
+    assert run.started_at == interrupted.started_at and run.attempt == 2
+    assert [(t.from_status, t.to_status) for t in _transitions(sessions, run_id)] == [
+        ("queued", "running"), ("running", "running"), ("running", "succeeded"),
+    ]  # fmt: skip
+
+
+def test_a_worker_that_lost_its_run_to_another_stops_and_records_nothing(
+    sessions: sessionmaker[Session], engine: Any
+) -> None:
+    with sessions() as session:
+        run_id = add_run(session).id
+
+    def taken_over(config: RunConfig, observer: Any, workdir: Path, should_stop: Any) -> Any:
+        with sessions() as session:  # the reconciler thought this worker dead; another took it
+            run = session.get(Run, run_id)
+            run.attempt, run.worker = 2, "someone else"  # type: ignore[union-attr]
+            session.commit()
+        time.sleep(1.1)
+        assert should_stop() is True
+        observer(ev.Progress(stage="fl", round=3, total_rounds=9, fraction=0.3, elapsed_s=1,
+                             eta_s=2))  # fmt: skip
+        return runner.RunResult("cancelled", 2, 1.0)
+
+    engine(taken_over)
+    assert tasks.execute(run_id) == "abandoned"
+    run = _get(sessions, run_id)
+    assert (run.status, run.worker, run.round) == ("running", "someone else", 0)
+
+
+def test_a_run_its_worker_shuts_down_under_goes_back_to_the_queue(
+    sessions: sessionmaker[Session], engine: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queue = FakeQueue()
+    monkeypatch.setattr(tasks, "celery_run_queue", lambda _url: queue)
+    with sessions() as session:
+        run_id = add_run(session).id
+
+    def preempted(config: RunConfig, observer: Any, workdir: Path, should_stop: Any) -> Any:
+        assert should_stop() is False
+        PREEMPT.set()  # what SIGUSR2 from the shutting-down worker does
+        assert should_stop() is True  # at once, without waiting for the next SQL read
+        return runner.RunResult("cancelled", 4, 1.0)
+
+    engine(preempted)
+    try:
+        assert tasks.execute(run_id) == "preempted"
+    finally:
+        PREEMPT.clear()
+    run = _get(sessions, run_id)
+    assert run.status == "queued" and run.finished_at is None and run.worker is None
+    assert queue.sent == [(run_id, "auto")] and run.sent_at is not None
+    reason = _transitions(sessions, run_id)[-1].reason or ""
+    assert "shutting down" in reason and "after round 4" in reason
+
+
+def test_a_run_past_its_soft_time_limit_fails_saying_so(
+    sessions: sessionmaker[Session], engine: Any
+) -> None:
+    def slow(*_: Any) -> Any:
+        raise SoftTimeLimitExceeded()  # what Celery raises in the run's process
+
+    with sessions() as session:
+        run = add_run(session)
+        run.time_limit_s = 90
+        session.commit()
+        run_id = run.id
+    engine(slow)
+    assert tasks.execute(run_id) == "failed"
+    error = _get(sessions, run_id).error or ""
+    assert error.startswith("time limit reached: the attempt ran for its 90 s limit")
+    assert "Retry resumes from the last checkpoint" in error
+
+
+def test_the_hard_time_limit_fails_the_run_of_that_message_only(
+    sessions: sessionmaker[Session],
+) -> None:
+    from celery.exceptions import TimeLimitExceeded
+
+    from worker.celery_app import _hard_time_limit
+
+    with sessions() as session:
+        run_id = add_run(session).id
+        owner = runs.Owner.current("w")
+        runs.claim_run(session, run_id, owner, task_id="msg-2", heartbeat_timeout_s=60,
+                       max_recoveries=3)  # fmt: skip
+    task = tasks.run
+    _hard_time_limit(sender=task, task_id="msg-1", exception=TimeLimitExceeded(90), args=[run_id])
+    assert _get(sessions, run_id).status == "running"  # an older message's process
+    _hard_time_limit(sender=task, task_id="msg-2", exception=ValueError("x"), args=[run_id])
+    assert _get(sessions, run_id).status == "running"  # not a time limit
+    _hard_time_limit(sender=task, task_id="msg-2", exception=TimeLimitExceeded(90), args=[run_id])
+    run = _get(sessions, run_id)
+    assert run.status == "failed" and "did not stop within 90 s" in (run.error or "")
+
+
+def test_the_runs_log_holds_the_engines_and_the_workers_lines_in_order(
+    sessions: sessionmaker[Session], engine: Any, settings: Settings
+) -> None:
+    def chatty(config: RunConfig, observer: Any, workdir: Path, should_stop: Any) -> Any:
+        logging.getLogger("tap_engine.data").info("loaded %d images", 1797)
+        logging.getLogger("tap_engine.data").debug("not kept: below the run log level")
+        observer(ev.RoundStarted(round=1, participants=[0, 2], lr=0.003))
+        observer(ev.LocalTraining(round=1, client=2, model="global", steps=5,
+                                  losses={"digits": 1.25}))  # fmt: skip
+        assert os.environ["TAPFL_CACHE_DIR"] == str(settings.cache_dir)
+        assert os.environ["TAPFL_RUN_GROUP"] == "test-group"
+        raise FileNotFoundError("no such dataset: /nonexistent")
+
+    with sessions() as session:
+        run_id = add_run(session).id
+    engine(chatty)
+    assert tasks.execute(run_id) == "failed"
+    with sessions() as session:
+        lines = session.scalars(
+            select(RunLog).where(RunLog.run_id == run_id).order_by(RunLog.id)
+        ).all()
+    messages = [(line.source, line.level, line.message.splitlines()[0]) for line in lines]
+    assert messages[0][2].startswith("queued -> running: taken by")
+    assert messages[1][:2] == ("worker", "INFO") and "(attempt 1): " in messages[1][2]
+    assert messages[2:5] == [
+        ("engine", "INFO", "loaded 1797 images"),
+        ("engine", "INFO", "round 1/?: clients 0, 2, lr 0.003"),
+        ("engine", "INFO", "round 1 client 2 (global model): loss digits 1.2500 over 5 steps"),
+    ]
+    assert messages[5][:2] == ("worker", "ERROR") and "failed" in messages[5][2]
+    assert "FileNotFoundError: no such dataset" in lines[5].message  # with the traceback
+    assert messages[6] == (
+        "worker", "ERROR", "running -> failed: FileNotFoundError: no such dataset: /nonexistent",
+    )  # fmt: skip
+    assert {line.attempt for line in lines[1:]} == {1}
 
 
 def test_an_unknown_run_id_is_skipped(sessions: sessionmaker[Session], engine: Any) -> None:

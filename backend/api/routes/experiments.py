@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from backend.api.deps import CurrentUser, RunQueueDep, SessionDep, not_found
+from backend.api.deps import CurrentUser, RunQueueDep, SessionDep, SettingsDep, not_found
 from backend.schemas import ExperimentCreate, ExperimentOut, Page
 from backend.services import experiments
 
@@ -13,11 +13,18 @@ router = APIRouter(prefix="/experiments", tags=["experiments"])
 
 @router.post("", response_model=ExperimentOut, status_code=status.HTTP_201_CREATED)
 def create_experiment(
-    body: ExperimentCreate, session: SessionDep, user: CurrentUser, queue: RunQueueDep
+    body: ExperimentCreate,
+    session: SessionDep,
+    user: CurrentUser,
+    queue: RunQueueDep,
+    settings: SettingsDep,
 ) -> ExperimentOut:
-    """Validate the preset with its overrides for every sweep combination, then queue the runs."""
+    """Validate the preset with its overrides for every sweep combination, then queue the runs.
+
+    The runs are stored before they are sent: if the run queue is down, they stay `queued`
+    and are sent as soon as it answers again."""
     experiment = experiments.create_experiment(session, user, body)
-    experiments.enqueue_runs(session, queue, experiment.runs)
+    experiments.enqueue_runs(session, queue, experiment.runs, settings)
     return ExperimentOut.model_validate(experiment)
 
 

@@ -1,14 +1,27 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, HTTPException, Query, Response, status
 from sqlalchemy.orm import Session
 
-from backend.api.deps import SessionDep, not_found
+from backend.api.deps import CurrentUser, RunQueueDep, SessionDep, SettingsDep, not_found
 from backend.models import Run, RunStatus
-from backend.schemas import LossFilter, LossOut, MetricFilter, MetricOut, Page, RunOut
-from backend.services import metrics, runs
+from backend.schemas import (
+    LogLine,
+    LossFilter,
+    LossOut,
+    MetricFilter,
+    MetricOut,
+    Page,
+    RunDetail,
+    RunOut,
+    TransitionOut,
+)
+from backend.services import metrics, run_logs, runs
+from backend.services.dispatch import send_runs
 
 router = APIRouter(prefix="/runs", tags=["runs"])
 
@@ -17,18 +30,71 @@ router = APIRouter(prefix="/runs", tags=["runs"])
 def list_runs(
     session: SessionDep,
     experiment_id: int | None = None,
+    group_id: str | None = None,
     status: RunStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> Page[RunOut]:
     """Runs newest first."""
-    items, total = runs.list_runs(session, experiment_id, status, limit, offset)
+    items, total = runs.list_runs(session, experiment_id, status, limit, offset, group_id)
     return Page[RunOut](items=[RunOut.model_validate(r) for r in items], total=total)
 
 
-@router.get("/{run_id}", response_model=RunOut)
-def get_run(run_id: int, session: SessionDep) -> RunOut:
-    return RunOut.model_validate(_existing_run(session, run_id))
+@router.get("/{run_id}", response_model=RunDetail)
+def get_run(run_id: int, session: SessionDep) -> RunDetail:
+    """The run's status and progress (stage, round of total, ETA), each client's latest
+    training losses, and every status change with its time and reason."""
+    return _detail(session, _existing_run(session, run_id))
+
+
+_CONFLICT = {409: {"description": "the run's status does not allow it; `detail` says why"}}
+
+
+@router.post("/{run_id}/cancel", response_model=RunDetail, responses=_CONFLICT)
+def cancel_run(
+    run_id: int, session: SessionDep, user: CurrentUser, settings: SettingsDep
+) -> RunDetail:
+    """A queued run is cancelled at once; a running one becomes `cancelling` and stops after
+    its current local training step, keeping the checkpoint of its last completed round."""
+    _existing_run(session, run_id)
+    with _conflict():
+        run = runs.cancel_run(session, run_id, user.name, settings.heartbeat_timeout_s)
+    return _detail(session, _existing(run, run_id))
+
+
+@router.post("/{run_id}/retry", response_model=RunDetail, responses=_CONFLICT)
+def retry_run(
+    run_id: int, session: SessionDep, user: CurrentUser, queue: RunQueueDep, settings: SettingsDep
+) -> RunDetail:
+    """Queue a failed or cancelled run again; it resumes from its last checkpoint."""
+    _existing_run(session, run_id)
+    with _conflict():
+        run = _existing(runs.retry_run(session, run_id, user.name), run_id)
+    send_runs(session, queue, [run], settings, source="api")
+    return _detail(session, _existing(runs.fresh(session, run_id), run_id))
+
+
+@router.get("/{run_id}/logs", response_model=Page[LogLine])
+def get_logs(
+    run_id: int,
+    session: SessionDep,
+    after: Annotated[int, Query(ge=0, description="the last `seq` already read")] = 0,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+    level: Annotated[str | None, Query(pattern="^(DEBUG|INFO|WARNING|ERROR)$")] = None,
+) -> Page[LogLine]:
+    """The run's log lines in order: the lifecycle's notes and the engine's and worker's
+    logging while it ran. Poll with `after` set to the last `seq` seen to follow a run."""
+    _existing_run(session, run_id)
+    items, total = run_logs.query_logs(session, run_id, after, limit, level)
+    return Page[LogLine](items=[LogLine.model_validate(x) for x in items], total=total)
+
+
+@router.get("/{run_id}/logs.txt", response_class=Response)
+def get_logs_text(run_id: int, session: SessionDep) -> Response:
+    """The whole log as plain text, one line per entry."""
+    _existing_run(session, run_id)
+    items, _ = run_logs.query_logs(session, run_id, 0, None)
+    return Response(run_logs.logs_text(items), media_type="text/plain; charset=utf-8")
 
 
 @router.get("/{run_id}/metrics", response_model=Page[MetricOut])
@@ -78,7 +144,32 @@ def get_losses(
 
 
 def _existing_run(session: Session, run_id: int) -> Run:
-    run = runs.get_run(session, run_id)
+    return _existing(runs.get_run(session, run_id), run_id)
+
+
+def _existing(run: Run | None, run_id: int) -> Run:
     if run is None:
         raise not_found("run", run_id)
     return run
+
+
+def _detail(session: Session, run: Run) -> RunDetail:
+    return RunDetail.model_validate(
+        {
+            **RunOut.model_validate(run).model_dump(),
+            "latest_losses": [
+                LossOut.model_validate(x) for x in runs.latest_losses(session, run.id)
+            ],
+            "transitions": [
+                TransitionOut.model_validate(t) for t in runs.transitions(session, run.id)
+            ],
+        }
+    )
+
+
+@contextmanager
+def _conflict() -> Iterator[None]:
+    try:
+        yield
+    except runs.LifecycleError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None

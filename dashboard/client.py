@@ -274,8 +274,16 @@ class TapflClient:
     # -- service -----------------------------------------------------------------------
 
     def health(self) -> Health:
+        """The API's health. A degraded API answers 503 with the same body (which of the
+        database and Redis it cannot reach): that is returned, not raised, so pages can
+        warn and go on."""
         # Short timeout: the dashboard asks on every page to say whether the API is up.
-        return self._request("GET", "/health", timeout=3.0)
+        try:
+            return self._request("GET", "/health", timeout=3.0)
+        except ApiError as err:
+            if err.status == 503 and isinstance(err.detail, Mapping) and "status" in err.detail:
+                return dict(err.detail)  # type: ignore[return-value]
+            raise
 
     def presets(self) -> list[Preset]:
         return self._request("GET", "/presets")["items"]

@@ -330,7 +330,7 @@ def narrow(frame: pd.DataFrame, rest: dict[str, list[Any]]) -> pd.DataFrame:
 
 
 def legend(models: list[str], replacements: bool = False) -> str:
-    colours = {"global": "blue", "personal": "orange", "final": "green"}
+    colours = {"global": "blue", "global_ft": "blue", "personal": "orange", "final": "green"}
     parts = [f":{colours.get(m, 'violet')}[**━━ {m}**]" for m in models]
     return (
         " ".join(parts)

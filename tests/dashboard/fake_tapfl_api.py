@@ -447,8 +447,10 @@ def create_app(state: FakeState) -> FastAPI:
     auth = [Depends(authorized)]
 
     @app.get("/api/v1/health")
-    def health() -> dict[str, Any]:
-        return state.health
+    def health() -> Any:
+        # Like the real API: a degraded service answers 503 with the same body.
+        code = 200 if state.health.get("status") == "ok" else 503
+        return JSONResponse(status_code=code, content=state.health)
 
     @app.get("/api/v1/presets", dependencies=auth)
     def presets() -> dict[str, Any]:

@@ -96,7 +96,8 @@ def real_api(clients: int, rounds: int) -> Iterator[tuple[str, str, int, str]]:
                 (TrainingLoss, fake.losses[1]),
                 (Replacement, fake.replacements[1]),
             ):
-                session.execute(insert(model), [{**row, "run_id": run.id} for row in rows])
+                if rows:
+                    session.execute(insert(model), [{**row, "run_id": run.id} for row in rows])
             session.commit()
             run_id = run.id
         port = unused_port()

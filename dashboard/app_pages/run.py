@@ -107,6 +107,13 @@ def header(run: Run) -> None:
         actions(run)
 
     st.caption(timeline(run))
+    if run.get("group_id"):
+        st.page_link(
+            ui.COMPARE_PAGE,
+            label="Compare with the other runs of its sweep",
+            icon=":material/compare:",
+            query_params={"group": str(run["group_id"])},
+        )
 
     if run.get("error"):
         st.error(f"**The run {run['status']}:**", icon=":material/error:")

@@ -113,3 +113,15 @@ def test_no_runs_yet(open_page: OpenPage, fake_api: FakeApi) -> None:
     fake_api.reset(FakeState())
     at = open_page(COMPARE)
     assert "No runs yet" in all_text(at)
+
+
+def test_the_run_page_links_to_the_comparison_of_its_sweep(
+    open_page: OpenPage, fake_api: FakeApi
+) -> None:
+    fake_api.reset(sweep_state())
+    at = open_page("app_pages/run.py", run="10")  # the lone run of experiment "single"
+    link = next(x for x in at.get("page_link") if "Compare" in x.proto.label)
+    assert link.proto.query_string == "group=group-2"
+    at = open_page(COMPARE, group="group-2")  # not the default (the newest real sweep)
+    assert at.selectbox(key="compare_group").value == "group-2"
+    assert asked(fake_api, "/compare", group="group-2")

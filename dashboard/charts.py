@@ -29,6 +29,10 @@ STAGE_SYMBOL = {"fl": "circle", "post": "diamond"}
 TASK_DASHES = ("solid", "dot", "dashdot", "longdash")
 
 SMALL_HEIGHT = 260
+POST_MARKER_SIZE = 12  # stage-2 (final) values stand out from the FL rounds
+REPLACEMENT = "replacement"
+REPLACEMENT_COLOR = "#808495"
+TASK_COLORS = ("#7d4cdb", "#e84393", "#00a3a3", "#b8860b")
 
 
 def _rank(order: tuple[str, ...], value: str) -> tuple[int, str]:
@@ -48,11 +52,20 @@ def trace_name(model: str, split: str, stage: str | None = None) -> str:
     return f"{model} · {split}" + (f" · {stage}" if stage else "")
 
 
-def metric_figure(frame: pd.DataFrame, *, metric: str, title: str) -> go.Figure:
+def metric_figure(
+    frame: pd.DataFrame,
+    *,
+    metric: str,
+    title: str,
+    replacement_rounds: list[int] | None = None,
+) -> go.Figure:
     """One client's one task: ``metric`` over rounds, a line per model, split (and stage).
 
     The stage only enters the trace name when a line would otherwise stand for two stages,
     so the usual chart reads "personal · local" rather than "personal · local · fl".
+    Stage-2 (post-FL) values get large markers and a dotted "stage 2" line, and the rounds
+    where TAP's personalized model took over the global one (``replacement_rounds``) get
+    grey triangles along the bottom of the chart: the same timeline as the curves.
     """
     figure = go.Figure()
     several_stages = _stage_matters(frame, ["model", "split"])
@@ -75,11 +88,66 @@ def metric_figure(frame: pd.DataFrame, *, metric: str, title: str) -> go.Figure:
                 name=name,
                 mode="lines+markers",
                 line={"color": MODEL_COLORS.get(model, OTHER_COLOR), "dash": SPLIT_DASH.get(split)},
-                marker={"symbol": _symbol(stage, split), "size": 7},
+                marker={
+                    "symbol": _symbol(stage, split),
+                    "size": POST_MARKER_SIZE if stage == "post" else 7,
+                },
                 hovertemplate=f"%{{y:.4g}}<extra>{name}</extra>",
             )
         )
+    post = frame[frame["stage"] == "post"]
+    if not post.empty:
+        figure.add_vline(
+            x=float(post["round"].min()),
+            line={"color": "#808495", "dash": "dot", "width": 1},
+            annotation={"text": "stage 2", "font": {"size": 10, "color": "#808495"}},
+            annotation_position="top left",
+        )
+    if replacement_rounds and not frame.empty:
+        figure.add_trace(
+            go.Scatter(
+                x=replacement_rounds,
+                y=[float(frame["value"].min())] * len(replacement_rounds),
+                name=REPLACEMENT,
+                mode="markers",
+                marker={"symbol": "triangle-up", "size": 9, "color": REPLACEMENT_COLOR},
+                hovertemplate="replacement at round %{x}<extra></extra>",
+            )
+        )
     _small_layout(figure, title=title, y_title=metric)
+    return figure
+
+
+def replacement_timeline(events: pd.DataFrame, *, rounds: tuple[int, int]) -> go.Figure:
+    """Every replacement of the run: x = round (as on the curves), y = client, colour = task."""
+    figure = go.Figure()
+    for index, (task, rows) in enumerate(events.groupby("task", sort=True)):
+        figure.add_trace(
+            go.Scatter(
+                x=rows["round"],
+                y=rows["client"],
+                name=str(task),
+                mode="markers",
+                marker={
+                    "symbol": "triangle-up",
+                    "size": 9,
+                    "color": TASK_COLORS[index % len(TASK_COLORS)],
+                },
+                customdata=rows[["margin", "global_loss", "personal_loss"]].to_numpy(),
+                hovertemplate=(
+                    "round %{x} · client %{y}<br>margin %{customdata[0]:.3g} · global loss "
+                    "%{customdata[1]:.3g} · personal loss %{customdata[2]:.3g}"
+                    f"<extra>{task}</extra>"
+                ),
+            )
+        )
+    figure.update_layout(
+        height=max(180, 22 * events["client"].nunique() + 90),
+        margin={"l": 10, "r": 10, "t": 10, "b": 10},
+        xaxis={"title": "round", "range": [rounds[0] - 0.5, rounds[1] + 0.5]},
+        yaxis={"title": "client", "dtick": 1},
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02},
+    )
     return figure
 
 
@@ -167,3 +235,110 @@ def latest_values(frame: pd.DataFrame) -> pd.DataFrame:
         ),
     )
     return table[ordered].reset_index()
+
+
+# -- compare ----------------------------------------------------------------------------------
+
+ALGORITHM_COLORS = {
+    "tap": "#ff8700",
+    "tap_no_kd": "#ffbd45",
+    "fedavg": "#1c83e1",
+    "fedavg_ft": "#0054a3",
+    "fedavg_ft2x": "#83c9ff",
+    "disentafl": "#7d4cdb",
+    "disentafl_ft": "#b27eff",
+    "local": "#21c354",
+}
+EXTRA_COLORS = ("#e84393", "#00a3a3", "#b8860b", "#6d3fc0", "#ff4b4b")
+
+
+def group_colors(labels_algorithms: list[tuple[str, str]]) -> dict[str, str]:
+    """A colour per group label: the algorithm's colour for its first group, then others."""
+    colors: dict[str, str] = {}
+    used: set[str] = set()
+    spare = iter(EXTRA_COLORS * 4)
+    for label, algorithm in labels_algorithms:
+        color = ALGORITHM_COLORS.get(algorithm)
+        if color is None or color in used:
+            color = next(spare)
+        colors[label] = color
+        used.add(color)
+    return colors
+
+
+def _rgba(hex_color: str, alpha: float) -> str:
+    red, green, blue = (int(hex_color[i : i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({red}, {green}, {blue}, {alpha})"
+
+
+def compare_figure(
+    curves: pd.DataFrame, *, metric: str, title: str, colors: dict[str, str]
+) -> go.Figure:
+    """One client's one task: a line per group (mean over seeds) in a band of ± one std."""
+    figure = go.Figure()
+    for label, rows in curves.groupby("label", sort=False):
+        rows = rows.sort_values("round")
+        color = colors.get(str(label), OTHER_COLOR)
+        upper = rows["mean"] + rows["std"].fillna(0)
+        lower = rows["mean"] - rows["std"].fillna(0)
+        figure.add_trace(
+            go.Scatter(
+                x=list(rows["round"]) + list(rows["round"])[::-1],
+                y=list(upper) + list(lower)[::-1],
+                fill="toself",
+                fillcolor=_rgba(color, 0.18),
+                line={"width": 0},
+                hoverinfo="skip",
+                showlegend=False,
+                name=f"{label} ± std",
+            )
+        )
+        figure.add_trace(
+            go.Scatter(
+                x=rows["round"],
+                y=rows["mean"],
+                name=str(label),
+                mode="lines+markers",
+                line={"color": color},
+                marker={"size": 5},
+                customdata=rows[["std", "n"]].to_numpy(),
+                hovertemplate=(
+                    f"%{{y:.4g}} ± %{{customdata[0]:.2g}} (n=%{{customdata[1]}})<extra>{label}"
+                    "</extra>"
+                ),
+            )
+        )
+    _small_layout(figure, title=title, y_title=metric)
+    return figure
+
+
+def tradeoff_figure(points: pd.DataFrame, *, colors: dict[str, str]) -> go.Figure:
+    """Personalization (y) against generalization (x): a point per client and task, a
+    colour per group; up and to the right is better on both (for accuracy-like metrics)."""
+    figure = go.Figure()
+    for label, rows in points.groupby("label", sort=False):
+        figure.add_trace(
+            go.Scatter(
+                x=rows["generalization"],
+                y=rows["personalization"],
+                name=str(label),
+                mode="markers",
+                marker={"size": 10, "color": colors.get(str(label), OTHER_COLOR), "opacity": 0.85},
+                text=[
+                    f"client {c} · {t}" for c, t in zip(rows["client"], rows["task"], strict=True)
+                ],
+                hovertemplate=(
+                    "%{text}<br>personalization %{y:.4g} · generalization %{x:.4g}"
+                    f"<extra>{label}</extra>"
+                ),
+            )
+        )
+    metric = str(points["metric"].iloc[0]) if not points.empty else ""
+    figure.update_layout(
+        height=420,
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        xaxis={"title": f"generalization: {metric} on pooled test data"},
+        yaxis={"title": f"personalization: {metric} on own test data"},
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02},
+    )
+    return figure

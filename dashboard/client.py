@@ -63,6 +63,11 @@ class Run(TypedDict):
     started_at: str | None
     finished_at: str | None
     config: NotRequired[dict[str, Any] | None]
+    group_id: NotRequired[str | None]
+    sweep: NotRequired[dict[str, Any] | None]
+    owner: NotRequired[str | None]
+    attempt: NotRequired[int]
+    worker: NotRequired[str | None]
 
 
 class Experiment(TypedDict):
@@ -95,6 +100,61 @@ class LossRow(TypedDict):
     steps: int
 
 
+class LogLine(TypedDict):
+    seq: int
+    time: str
+    level: str
+    source: str
+    message: str
+
+
+class ReplacementRow(TypedDict):
+    round: int
+    client: int
+    task: str
+    global_loss: float
+    personal_loss: float
+    margin: float
+    parameters_copied: int
+
+
+class CompareCurve(TypedDict):
+    client: int
+    task: str
+    rounds: list[int]
+    mean: list[float]
+    std: list[float]
+    n: list[int]
+
+
+class CompareFinal(TypedDict):
+    client: int
+    task: str
+    mean: float
+    std: float
+    n: int
+
+
+class CompareGroup(TypedDict):
+    key: str
+    algorithm: str
+    label: str
+    run_ids: list[int]
+    seeds: list[int]
+    curves: list[CompareCurve]
+    final: list[CompareFinal]
+
+
+class Comparison(TypedDict):
+    """``GET /compare``: runs grouped by resolved config minus seed, mean ± std over seeds."""
+
+    metric: str
+    split: str
+    model: str
+    higher_is_better: bool
+    groups: list[CompareGroup]
+
+
 class RunPage(TypedDict):
     items: list[Run]
     total: int
@@ -102,6 +162,11 @@ class RunPage(TypedDict):
 
 class ExperimentPage(TypedDict):
     items: list[Experiment]
+    total: int
+
+
+class LogPage(TypedDict):
+    items: list[LogLine]
     total: int
 
 
@@ -154,6 +219,12 @@ class Unauthorized(ApiError):
     """401/403: the token is missing, wrong, or not allowed to do this."""
 
 
+def is_missing_route(err: ApiError) -> bool:
+    """A 404 from the router itself (FastAPI's bare "Not Found"): this API lacks the
+    endpoint, as opposed to a 404 about a run or group that does not exist."""
+    return err.status == 404 and err.detail in ("Not Found", None, "")
+
+
 def api_url_from_env() -> str:
     return os.environ.get("TAPFL_API_URL", "").strip() or DEFAULT_API_URL
 
@@ -203,8 +274,16 @@ class TapflClient:
     # -- service -----------------------------------------------------------------------
 
     def health(self) -> Health:
+        """The API's health. A degraded API answers 503 with the same body (which of the
+        database and Redis it cannot reach): that is returned, not raised, so pages can
+        warn and go on."""
         # Short timeout: the dashboard asks on every page to say whether the API is up.
-        return self._request("GET", "/health", timeout=3.0)
+        try:
+            return self._request("GET", "/health", timeout=3.0)
+        except ApiError as err:
+            if err.status == 503 and isinstance(err.detail, Mapping) and "status" in err.detail:
+                return dict(err.detail)  # type: ignore[return-value]
+            raise
 
     def presets(self) -> list[Preset]:
         return self._request("GET", "/presets")["items"]
@@ -231,8 +310,9 @@ class TapflClient:
         )
         return self._request("POST", "/experiments", json=body)
 
-    def experiments(self) -> ExperimentPage:
-        return self._request("GET", "/experiments")
+    def experiments(self, *, limit: int | None = None, offset: int | None = None) -> ExperimentPage:
+        params = _drop_none({"limit": limit, "offset": offset})
+        return self._request("GET", "/experiments", params=params)
 
     # -- runs --------------------------------------------------------------------------
 
@@ -240,12 +320,14 @@ class TapflClient:
         self,
         *,
         experiment_id: int | None = None,
+        group_id: str | None = None,
         status: str | None = None,
         limit: int | None = None,
         offset: int | None = None,
     ) -> RunPage:
         params = {
             "experiment_id": experiment_id,
+            "group_id": group_id,
             "status": status,
             "limit": limit,
             "offset": offset,
@@ -327,6 +409,42 @@ class TapflClient:
 
     def all_losses(self, run_id: int, **filters: Any) -> list[LossRow]:
         return self._all_items(f"/runs/{run_id}/losses", _drop_none(filters))
+
+    def logs(
+        self, run_id: int, *, after: int = 0, limit: int | None = None, level: str | None = None
+    ) -> LogPage:
+        """Log lines in order; pass the last ``seq`` seen as ``after`` to follow a run."""
+        params = _drop_none({"after": after or None, "limit": limit, "level": level})
+        return self._request("GET", f"/runs/{run_id}/logs", params=params)
+
+    def logs_text(self, run_id: int) -> str:
+        return self._send("GET", f"/runs/{run_id}/logs.txt").text
+
+    def replacements(self, run_id: int) -> list[ReplacementRow]:
+        """TAP's replacement events (round, client, task, losses, margin, parameters)."""
+        body = self._request("GET", f"/runs/{run_id}/replacements")
+        return body["items"] if isinstance(body, Mapping) else body
+
+    def compare(
+        self,
+        *,
+        metric: str,
+        runs: list[int] | None = None,
+        group: str | None = None,
+        split: str | None = None,
+        model: str | None = None,
+    ) -> Comparison:
+        """Runs (or a sweep group) grouped by config minus seed: curves and final values."""
+        params = _drop_none(
+            {
+                "metric": metric,
+                "runs": ",".join(str(run_id) for run_id in runs) if runs else None,
+                "group": group,
+                "split": split,
+                "model": model,
+            }
+        )
+        return self._request("GET", "/compare", params=params)
 
     # -- plumbing ----------------------------------------------------------------------
 

@@ -16,12 +16,16 @@ import pandas as pd
 import streamlit as st
 
 from dashboard.client import (
+    ApiError,
+    Comparison,
     Health,
+    LogPage,
     Preset,
     Run,
     RunPage,
     TapflClient,
     api_url_from_env,
+    is_missing_route,
     token_from_env,
 )
 
@@ -29,9 +33,20 @@ LIVE_TTL_S = 2  # runs and metrics that may still change
 FINISHED_TTL_S = 600  # a finished run's numbers never change
 FACETS_LIVE_TTL_S = 30  # which metrics/clients a live run has changes rarely
 PRESETS_TTL_S = 300
+COMPARE_TTL_S = 10  # a sweep's aggregates change as its runs finish
+OWNERS_TTL_S = 30
 
 METRIC_COLUMNS = ["round", "stage", "client", "task", "model", "split", "metric", "value"]
 LOSS_COLUMNS = ["round", "stage", "client", "model", "task", "loss", "steps"]
+REPLACEMENT_COLUMNS = [
+    "round",
+    "client",
+    "task",
+    "global_loss",
+    "personal_loss",
+    "margin",
+    "parameters_copied",
+]
 
 
 def target() -> tuple[str, str]:
@@ -78,10 +93,11 @@ def runs(
     *,
     status: str | None = None,
     experiment_id: int | None = None,
+    group_id: str | None = None,
     limit: int = 50,
     offset: int = 0,
 ) -> RunPage:
-    return _runs(*target(), status, experiment_id, limit, offset)
+    return _runs(*target(), status, experiment_id, group_id, limit, offset)
 
 
 @st.cache_data(ttl=LIVE_TTL_S, show_spinner=False)
@@ -90,12 +106,24 @@ def _runs(
     token: str,
     status: str | None,
     experiment_id: int | None,
+    group_id: str | None,
     limit: int,
     offset: int,
 ) -> RunPage:
     return _client(base_url, token).runs(
-        status=status, experiment_id=experiment_id, limit=limit, offset=offset
+        status=status, experiment_id=experiment_id, group_id=group_id, limit=limit, offset=offset
     )
+
+
+def owners() -> dict[int, str]:
+    """experiment id -> owner name, for the newest experiments (runs do not carry it)."""
+    return _owners(*target())
+
+
+@st.cache_data(ttl=OWNERS_TTL_S, show_spinner=False)
+def _owners(base_url: str, token: str) -> dict[int, str]:
+    page = _client(base_url, token).experiments(limit=500)
+    return {e["id"]: e.get("owner") or "" for e in page["items"]}
 
 
 def run(run_id: int) -> Run:
@@ -137,19 +165,26 @@ def _metrics_finished(base_url: str, token: str, run_id: int, filters: tuple) ->
     return _metrics_frame(base_url, token, run_id, filters)
 
 
-def metric_facets(run_id: int, *, live: bool) -> dict[str, Any]:
+def metric_facets(run_id: int, *, live: bool, first_rounds: int | None = None) -> dict[str, Any]:
     """The values a run's metrics take per column (metric names, clients, tasks, …).
 
-    The API has no facets endpoint, so this reads the run's metrics unfiltered once and
-    keeps only the distinct values; while the run is live it is refreshed every
-    ``FACETS_LIVE_TTL_S`` seconds, much less often than the filtered data the charts show.
+    The API has no facets endpoint. Every evaluation round reports the same series, so
+    the first ``first_rounds`` rounds (the run's ``eval_every``) plus the post-FL stage
+    (where the final models appear) name them all, at a small fraction of the rows of a
+    long run. Without ``first_rounds`` the whole run is read. While the run is live this
+    is refreshed every ``FACETS_LIVE_TTL_S`` seconds, less often than the charts' data.
     """
     fetch = _facets_live if live else _facets_finished
-    return fetch(*target(), run_id)
+    return fetch(*target(), run_id, first_rounds)
 
 
-def _facets(base_url: str, token: str, run_id: int) -> dict[str, Any]:
-    frame = _metrics_frame(base_url, token, run_id, ())
+def _facets(base_url: str, token: str, run_id: int, first_rounds: int | None) -> dict[str, Any]:
+    if first_rounds is None:
+        frame = _metrics_frame(base_url, token, run_id, ())
+    else:
+        early = _metrics_frame(base_url, token, run_id, (("round_max", first_rounds),))
+        post = _metrics_frame(base_url, token, run_id, (("stage", "post"),))
+        frame = pd.concat([early, post], ignore_index=True)
     facets: dict[str, Any] = {
         column: sorted(frame[column].dropna().unique().tolist())
         for column in ("metric", "stage", "client", "task", "model", "split")
@@ -162,33 +197,118 @@ def _facets(base_url: str, token: str, run_id: int) -> dict[str, Any]:
 
 
 @st.cache_data(ttl=FACETS_LIVE_TTL_S, show_spinner=False)
-def _facets_live(base_url: str, token: str, run_id: int) -> dict[str, Any]:
-    return _facets(base_url, token, run_id)
+def _facets_live(
+    base_url: str, token: str, run_id: int, first_rounds: int | None
+) -> dict[str, Any]:
+    return _facets(base_url, token, run_id, first_rounds)
 
 
 @st.cache_data(ttl=FINISHED_TTL_S, show_spinner=False)
-def _facets_finished(base_url: str, token: str, run_id: int) -> dict[str, Any]:
-    return _facets(base_url, token, run_id)
+def _facets_finished(
+    base_url: str, token: str, run_id: int, first_rounds: int | None
+) -> dict[str, Any]:
+    return _facets(base_url, token, run_id, first_rounds)
 
 
-def losses(run_id: int, *, live: bool) -> pd.DataFrame:
+def losses(run_id: int, *, live: bool, **filters: Any) -> pd.DataFrame:
+    """Mean local-training loss per round, client, model and task (``client=`` etc. filter
+    on the server)."""
     fetch = _losses_live if live else _losses_finished
-    return fetch(*target(), run_id)
+    return fetch(*target(), run_id, tuple(sorted(filters.items())))
 
 
-def _losses_frame(base_url: str, token: str, run_id: int) -> pd.DataFrame:
-    rows = _client(base_url, token).all_losses(run_id)
+def _losses_frame(base_url: str, token: str, run_id: int, filters: tuple) -> pd.DataFrame:
+    rows = _client(base_url, token).all_losses(run_id, **dict(filters))
     return pd.DataFrame(rows, columns=LOSS_COLUMNS)
 
 
 @st.cache_data(ttl=LIVE_TTL_S, show_spinner=False)
-def _losses_live(base_url: str, token: str, run_id: int) -> pd.DataFrame:
-    return _losses_frame(base_url, token, run_id)
+def _losses_live(base_url: str, token: str, run_id: int, filters: tuple) -> pd.DataFrame:
+    return _losses_frame(base_url, token, run_id, filters)
 
 
 @st.cache_data(ttl=FINISHED_TTL_S, show_spinner=False)
-def _losses_finished(base_url: str, token: str, run_id: int) -> pd.DataFrame:
-    return _losses_frame(base_url, token, run_id)
+def _losses_finished(base_url: str, token: str, run_id: int, filters: tuple) -> pd.DataFrame:
+    return _losses_frame(base_url, token, run_id, filters)
+
+
+def replacements(run_id: int, *, live: bool) -> pd.DataFrame | None:
+    """TAP's replacement events as a frame; None when this API has no such endpoint."""
+    fetch = _replacements_live if live else _replacements_finished
+    return fetch(*target(), run_id)
+
+
+def _replacements_frame(base_url: str, token: str, run_id: int) -> pd.DataFrame | None:
+    try:
+        rows = _client(base_url, token).replacements(run_id)
+    except ApiError as err:
+        if is_missing_route(err):
+            return None
+        raise
+    return pd.DataFrame(rows, columns=REPLACEMENT_COLUMNS)
+
+
+@st.cache_data(ttl=LIVE_TTL_S, show_spinner=False)
+def _replacements_live(base_url: str, token: str, run_id: int) -> pd.DataFrame | None:
+    return _replacements_frame(base_url, token, run_id)
+
+
+@st.cache_data(ttl=FINISHED_TTL_S, show_spinner=False)
+def _replacements_finished(base_url: str, token: str, run_id: int) -> pd.DataFrame | None:
+    return _replacements_frame(base_url, token, run_id)
+
+
+def logs(run_id: int, *, level: str | None = None, limit: int = 500) -> LogPage:
+    """The run's newest ``limit`` log lines at ``level`` or above (as the API filters)."""
+    return _logs(*target(), run_id, level, limit)
+
+
+@st.cache_data(ttl=LIVE_TTL_S, show_spinner=False)
+def _logs(base_url: str, token: str, run_id: int, level: str | None, limit: int) -> LogPage:
+    client = _client(base_url, token)
+    first = client.logs(run_id, limit=1, level=level)
+    # The API pages from the oldest line; skip to the newest ``limit`` ones.
+    skip, after = max(first["total"] - limit, 0), 0
+    while skip > 0:
+        head = client.logs(run_id, after=after, limit=min(skip, 10_000), level=level)
+        if not head["items"]:
+            break
+        after, skip = head["items"][-1]["seq"], skip - len(head["items"])
+    return client.logs(run_id, after=after, limit=limit, level=level)
+
+
+def logs_text(run_id: int) -> str:
+    """Not cached: only fetched when someone clicks the download button."""
+    return api().logs_text(run_id)
+
+
+# -- compare ----------------------------------------------------------------------------
+
+
+def compare(
+    *,
+    metric: str,
+    runs: tuple[int, ...] = (),
+    group: str | None = None,
+    split: str = "local",
+    model: str = "personal",
+) -> Comparison:
+    return _compare(*target(), metric, runs, group, split, model)
+
+
+@st.cache_data(ttl=COMPARE_TTL_S, show_spinner=False)
+def _compare(
+    base_url: str,
+    token: str,
+    metric: str,
+    runs: tuple[int, ...],
+    group: str | None,
+    split: str,
+    model: str,
+) -> Comparison:
+    return _client(base_url, token).compare(
+        metric=metric, runs=list(runs) or None, group=group, split=split, model=model
+    )
 
 
 def metrics_csv(run_id: int, **filters: Any) -> bytes:

@@ -24,10 +24,12 @@ T = TypeVar("T")
 
 LIVE_REFRESH_S = 3  # while something is running, panels refresh this often
 IDLE_REFRESH_S = 30  # the runs list still notices runs that other people submit
+CLIENTS_PER_PAGE = 9  # small multiples per page (three rows of three)
 
 RUN_PAGE = "app_pages/run.py"
 RUNS_PAGE = "app_pages/runs.py"
 SUBMIT_PAGE = "app_pages/submit.py"
+COMPARE_PAGE = "app_pages/compare.py"
 
 STATUS_COLORS = {
     "queued": "gray",
@@ -104,6 +106,22 @@ def batched(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     """Rows of a grid (``itertools.batched`` arrives only in Python 3.12)."""
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def client_page(key: str, clients: list[int], per_page: int = CLIENTS_PER_PAGE) -> list[int]:
+    """The clients on the current page of small multiples (all of them when few): a run
+    with 30 clients draws a page of charts at a time, not 30 or more at once."""
+    if len(clients) <= per_page:
+        return list(clients)
+    pages = [clients[i : i + per_page] for i in range(0, len(clients), per_page)]
+    index = st.segmented_control(
+        f"Clients ({len(clients)}, {per_page} per page)",
+        list(range(len(pages))),
+        default=0,
+        format_func=lambda i: f"{pages[i][0]}-{pages[i][-1]}",
+        key=f"{key}_{len(clients)}",
+    )
+    return list(pages[index or 0])
 
 
 def query_run_id() -> int | None:

@@ -14,6 +14,8 @@ from dashboard import charts, data, ui
 from dashboard.client import ApiError, Run
 
 GRID_COLUMNS = 3
+LOG_LINES = 300
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 SPLIT_LABELS = {"local": "local · personalization", "pooled": "pooled · generalization"}
 PREFERRED_METRICS = ("accuracy", "mse", "loss")  # a task's main metric: the first it has
 MAIN = "__main__"  # metric choice: each task's main metric, so every client gets a chart
@@ -63,11 +65,12 @@ def run_view(run_id: int, live: bool) -> None:
         st.rerun()
 
     st.divider()
-    curves(run_id, live)
+    clients = curves(run_id, live, run)
     st.divider()
-    training_losses(run_id, live)
+    training_losses(run_id, live, clients)
     with st.expander("Config", icon=":material/tune:"):
         st.json(run.get("config") or {}, expanded=2)
+    logs(run_id)
 
 
 def header(run: Run) -> None:
@@ -104,6 +107,13 @@ def header(run: Run) -> None:
         actions(run)
 
     st.caption(timeline(run))
+    if run.get("group_id"):
+        st.page_link(
+            ui.COMPARE_PAGE,
+            label="Compare with the other runs of its sweep",
+            icon=":material/compare:",
+            query_params={"group": str(run["group_id"])},
+        )
 
     if run.get("error"):
         st.error(f"**The run {run['status']}:**", icon=":material/error:")
@@ -131,15 +141,24 @@ def actions(run: Run) -> None:
     st.rerun()
 
 
-def curves(run_id: int, live: bool) -> None:
+def first_eval_round(run: Run) -> int | None:
+    """The first round with evaluations (the config's ``eval_every``), if the config says."""
+    every = (run.get("config") or {}).get("eval_every")
+    return int(every) if isinstance(every, int) and every > 0 else None
+
+
+def curves(run_id: int, live: bool, run: Run) -> list[int] | None:
+    """The small multiples; returns the clients shown, None for all of them (the loss
+    charts follow the curves' page of clients)."""
     st.subheader("Personalization and generalization")
-    facets = data.metric_facets(run_id, live=live)
+    with ui.api_errors():
+        facets = data.metric_facets(run_id, live=live, first_rounds=first_eval_round(run))
     if not facets["metric"]:
         st.info(
             "No evaluations yet: the curves appear after the first evaluation round.",
             icon=":material/hourglass_top:",
         )
-        return
+        return None
 
     choice, stage, models, splits, clients = curve_controls(run_id, facets)
     # task -> the metric its charts show: the one picked, or each task's main metric.
@@ -150,45 +169,99 @@ def curves(run_id: int, live: bool) -> None:
     }
     if not shown:
         st.info("No task reports this metric.", icon=":material/filter_alt_off:")
-        return
-    server, rest = split_filters(facets, stage, models, splits, clients)
+        return None
+    page_clients = ui.client_page(f"client_page_{run_id}", clients or facets["client"])
+    every_client = page_clients == facets["client"]
+    server, rest = split_filters(facets, stage, models, splits)
     with ui.api_errors():
-        parts = [
-            data.metrics(run_id, live=live, metric=metric, **server)
-            for metric in sorted(set(shown.values()))
-        ]
-    frame = narrow(pd.concat(parts, ignore_index=True), rest)
+        metrics = sorted(set(shown.values()))
+        frame = fetch_metrics(run_id, live, metrics, server, page_clients, every_client)
+        events = data.replacements(run_id, live=live)
+    frame = narrow(frame, rest)
     frame = frame[frame["metric"] == frame["task"].map(shown)]  # each task: its own metric
     if frame.empty:
         st.info("No values for this selection.", icon=":material/filter_alt_off:")
-        return
+        return None if every_client else page_clients
 
-    st.markdown(legend(sorted(frame["model"].unique())))
+    st.markdown(legend(sorted(frame["model"].unique()), events is not None and not events.empty))
+    replaced = replacement_rounds(events)
     for row in ui.batched(charts.panels(frame), GRID_COLUMNS):
         for column, (client, task) in zip(st.columns(GRID_COLUMNS), row, strict=False):
             panel = frame[(frame["client"] == client) & (frame["task"] == task)]
             with column:
                 st.plotly_chart(
                     charts.metric_figure(
-                        panel, metric=shown[task], title=f"Client {client} · {task}"
+                        panel,
+                        metric=shown[task],
+                        title=f"Client {client} · {task}",
+                        replacement_rounds=replaced.get((client, task)),
                     ),
                     config={"displayModeBar": False},
                 )
 
-    st.markdown("**Last evaluated value** per client and task")
+    replacement_events(events, page_clients, frame)
+
+    st.markdown("**Last evaluated value** per client and task (`final`: the stage-2 model)")
     st.dataframe(charts.latest_values(frame).round(4), hide_index=True)
-    one_request = len(parts) == 1 and not rest
     st.download_button(
         "Download these metrics (CSV)",
-        # One API query gave the whole view: take the API's CSV; else the rows shown here.
-        data=(lambda: data.metrics_csv(run_id, metric=frame["metric"].iloc[0], **server))
-        if one_request
-        else frame.to_csv(index=False),
-        file_name=f"run-{run_id}-{choice}.csv",
+        data=frame.to_csv(index=False),
+        file_name=f"run-{run_id}-{choice if choice != MAIN else 'main'}.csv",
         mime="text/csv",
         icon=":material/download:",
         on_click="ignore",
     )
+    return None if every_client else page_clients
+
+
+def fetch_metrics(
+    run_id: int,
+    live: bool,
+    metrics: list[str],
+    server: dict[str, Any],
+    clients: list[int],
+    every_client: bool,
+) -> pd.DataFrame:
+    """The rows to draw, filtered by the API: one request per metric for every client, or
+    one per metric and client on a page of a large run (each cached on its own)."""
+    if every_client:
+        parts = [data.metrics(run_id, live=live, metric=m, **server) for m in metrics]
+    else:
+        parts = [
+            data.metrics(run_id, live=live, metric=m, client=c, **server)
+            for m in metrics
+            for c in clients
+        ]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def replacement_rounds(events: pd.DataFrame | None) -> dict[tuple[int, str], list[int]]:
+    if events is None or events.empty:
+        return {}
+    return {
+        (int(client), str(task)): sorted(rows["round"].astype(int).tolist())
+        for (client, task), rows in events.groupby(["client", "task"])
+    }
+
+
+def replacement_events(events: pd.DataFrame | None, clients: list[int], frame: pd.DataFrame):
+    """TAP's replacements of the clients shown, on the rounds axis of the curves."""
+    if events is None:
+        st.caption(
+            "Replacement events: this API does not serve them "
+            "(`GET /api/v1/runs/{id}/replacements` is missing)."
+        )
+        return
+    shown = events[events["client"].isin(clients)]
+    if shown.empty:
+        st.caption("No replacement events for these clients.")
+        return
+    with st.expander(f"Replacement events ({len(shown)})", icon=":material/swap_horiz:"):
+        rounds = (int(frame["round"].min()), int(frame["round"].max()))
+        st.plotly_chart(
+            charts.replacement_timeline(shown, rounds=rounds), config={"displayModeBar": False}
+        )
+        st.dataframe(shown.sort_values(["round", "client"]), hide_index=True)
 
 
 def main_metric(metrics: list[str]) -> str:
@@ -240,7 +313,6 @@ def split_filters(
     stage: str | None,
     models: list[str],
     splits: list[str],
-    clients: list[int],
 ) -> tuple[dict[str, Any], dict[str, list[Any]]]:
     """Filters the API can apply (one value each) and those left to apply here (several)."""
     server: dict[str, Any] = {}
@@ -248,7 +320,7 @@ def split_filters(
     if stage and stage != "all":
         server["stage"] = stage
     # Nothing picked reads as "all", like an empty filter box.
-    for column, picked in (("model", models), ("split", splits), ("client", clients)):
+    for column, picked in (("model", models), ("split", splits)):
         if not picked or set(picked) >= set(facets[column]):
             continue
         if len(picked) == 1:
@@ -264,20 +336,26 @@ def narrow(frame: pd.DataFrame, rest: dict[str, list[Any]]) -> pd.DataFrame:
     return frame
 
 
-def legend(models: list[str]) -> str:
-    colours = {"global": "blue", "personal": "orange", "final": "green"}
+def legend(models: list[str], replacements: bool = False) -> str:
+    colours = {"global": "blue", "global_ft": "blue", "personal": "orange", "final": "green"}
     parts = [f":{colours.get(m, 'violet')}[**━━ {m}**]" for m in models]
     return (
         " ".join(parts)
         + " · **━●** solid: local test data (personalization)"
         + " · **╍○** dashed: pooled test data (generalization)"
+        + (" · **◆** large: stage-2 final models" if "final" in models else "")
+        + (" · :gray[**▲**] replacement" if replacements else "")
     )
 
 
-def training_losses(run_id: int, live: bool) -> None:
+def training_losses(run_id: int, live: bool, clients: list[int] | None) -> None:
     st.subheader("Local training loss")
     with ui.api_errors():
-        frame = data.losses(run_id, live=live)
+        if clients:  # the clients of the curves' page, filtered by the API
+            parts = [data.losses(run_id, live=live, client=c) for c in clients]
+            frame = pd.concat(parts, ignore_index=True)
+        else:
+            frame = data.losses(run_id, live=live)
     if frame.empty:
         st.caption("No local training has finished yet.")
         return
@@ -288,6 +366,36 @@ def training_losses(run_id: int, live: bool) -> None:
                     charts.loss_figure(frame[frame["client"] == client], title=f"Client {client}"),
                     config={"displayModeBar": False},
                 )
+
+
+def logs(run_id: int) -> None:
+    with st.expander("Logs", icon=":material/article:"):
+        level = st.segmented_control("Level", LOG_LEVELS, default="INFO", key=f"log_level_{run_id}")
+        with ui.api_errors():
+            page = data.logs(run_id, level=level, limit=LOG_LINES)
+        lines = page["items"]
+        if not lines:
+            st.caption("No log lines at this level.")
+        else:
+            st.code(
+                "\n".join(
+                    f"{line['time'][:19]} {line['level']:<7} [{line['source']}] {line['message']}"
+                    for line in lines
+                ),
+                language=None,
+                wrap_lines=True,
+            )
+            more = page["total"] > len(lines)
+            st.caption(f"the last {len(lines)} lines" if more else f"{len(lines)} lines")
+        st.download_button(
+            "Download the whole log",
+            data=lambda: data.logs_text(run_id),
+            file_name=f"run-{run_id}.log",
+            mime="text/plain",
+            icon=":material/download:",
+            on_click="ignore",
+            key=f"log_download_{run_id}",
+        )
 
 
 def timeline(run: Run) -> str:

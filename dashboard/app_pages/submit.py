@@ -1,11 +1,13 @@
-"""Submit: start an experiment from a preset, with a few fields overridden.
+"""Submit: start an experiment from a preset, with its main hyperparameters overridden.
 
 The API validates everything; its 422 messages appear under the field they are about.
-Several seeds ("41, 42, 43") make a sweep: one run per seed.
+Several algorithms or seeds make a sweep (one run per combination), and the page says how
+many runs that queues before anything is sent.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import streamlit as st
@@ -13,16 +15,69 @@ import streamlit as st
 from dashboard import data, ui
 from dashboard.client import ApiError, Experiment, Preset
 
-KNOWN_ALGORITHMS = ["tap", "fedavg", "local"]  # suggestions; the API has the final word
-# Where in the request body a 422 points -> the form field it is about.
-FIELD_OF = {
-    "name": "name",
-    "preset": "preset",
-    "algorithm": "algorithm",
-    "overrides.seed": "seed",
-    "sweep.seed": "seed",
-    "overrides.rounds": "rounds",
-}
+# Suggestions (the engine's algorithms); the API has the final word, and others can be typed.
+KNOWN_ALGORITHMS = [
+    "tap",
+    "tap_no_kd",
+    "fedavg",
+    "fedavg_ft",
+    "fedavg_ft2x",
+    "disentafl",
+    "disentafl_ft",
+    "local",
+]
+TASK_FAMILIES = (
+    "image_classification",
+    "text_classification",
+    "image_generation",
+    "text_generation",
+)
+
+
+@dataclass(frozen=True)
+class Hyper:
+    """A config field the form overrides: its key in ``overrides``, label, and input kind."""
+
+    key: str
+    label: str
+    integer: bool = True
+    help: str = ""
+
+
+HYPERPARAMETERS = (
+    Hyper("rounds", "Rounds", help="federated rounds (stage 1)"),
+    Hyper("clients_per_round", "Clients per round"),
+    Hyper("local_steps", "Local steps", help="local training steps per client and round"),
+    Hyper("post_steps", "Stage-2 steps", help="fine-tuning and distillation steps after FL"),
+    Hyper("kd_lambda", "λ (distillation weight)", integer=False, help="stage-2 KD weight"),
+    Hyper("eval_every", "Evaluate every … rounds"),
+)
+
+
+def margin_key(family: str) -> str:
+    return f"margins.{family}"
+
+
+def field_of(where: str) -> str:
+    """The form field a 422's location (``overrides.rounds``, ``sweep.seed`` …) is about;
+    "" for anything else (e.g. the preset's own config), shown above the Submit button."""
+    parts = where.split(".")
+    if parts[0] in ("name", "preset") and len(parts) == 1:
+        return parts[0]
+    if parts[0] == "algorithm" or where == "sweep.algorithm":
+        return "algorithm"
+    if parts[0] in ("overrides", "sweep") and len(parts) > 1:
+        key = ".".join(parts[1:])
+        if key == "seed":
+            return "seed"
+        if key.startswith("margins."):
+            family = parts[2]
+            return margin_key(family) if family in TASK_FAMILIES else "margins"
+        if key == "margins":
+            return "margins"
+        if key in {hyper.key for hyper in HYPERPARAMETERS}:
+            return key
+    return ""
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -32,18 +87,40 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def request_body(
-    seeds: list[int], rounds: float | None
-) -> tuple[dict[str, Any], dict[str, list[Any]]]:
-    """(overrides, sweep) as the API takes them: one seed overrides, several sweep."""
+    algorithms: list[str], seeds: list[int], values: dict[str, Any]
+) -> tuple[str | None, dict[str, Any], dict[str, list[Any]]]:
+    """(algorithm, overrides, sweep) as the API takes them: one algorithm or seed is set
+    directly, several become sweep keys; fields left empty keep the preset's values."""
     overrides: dict[str, Any] = {}
     sweep: dict[str, list[Any]] = {}
-    if rounds is not None:
-        overrides["rounds"] = int(rounds)
+    margins = {}
+    for key, value in values.items():
+        if value is None:
+            continue
+        if key.startswith("margins."):
+            margins[key.split(".", 1)[1]] = float(value)
+        else:
+            overrides[key] = value
+    if margins:
+        overrides["margins"] = margins
+    algorithm = algorithms[0] if len(algorithms) == 1 else None
+    if len(algorithms) > 1:
+        sweep["algorithm"] = list(algorithms)
     if len(seeds) == 1:
         overrides["seed"] = seeds[0]
     elif seeds:
         sweep["seed"] = seeds
-    return overrides, sweep
+    return algorithm, overrides, sweep
+
+
+def sweep_preview(algorithms: list[str], seeds: list[int], preset: Preset) -> str:
+    """ "6 runs will be queued: tap, fedavg for seeds 41, 42, 43." """
+    algos = algorithms or [f"{preset.get('algorithm', 'the preset algorithm')} (preset)"]
+    seed_list = seeds or []
+    count = len(algos) * max(len(seed_list), 1)
+    seed_text = f"seeds {', '.join(map(str, seed_list))}" if seed_list else "the preset's seed"
+    noun = "run" if count == 1 else "runs"
+    return f"**{count} {noun}** will be queued: {', '.join(algos)} for {seed_text}."
 
 
 def preset_summary(preset: Preset) -> str:
@@ -64,6 +141,7 @@ def show_created(experiment: Experiment) -> None:
         f"{len(runs)} run{'s' if len(runs) != 1 else ''}.",
         icon=":material/check_circle:",
     )
+    st.page_link(ui.RUNS_PAGE, label="Watch them on the Runs page", icon=":material/table_rows:")
     for run in runs:
         st.page_link(
             ui.RUN_PAGE,
@@ -71,6 +149,20 @@ def show_created(experiment: Experiment) -> None:
             icon=":material/monitoring:",
             query_params={"run": str(run["id"])},
         )
+
+
+def number_field(hyper: Hyper, preset: Preset) -> Any:
+    default = preset.get(hyper.key) if hyper.key in ("rounds",) else None
+    # No min/max here on purpose: the API's validation is the one that counts.
+    return st.number_input(
+        hyper.label,
+        value=None,
+        step=1 if hyper.integer else 0.0001,
+        format=None if hyper.integer else "%.4g",
+        placeholder=f"the preset's ({default})" if default is not None else "the preset's",
+        help=hyper.help or None,
+        key=f"submit_{hyper.key}",
+    )
 
 
 st.title("Submit an experiment")
@@ -95,41 +187,58 @@ slots["preset"] = st.empty()
 
 left, right = st.columns(2)
 with left:
-    algorithm = st.selectbox(
+    algorithms = st.multiselect(
         "Algorithm",
         KNOWN_ALGORITHMS,
-        index=None,
         placeholder=f"the preset's ({chosen['algorithm']})"
         if chosen.get("algorithm")
         else "the preset's",
         accept_new_options=True,
+        help="Several algorithms start a sweep: one run per algorithm and seed.",
     )
     slots["algorithm"] = st.empty()
+with right:
     seeds_text = st.text_input(
         "Seed", placeholder="the preset's", help="Several seeds (41, 42, 43) start a sweep."
     )
     slots["seed"] = st.empty()
-with right:
-    # No min/max here on purpose: the API's validation is the one that counts.
-    rounds = st.number_input(
-        "Rounds",
-        value=None,
-        step=1,
-        placeholder=f"the preset's ({chosen['rounds']})"
-        if chosen.get("rounds")
-        else "the preset's",
-    )
-    slots["rounds"] = st.empty()
+
+st.markdown("**Hyperparameters** · empty fields keep the preset's values")
+values: dict[str, Any] = {}
+for row in ui.batched(HYPERPARAMETERS, 3):
+    for column, hyper in zip(st.columns(3), row, strict=False):
+        with column:
+            values[hyper.key] = number_field(hyper, chosen)
+            slots[hyper.key] = st.empty()
+
+st.markdown("**Replacement margins** per task family (TAP) · empty: the backbone's default")
+for column, family in zip(st.columns(len(TASK_FAMILIES)), TASK_FAMILIES, strict=True):
+    with column:
+        values[margin_key(family)] = st.number_input(
+            f"Margin: {family.replace('_', ' ')}",
+            value=None,
+            step=0.001,
+            format="%.4g",
+            placeholder="default",
+            key=f"submit_margin_{family}",
+        )
+        slots[margin_key(family)] = st.empty()
+slots["margins"] = st.empty()
+
+seed_problem = None
+try:
+    seeds = parse_seeds(seeds_text)
+except ValueError:
+    seeds, seed_problem = [], "Seeds are whole numbers separated by commas or spaces."
+if seed_problem:
+    slots["seed"].error(seed_problem)
+else:
+    st.info(sweep_preview(algorithms, seeds, chosen), icon=":material/format_list_numbered:")
 
 general = st.container()  # messages not about a single field
 
-if st.button("Submit", type="primary", icon=":material/send:"):
-    try:
-        seeds = parse_seeds(seeds_text)
-    except ValueError:
-        slots["seed"].error("Seeds are whole numbers separated by commas or spaces.")
-        st.stop()
-    overrides, sweep = request_body(seeds, rounds)
+if st.button("Submit", type="primary", icon=":material/send:", disabled=bool(seed_problem)):
+    algorithm, overrides, sweep = request_body(algorithms, seeds, values)
     try:
         experiment = data.api().create_experiment(
             preset, name=name or None, algorithm=algorithm, overrides=overrides, sweep=sweep
@@ -140,7 +249,7 @@ if st.button("Submit", type="primary", icon=":material/send:"):
                 ui.show_api_error(err)
             st.stop()
         for where, messages in err.field_errors().items():
-            field = FIELD_OF.get(where)
+            field = field_of(where)
             if field:
                 slots[field].error(" ".join(messages))
             else:  # e.g. a preset's own config, or the request as a whole

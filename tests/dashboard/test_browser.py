@@ -1,8 +1,13 @@
-"""The dashboard in a real headless Chromium: runs page, then a run page with its charts.
+"""The dashboard in a real headless Chromium.
 
-Two targets: the dashboard served by ``streamlit run`` against the fake API (always), and
-the real embedded stack (``tapfl up``) from ``tests/conftest.py``'s ``embedded_stack``, where
-the test submits a short demo run and waits for the worker to finish it.
+Against the real embedded stack (``tapfl up`` from ``tests/conftest.py``'s
+``embedded_stack``: Redis, Celery worker, uvicorn, Streamlit): submit a small demo run
+through the form, watch it finish on the runs page, open its run page and see its curves,
+then open it on the Compare page. Against the fake API (``streamlit run`` in front of
+``fake_tapfl_api``): the runs and run pages, live panels and row selection.
+
+Every page visited is saved as a screenshot under ``$TAPFL_TEST_ARTIFACTS`` (default:
+``test-artifacts/`` at the repository root); the paths are printed (``pytest -s``).
 """
 
 from __future__ import annotations
@@ -32,8 +37,17 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+ARTIFACTS = Path(
+    os.environ.get("TAPFL_TEST_ARTIFACTS") or Path(__file__).resolve().parents[2] / "test-artifacts"
+)
 REAL_RUN_TIMEOUT_S = 600
+# The demo with the fewest steps that still has every stage: FL rounds, evaluations, stage 2.
+SMALL_DEMO = {
+    "Rounds": "2",
+    "Local steps": "2",
+    "Stage-2 steps": "2",
+    "Evaluate every … rounds": "1",
+}
 
 pytestmark = [
     pytest.mark.browser,
@@ -86,21 +100,18 @@ def streamlit_server(api_url: str, token: str) -> Iterator[str]:
             proc.wait()
 
 
-@pytest.fixture(
-    params=[
-        "fake",
-        pytest.param("embedded", marks=[pytest.mark.integration, pytest.mark.slow]),
-    ]
-)
-def target(request: pytest.FixtureRequest) -> Iterator[Target]:
-    if request.param == "embedded":
-        try:
-            stack = request.getfixturevalue("embedded_stack")
-        except pytest.FixtureLookupError:
-            pytest.skip("tests/conftest.py provides no embedded_stack fixture yet")
-        yield Target("embedded", stack.api_url, stack.dashboard_url, stack.token)
-        return
-    yield request.getfixturevalue("fake_dashboard")
+def screenshot(page, name: str) -> Path:  # type: ignore[no-untyped-def]
+    """A full-page screenshot as a test artifact; prints where it went."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    print(f"screenshot: {path}")
+    return path
+
+
+@pytest.fixture
+def target(fake_dashboard: Target) -> Target:
+    return fake_dashboard
 
 
 @pytest.fixture
@@ -188,7 +199,7 @@ def test_runs_page_then_run_page_with_a_chart_per_client(
         row = table.get_by_role("row", include_hidden=True).filter(has=cell(f"run?run={run_id}"))
         expect(row).to_have_count(1, timeout=30_000)
         expect(row.filter(has=cell("succeeded"))).to_have_count(1)
-        page.screenshot(path=str(ARTIFACTS / f"runs-page-{target.name}.png"), full_page=True)
+        screenshot(page, f"runs-page-{target.name}")
 
         # The run page: one curve chart per client and task, one loss chart per client.
         page.goto(f"{target.dashboard_url}/run?run={run_id}", wait_until="domcontentloaded")
@@ -208,7 +219,7 @@ def test_runs_page_then_run_page_with_a_chart_per_client(
         # Streamlit scrolls inside the page, so a tall window is what captures it all.
         page.set_viewport_size({"width": 1600, "height": 2400})
         page.wait_for_timeout(1000)  # let plotly redraw at the new size
-        page.screenshot(path=str(ARTIFACTS / f"run-page-{target.name}.png"), full_page=True)
+        screenshot(page, f"run-page-{target.name}")
     finally:
         page.close()
 
@@ -240,7 +251,7 @@ def test_live_panels_follow_a_running_run_without_a_reload(
         page.close()
 
 
-def test_selecting_a_row_opens_that_run(
+def test_selecting_a_row_offers_to_open_cancel_or_retry_that_run(
     fake_dashboard: Target,
     browser,  # type: ignore[no-untyped-def]
 ) -> None:
@@ -258,7 +269,108 @@ def test_selecting_a_row_opens_that_run(
         assert box is not None
         header, row_height = 36, 35
         page.mouse.click(box["x"] + 15, box["y"] + header + row_height * 2.5)
+        expect(page.get_by_role("button", name="Cancel (1)")).to_be_enabled(timeout=15_000)
+        expect(page.get_by_role("button", name="Retry (0)")).to_be_disabled()
+        page.get_by_role("link", name="Open run #2").click(timeout=15_000)
         expect(page).to_have_url(re.compile(r"/run\?run=2$"), timeout=15_000)
         expect(page.get_by_role("heading", name="Run #2")).to_be_visible(timeout=15_000)
+    finally:
+        page.close()
+
+
+def run_in_table(page, run_id: int):  # type: ignore[no-untyped-def]
+    """The runs table's row of ``run_id`` (read from the grid's hidden accessible table)."""
+
+    def cell(name: str):  # type: ignore[no-untyped-def]
+        return page.get_by_role("gridcell", name=name, exact=True, include_hidden=True)
+
+    table = page.get_by_test_id("stDataFrame").first
+    return table.get_by_role("row", include_hidden=True).filter(has=cell(f"run?run={run_id}")), cell
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_submit_a_demo_run_in_the_form_watch_it_finish_and_see_its_curves(
+    embedded_stack,  # type: ignore[no-untyped-def]
+    browser,  # type: ignore[no-untyped-def]
+) -> None:
+    """Issue 7's acceptance, end to end on the real stack, screenshots of every page."""
+    from playwright.sync_api import expect
+
+    stack = embedded_stack
+    headers = {"Authorization": f"Bearer {stack.token}"}
+    page = browser.new_page(viewport={"width": 1600, "height": 1100})
+    try:
+        # 1. Submit: a small demo run, typed into the form.
+        page.goto(f"{stack.dashboard_url}/submit", wait_until="domcontentloaded")
+        expect(page.get_by_role("heading", name="Submit an experiment")).to_be_visible(
+            timeout=60_000
+        )
+        page.get_by_label("Name", exact=True).fill("browser-e2e")
+        page.get_by_label("Name", exact=True).press("Enter")
+        for label, value in SMALL_DEMO.items():
+            field = page.get_by_label(label, exact=True)
+            field.fill(value)
+            field.press("Enter")
+            expect(field).to_have_value(value)
+            page.wait_for_timeout(300)  # let Streamlit take the value before the next field
+        expect(page.get_by_text("1 run will be queued")).to_be_visible(timeout=15_000)
+        screenshot(page, "e2e-1-submit")
+        page.get_by_role("button", name="Submit").click()
+        created = page.get_by_text(re.compile(r"Experiment #\d+ browser-e2e created with 1 run"))
+        expect(created).to_be_visible(timeout=60_000)
+        link = page.get_by_role("link", name=re.compile(r"Open run #\d+"))
+        run_id = int(re.search(r"#(\d+)", link.inner_text()).group(1))  # type: ignore[union-attr]
+        # What the form sent is what the run will do.
+        config = httpx.get(f"{stack.api_url}/api/v1/runs/{run_id}", headers=headers).json()
+        config = config["config"]
+        assert (config["rounds"], config["local_steps"], config["post_steps"]) == (2, 2, 2)
+        assert config["eval_every"] == 1
+
+        # 2. Runs: the run is listed and, without a reload, reaches succeeded.
+        page.get_by_role("link", name="Watch them on the Runs page").click()
+        expect(page.get_by_role("heading", name="Runs")).to_be_visible(timeout=30_000)
+        row, cell = run_in_table(page, run_id)
+        expect(row).to_have_count(1, timeout=60_000)
+        expect(row.filter(has=cell("succeeded"))).to_have_count(
+            1, timeout=REAL_RUN_TIMEOUT_S * 1000
+        )
+        run = httpx.get(f"{stack.api_url}/api/v1/runs/{run_id}", headers=headers).json()
+        assert run["status"] == "succeeded", run.get("error")
+        screenshot(page, "e2e-2-runs")
+
+        # 3. Run: its page, a curve chart per client and task that the API has values for.
+        # Select its row (the newest, so the first: the grid is a canvas, so click the row
+        # marker by position) and follow the "Open run" link the selection offers.
+        table = page.get_by_test_id("stDataFrame").first
+        box = table.bounding_box()
+        assert box is not None
+        page.mouse.click(box["x"] + 15, box["y"] + 36 + 35 * 0.5)
+        page.get_by_role("link", name=f"Open run #{run_id}").click(timeout=30_000)
+        expect(page.get_by_role("heading", name=f"Run #{run_id}")).to_be_visible(timeout=60_000)
+        panels, _ = what_the_api_has(Target("embedded", stack.api_url, "", stack.token), run_id)
+        assert panels
+        for client, task in panels:
+            expect(
+                page.locator(".js-plotly-plot", has_text=f"Client {client} · {task}")
+            ).to_have_count(1, timeout=60_000)
+        # the stage-2 models are on the curves, with their legend
+        expect(page.get_by_text("stage-2 final models").first).to_be_visible()
+        expect(page.get_by_test_id("stException")).to_have_count(0)
+        page.set_viewport_size({"width": 1600, "height": 2600})
+        page.wait_for_timeout(1000)  # let plotly redraw at the new size
+        screenshot(page, "e2e-3-run")
+
+        # 4. Compare: the same run, by id; an API without /compare is said so, not a crash.
+        page.set_viewport_size({"width": 1600, "height": 1100})
+        page.goto(f"{stack.dashboard_url}/compare?runs={run_id}", wait_until="domcontentloaded")
+        expect(page.get_by_role("heading", name="Compare")).to_be_visible(timeout=60_000)
+        expect(
+            page.get_by_text("Did TAP beat FedAvg and local here?").or_(
+                page.get_by_text("This API cannot compare runs yet")
+            )
+        ).to_be_visible(timeout=60_000)
+        expect(page.get_by_test_id("stException")).to_have_count(0)
+        screenshot(page, "e2e-4-compare")
     finally:
         page.close()

@@ -131,3 +131,47 @@ def test_all_metrics_reads_page_after_page_until_the_total() -> None:
         assert client.all_metrics(3, metric="mse", client=None) == rows
     assert [r.url.params["offset"] for r in seen] == ["0", "10", "20"]
     assert all(r.url.params["metric"] == "mse" and "client" not in r.url.params for r in seen)
+
+
+def test_a_degraded_api_answers_503_with_its_health_which_is_returned() -> None:
+    body = {"status": "degraded", "database": True, "redis": False}
+    client, _ = client_with(lambda r: httpx.Response(503, json=body))
+    assert client.health() == body
+
+
+def test_a_503_without_a_health_body_still_raises() -> None:
+    client, _ = client_with(lambda r: httpx.Response(503, text="upstream down"))
+    with pytest.raises(ApiError):
+        client.health()
+
+
+def test_compare_sends_the_runs_as_one_comma_separated_parameter() -> None:
+    client, seen = client_with(lambda r: httpx.Response(200, json={"groups": []}))
+    client.compare(metric="accuracy", runs=[3, 1, 2], model="final")
+    assert (
+        seen[0].url == "http://api.test/api/v1/compare?metric=accuracy&runs=3%2C1%2C2&model=final"
+    )
+    client.compare(metric="mse", group="g1", split="pooled")
+    assert seen[1].url == "http://api.test/api/v1/compare?metric=mse&group=g1&split=pooled"
+
+
+def test_a_missing_route_is_told_apart_from_a_missing_run() -> None:
+    from dashboard.client import is_missing_route
+
+    client, _ = client_with(lambda r: httpx.Response(404, json={"detail": "Not Found"}))
+    with pytest.raises(ApiError) as route:
+        client.replacements(1)
+    assert is_missing_route(route.value)
+    client, _ = client_with(lambda r: httpx.Response(404, json={"detail": "run 9 not found"}))
+    with pytest.raises(ApiError) as run:
+        client.replacements(9)
+    assert not is_missing_route(run.value)
+
+
+def test_replacements_accept_a_page_or_a_plain_list() -> None:
+    event = {"round": 2, "client": 0, "task": "t", "global_loss": 1.0, "personal_loss": 1.1,
+             "margin": 0.01, "parameters_copied": 10}  # fmt: skip
+    client, _ = client_with(lambda r: httpx.Response(200, json={"items": [event], "total": 1}))
+    assert client.replacements(1) == [event]
+    client, _ = client_with(lambda r: httpx.Response(200, json=[event]))
+    assert client.replacements(1) == [event]

@@ -21,5 +21,5 @@ $tapfl bench --preset demo --step-clients 0 --state-budget-mb 1 \
 #    shaped like its hub datasets (offline). Drop `--set backbone.name=flava-tiny` on a
 #    machine with facebook/flava-full (and a GPU) for the real size.
 $tapfl bench --preset paper-flava --set backbone.name=flava-tiny --stand-in-data \
-  --clients "" --rounds 2 --repeats 3 --json "$out/paper-flava-tiny.json" "$@" \
+  --clients "" --step-clients 0 --rounds 2 --repeats 2 --json "$out/paper-flava-tiny.json" "$@" \
   | tee "$out/paper-flava-tiny.txt"

@@ -36,10 +36,17 @@ def hash_token(token: str) -> str:
 def create_user(session: Session, name: str, is_admin: bool = False) -> tuple[User, str]:
     """A new user and its token; the token is shown once, only its hash is stored."""
     token = new_token()
-    user = User(name=name, token_hash=hash_token(token), is_admin=is_admin)
+    user = User(
+        name=name, token_hash=hash_token(token), token_prefix=token_prefix(token), is_admin=is_admin
+    )
     session.add(user)
     session.flush()
     return user, token
+
+
+def token_prefix(token: str) -> str:
+    """What ``tapfl users list`` shows of a token: enough to recognise it, not to use it."""
+    return token[:6]
 
 
 def user_for_token(session: Session, token: str) -> User | None:

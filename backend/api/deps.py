@@ -46,5 +46,28 @@ def get_run_queue(settings: SettingsDep) -> RunQueue:
 RunQueueDep = Annotated[RunQueue, Depends(get_run_queue)]
 
 
+def not_found_name(kind: str, name: str) -> HTTPException:
+    return HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail=f"{kind} {name!r} not found")
+
+
 def not_found(kind: str, id: int) -> HTTPException:
     return HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail=f"{kind} {id} not found")
+
+
+def get_admin_user(user: CurrentUser) -> User:
+    if not user.is_admin:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "only an admin may do this")
+    return user
+
+
+AdminUser = Annotated[User, Depends(get_admin_user)]
+
+
+def require_owner(user: User, owner_id: int, what: str) -> None:
+    """403 unless ``user`` owns the thing or is an admin: every member reads everything,
+    but only its owner (or an admin) cancels, retries or deletes it."""
+    if user.id != owner_id and not user.is_admin:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN, f"{what} belongs to another user; only its owner or an "
+            "admin may change it",
+        )  # fmt: skip

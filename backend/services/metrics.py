@@ -10,7 +10,7 @@ from typing import TypeVar
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from backend.models import Metric, TrainingLoss
+from backend.models import Metric, Replacement, TrainingLoss
 from backend.schemas import LossFilter, MetricFilter
 
 METRIC_COLUMNS = ("round", "stage", "client", "task", "model", "split", "metric", "value", "n")
@@ -65,3 +65,20 @@ def query_losses(
             query = query.where(getattr(TrainingLoss, field) == value)
     order = ("client", "task", "model", "stage", "round")
     return _page(session, query.order_by(*(getattr(TrainingLoss, c) for c in order)), limit, offset)
+
+
+def query_replacements(
+    session: Session,
+    run_id: int,
+    client: int | None,
+    task: str | None,
+    limit: int | None,
+    offset: int = 0,
+) -> tuple[list[Replacement], int]:
+    query = select(Replacement).where(Replacement.run_id == run_id)
+    if client is not None:
+        query = query.where(Replacement.client == client)
+    if task is not None:
+        query = query.where(Replacement.task == task)
+    order = (Replacement.round, Replacement.client, Replacement.task)
+    return _page(session, query.order_by(*order), limit, offset)

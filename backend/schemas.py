@@ -10,6 +10,9 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 from backend.settings import MAX_RUN_TIME_LIMIT_S
 
 T = TypeVar("T")
+SQL_INT_MAX = 2**31 - 1
+"""Ids, clients and rounds are SQL INTEGERs: a larger number is a 422, not a database error."""
+SqlInt = Annotated[int, Field(ge=-SQL_INT_MAX - 1, le=SQL_INT_MAX)]
 RunStatusName = Literal["queued", "running", "cancelling", "succeeded", "failed", "cancelled"]
 
 
@@ -148,18 +151,18 @@ class LossOut(BaseModel):
 class MetricFilter(BaseModel):
     """Query parameters that select metric rows; all optional."""
 
-    client: int | None = None
+    client: SqlInt | None = None
     task: str | None = None
     model: str | None = Field(default=None, description="global, global_ft, personal or final")
     split: str | None = Field(default=None, description="local or pooled")
     metric: str | None = None
     stage: str | None = Field(default=None, description="fl or post")
-    round_min: int | None = None
-    round_max: int | None = None
+    round_min: SqlInt | None = None
+    round_max: SqlInt | None = None
 
 
 class LossFilter(BaseModel):
-    client: int | None = None
+    client: SqlInt | None = None
     task: str | None = None
     model: str | None = None
     stage: str | None = None

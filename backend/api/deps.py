@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, status
+from fastapi import Depends, HTTPException, Path, Query, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
@@ -12,9 +12,14 @@ from backend.auth import user_for_token
 from backend.db import get_session
 from backend.models import User
 from backend.queue import RunQueue, celery_run_queue
+from backend.schemas import SQL_INT_MAX
 from backend.settings import Settings, get_settings
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+# SQL INTEGER bounds, so that an id or offset too large for the database is a 422.
+RunId = Annotated[int, Path(ge=1, le=SQL_INT_MAX, description="a run's id")]
+ExperimentId = Annotated[int, Path(ge=1, le=SQL_INT_MAX, description="an experiment's id")]
+Offset = Annotated[int, Query(ge=0, le=SQL_INT_MAX)]
 SessionDep = Annotated[Session, Depends(get_session)]
 
 # auto_error=False: a missing header gets the same 401 (with WWW-Authenticate) as a bad one.

@@ -11,7 +11,10 @@ api_router = APIRouter()
 api_router.include_router(health.router)
 
 # Auth on the group rather than on each handler, so a new route cannot forget it.
-_protected = APIRouter(dependencies=[Depends(get_current_user)])
+_protected = APIRouter(
+    dependencies=[Depends(get_current_user)],
+    responses={401: {"description": "missing, unknown or revoked token"}},
+)
 _protected.include_router(presets.router)
 _protected.include_router(experiments.router)
 _protected.include_router(runs.router)

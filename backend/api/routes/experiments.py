@@ -7,6 +7,8 @@ from fastapi import APIRouter, HTTPException, Query, Response, status
 from backend.api import examples as ex
 from backend.api.deps import (
     CurrentUser,
+    ExperimentId,
+    Offset,
     RunQueueDep,
     SessionDep,
     SettingsDep,
@@ -47,7 +49,7 @@ def list_experiments(
     session: SessionDep,
     filters: Annotated[ExperimentFilter, Query()],
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> Page[ExperimentOut]:
     """Experiments newest first, each with its runs; every filter given must hold."""
     items, total = experiments.list_experiments(session, limit, offset, filters)
@@ -57,7 +59,7 @@ def list_experiments(
 @router.get(
     "/{experiment_id}", response_model=ExperimentOut, responses=ex.responses(ex.EXPERIMENT, 404)
 )
-def get_experiment(experiment_id: int, session: SessionDep) -> ExperimentOut:
+def get_experiment(experiment_id: ExperimentId, session: SessionDep) -> ExperimentOut:
     experiment = experiments.get_experiment(session, experiment_id)
     if experiment is None:
         raise not_found("experiment", experiment_id)
@@ -71,7 +73,7 @@ def get_experiment(experiment_id: int, session: SessionDep) -> ExperimentOut:
     responses={204: {"description": "deleted; no body"}, **ex.errors_of(403, 404, 409)},
 )
 def delete_experiment(
-    experiment_id: int, session: SessionDep, user: CurrentUser, settings: SettingsDep
+    experiment_id: ExperimentId, session: SessionDep, user: CurrentUser, settings: SettingsDep
 ) -> Response:
     """Delete the experiment with its runs, their rows (metrics, losses, replacements, logs)
     and their directories (checkpoints, artifacts). Only its owner or an admin may; runs

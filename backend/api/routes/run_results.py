@@ -9,9 +9,15 @@ from fastapi import APIRouter, Query, Response
 from fastapi.responses import FileResponse
 
 from backend.api import examples as ex
-from backend.api.deps import SessionDep, SettingsDep, not_found
+from backend.api.deps import (
+    Offset,
+    RunId,
+    SessionDep,
+    SettingsDep,
+    not_found,
+)
 from backend.models import Run
-from backend.schemas import ArtifactOut, Page, ReplacementOut
+from backend.schemas import SQL_INT_MAX, ArtifactOut, Page, ReplacementOut
 from backend.services import artifacts, runs
 from backend.services.metrics import query_replacements
 
@@ -31,12 +37,12 @@ def _run(session: SessionDep, run_id: int) -> Run:
     responses=ex.responses(ex.page(ex.REPLACEMENT), 404),
 )
 def get_replacements(
-    run_id: int,
+    run_id: RunId,
     session: SessionDep,
-    client: int | None = None,
+    client: Annotated[int | None, Query(ge=0, le=SQL_INT_MAX)] = None,
     task: str | None = None,
     limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> Page[ReplacementOut]:
     """TAP's replacement decisions in round order: where a client's personal model took over
     a task's parameters (global loss, personal loss, margin, parameters copied)."""
@@ -52,7 +58,7 @@ def get_replacements(
     response_model=list[ArtifactOut],
     responses=ex.responses(ex.ARTIFACTS, 404),
 )
-def list_artifacts(run_id: int, session: SessionDep, settings: SettingsDep) -> list[ArtifactOut]:
+def list_artifacts(run_id: RunId, session: SessionDep, settings: SettingsDep) -> list[ArtifactOut]:
     """The resolved config, and once the run has finished, each client's final personalized
     trainable state (adapters and heads) as safetensors."""
     run = _run(session, run_id)
@@ -77,7 +83,7 @@ def list_artifacts(run_id: int, session: SessionDep, settings: SettingsDep) -> l
     },
 )
 def download_artifact(
-    run_id: int, name: str, session: SessionDep, settings: SettingsDep
+    run_id: RunId, name: str, session: SessionDep, settings: SettingsDep
 ) -> Response:
     """One artifact by the name the listing gives."""
     run = _run(session, run_id)

@@ -10,6 +10,8 @@ from sqlalchemy.orm import Session
 from backend.api import examples as ex
 from backend.api.deps import (
     CurrentUser,
+    Offset,
+    RunId,
     RunQueueDep,
     SessionDep,
     SettingsDep,
@@ -18,6 +20,7 @@ from backend.api.deps import (
 )
 from backend.models import Run, RunStatus, User
 from backend.schemas import (
+    SQL_INT_MAX,
     LogLine,
     LossFilter,
     LossOut,
@@ -37,11 +40,11 @@ router = APIRouter(prefix="/runs", tags=["runs"])
 @router.get("", response_model=Page[RunOut], responses=ex.responses(ex.page(ex.RUN)))
 def list_runs(
     session: SessionDep,
-    experiment_id: int | None = None,
+    experiment_id: Annotated[int | None, Query(ge=1, le=SQL_INT_MAX)] = None,
     group_id: str | None = None,
     status: RunStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> Page[RunOut]:
     """Runs newest first."""
     items, total = runs.list_runs(session, experiment_id, status, limit, offset, group_id)
@@ -49,7 +52,7 @@ def list_runs(
 
 
 @router.get("/{run_id}", response_model=RunDetail, responses=ex.responses(ex.RUN_DETAIL, 404))
-def get_run(run_id: int, session: SessionDep) -> RunDetail:
+def get_run(run_id: RunId, session: SessionDep) -> RunDetail:
     """The run's status and progress (stage, round of total, ETA), each client's latest
     training losses, and every status change with its time and reason."""
     return _detail(session, _existing_run(session, run_id))
@@ -60,7 +63,7 @@ _CHANGE = ex.responses(ex.RUN_DETAIL, 403, 404, 409)
 
 @router.post("/{run_id}/cancel", response_model=RunDetail, responses=_CHANGE)
 def cancel_run(
-    run_id: int, session: SessionDep, user: CurrentUser, settings: SettingsDep
+    run_id: RunId, session: SessionDep, user: CurrentUser, settings: SettingsDep
 ) -> RunDetail:
     """A queued run is cancelled at once; a running one becomes `cancelling` and stops after
     its current local training step, keeping the checkpoint of its last completed round.
@@ -73,7 +76,7 @@ def cancel_run(
 
 @router.post("/{run_id}/retry", response_model=RunDetail, responses=_CHANGE)
 def retry_run(
-    run_id: int, session: SessionDep, user: CurrentUser, queue: RunQueueDep, settings: SettingsDep
+    run_id: RunId, session: SessionDep, user: CurrentUser, queue: RunQueueDep, settings: SettingsDep
 ) -> RunDetail:
     """Queue a failed or cancelled run again; it resumes from its last checkpoint. Only the
     run's owner or an admin may retry it (403)."""
@@ -90,9 +93,11 @@ def retry_run(
     responses=ex.responses(ex.page(ex.LOG_LINE), 404),
 )
 def get_logs(
-    run_id: int,
+    run_id: RunId,
     session: SessionDep,
-    after: Annotated[int, Query(ge=0, description="the last `seq` already read")] = 0,
+    after: Annotated[
+        int, Query(ge=0, le=SQL_INT_MAX, description="the last `seq` already read")
+    ] = 0,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
     level: Annotated[str | None, Query(pattern="^(DEBUG|INFO|WARNING|ERROR)$")] = None,
 ) -> Page[LogLine]:
@@ -108,7 +113,7 @@ def get_logs(
     response_class=Response,
     responses=ex.responses(ex.LOGS_TEXT, 404, media_type="text/plain"),
 )
-def get_logs_text(run_id: int, session: SessionDep) -> Response:
+def get_logs_text(run_id: RunId, session: SessionDep) -> Response:
     """The whole log as plain text, one line per entry."""
     _existing_run(session, run_id)
     items, _ = run_logs.query_logs(session, run_id, 0, None)
@@ -121,16 +126,16 @@ def get_logs_text(run_id: int, session: SessionDep) -> Response:
     responses=ex.responses(ex.page(ex.METRIC), 404),
 )
 def get_metrics(
-    run_id: int,
+    run_id: RunId,
     session: SessionDep,
     filters: Annotated[MetricFilter, Query()],
-    limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
-    offset: Annotated[int, Query(ge=0)] = 0,
-) -> Page[MetricOut]:
+    limit: Annotated[int, Query(ge=1, le=1_000_000)] = 10_000,
+    offset: Offset = 0,
+) -> Response:
     """Evaluation values, one series (client, task, model, split, metric) after another."""
     _existing_run(session, run_id)
-    items, total = metrics.query_metrics(session, run_id, filters, limit, offset)
-    return Page[MetricOut](items=[MetricOut.model_validate(m) for m in items], total=total)
+    rows, total = metrics.metric_rows(session, run_id, filters, limit, offset)
+    return Response(metrics.metrics_page_json(rows, total), media_type="application/json")
 
 
 @router.get(
@@ -139,17 +144,17 @@ def get_metrics(
     responses=ex.responses(ex.METRICS_CSV, 404, media_type="text/csv"),
 )
 def get_metrics_csv(
-    run_id: int,
+    run_id: RunId,
     session: SessionDep,
     filters: Annotated[MetricFilter, Query()],
-    limit: Annotated[int | None, Query(ge=1)] = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int | None, Query(ge=1, le=SQL_INT_MAX)] = None,
+    offset: Offset = 0,
 ) -> Response:
     """The rows of `/metrics` as CSV, all of them unless `limit` says otherwise."""
     _existing_run(session, run_id)
-    items, _ = metrics.query_metrics(session, run_id, filters, limit, offset)
+    rows, _ = metrics.metric_rows(session, run_id, filters, limit, offset)
     return Response(
-        metrics.metrics_csv(items),
+        metrics.metrics_csv(rows),
         media_type="text/csv",
         headers={"Content-Disposition": f'attachment; filename="run-{run_id}-metrics.csv"'},
     )
@@ -159,11 +164,11 @@ def get_metrics_csv(
     "/{run_id}/losses", response_model=Page[LossOut], responses=ex.responses(ex.page(ex.LOSS), 404)
 )
 def get_losses(
-    run_id: int,
+    run_id: RunId,
     session: SessionDep,
     filters: Annotated[LossFilter, Query()],
     limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> Page[LossOut]:
     """Mean local-training loss per round, client, model and task."""
     _existing_run(session, run_id)

@@ -235,10 +235,13 @@ class ArtifactOut(BaseModel):
     media_type: str
 
 
+USER_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$"
+
+
 class UserCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$", examples=["ada"])
+    name: str = Field(pattern=USER_NAME_PATTERN, examples=["ada"])
     admin: bool = False
 
 

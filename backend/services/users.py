@@ -9,13 +9,13 @@ from __future__ import annotations
 import re
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from backend.auth import create_user as _create_user
 from backend.auth import hash_token, new_token, token_prefix
 from backend.models import User, utcnow
-
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$"
+from backend.schemas import USER_NAME_PATTERN
 
 
 class UserError(ValueError):
@@ -28,7 +28,7 @@ class UserError(ValueError):
 
 def create(session: Session, name: str, is_admin: bool = False) -> tuple[User, str]:
     """A new user and its token. The name of a revoked user can be given out again."""
-    if not re.match(NAME_PATTERN, name):
+    if not re.match(USER_NAME_PATTERN, name):
         raise UserError(f"invalid user name {name!r}: letters, digits, . _ @ - only", 422)
     existing = session.scalar(select(User).where(User.name == name))
     if existing is not None:
@@ -38,8 +38,12 @@ def create(session: Session, name: str, is_admin: bool = False) -> tuple[User, s
         user, token = _reissue(session, existing, is_admin)
         session.commit()
         return user, token
-    user, token = _create_user(session, name, is_admin=is_admin)
-    session.commit()
+    try:
+        user, token = _create_user(session, name, is_admin=is_admin)
+        session.commit()
+    except IntegrityError:  # created at the same moment by another request
+        session.rollback()
+        raise UserError(f"user {name!r} exists", 409) from None
     return user, token
 
 

@@ -137,3 +137,29 @@ def test_an_admin_may_cancel_and_delete_anyones_experiment(api: Api) -> None:
 def test_an_unknown_run_is_404_before_403(api: Api) -> None:
     bob = _bearer(_new_user(api, "bob"))
     assert api.client.post("/api/v1/runs/999/cancel", headers=bob).status_code == 404
+
+
+def _app_routes() -> list[tuple[str, str]]:
+    from backend.main import app
+
+    return [
+        (method.upper(), path)
+        for path, operations in app.openapi()["paths"].items()
+        if not path.endswith("/health")
+        for method in operations
+    ]
+
+
+@pytest.mark.sqlite_only  # about the routes, not the database
+def test_every_route_of_the_app_but_health_answers_401_without_a_token(api: Api) -> None:
+    routes = _app_routes()
+    assert len(routes) >= 20
+    for method, path in routes:
+        url = path.replace("{name}", "x").replace("{experiment_id}", "1").replace("{run_id}", "1")
+        response = api.client.request(method, url, json={"preset": "demo"})
+        assert response.status_code == 401, f"{method} {path}: {response.status_code}"
+
+
+def test_the_bootstrap_admin_shows_its_token_prefix(api: Api) -> None:
+    [admin] = [u for u in api.get("/api/v1/users").json() if u["name"] == "admin"]
+    assert admin["is_admin"] and admin["token_prefix"] == api.token[:6]

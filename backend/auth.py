@@ -36,10 +36,17 @@ def hash_token(token: str) -> str:
 def create_user(session: Session, name: str, is_admin: bool = False) -> tuple[User, str]:
     """A new user and its token; the token is shown once, only its hash is stored."""
     token = new_token()
-    user = User(name=name, token_hash=hash_token(token), is_admin=is_admin)
+    user = User(
+        name=name, token_hash=hash_token(token), token_prefix=token_prefix(token), is_admin=is_admin
+    )
     session.add(user)
     session.flush()
     return user, token
+
+
+def token_prefix(token: str) -> str:
+    """What ``tapfl users list`` shows of a token: enough to recognise it, not to use it."""
+    return token[:6]
 
 
 def user_for_token(session: Session, token: str) -> User | None:
@@ -80,21 +87,30 @@ def _ensure_admin(session: Session, path: Path, stored: str) -> str:
         if holder is None:
             admin = session.scalar(select(User).where(User.name == BOOTSTRAP_USER))
             if admin is None:
-                session.add(User(name=BOOTSTRAP_USER, token_hash=hash_token(stored), is_admin=True))
+                session.add(_admin(stored))
             else:
                 admin.token_hash, admin.revoked_at = hash_token(stored), None
+                admin.token_prefix = token_prefix(stored)
             log.info("registered the token of %s for user %r", path, BOOTSTRAP_USER)
             return stored
     token = new_token()
     admin = session.scalar(select(User).where(User.name == BOOTSTRAP_USER))
     if admin is None:
-        session.add(User(name=BOOTSTRAP_USER, token_hash=hash_token(token), is_admin=True))
+        session.add(_admin(token))
     else:
         admin.token_hash, admin.revoked_at = hash_token(token), None
+        admin.token_prefix = token_prefix(token)
     session.flush()  # a conflicting concurrent bootstrap fails here, before the file is written
     _write_secret(path, token)
     log.info("wrote a new admin token to %s", path)
     return token
+
+
+def _admin(token: str) -> User:
+    return User(
+        name=BOOTSTRAP_USER, token_hash=hash_token(token), token_prefix=token_prefix(token),
+        is_admin=True,
+    )  # fmt: skip
 
 
 def _write_secret(path: Path, secret: str) -> None:

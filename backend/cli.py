@@ -46,9 +46,11 @@ def reconcile(
 
 
 def register(app: typer.Typer) -> None:
+    from backend import client_cli
     from backend.stack import up
     from backend.workers import worker
 
     app.command(help=up.__doc__)(up)
     app.command(help=worker.__doc__)(worker)
     app.command(help=reconcile.__doc__)(reconcile)
+    client_cli.register(app)

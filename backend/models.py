@@ -84,6 +84,8 @@ class User(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 hex of the token
+    token_prefix: Mapped[str | None] = mapped_column(String(12))
+    """The token's first characters: enough to tell which token a user holds, not to use it."""
     is_admin: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None]
@@ -116,7 +118,7 @@ class Run(Base):
     experiment_id: Mapped[int] = mapped_column(
         ForeignKey("experiments.id", ondelete="CASCADE"), index=True
     )
-    algorithm: Mapped[str] = mapped_column(String(50))
+    algorithm: Mapped[str] = mapped_column(String(50), index=True)
     seed: Mapped[int]
     config: Mapped[dict[str, Any]]  # the fully resolved RunConfig, model_dump(mode="json")
     status: Mapped[str] = mapped_column(String(16), default=RunStatus.QUEUED, index=True)
@@ -158,13 +160,19 @@ class Run(Base):
         return self.experiment.preset
 
 
+METRIC_SERIES_ORDER = ("run_id", "client", "task", "model", "split", "metric", "stage", "round")
+
+
 class Metric(Base):
     """One value of one metric: one model on one client's task at one round."""
 
     __tablename__ = "metrics"
     __table_args__ = (
         UniqueConstraint("run_id", "stage", "round", "client", "task", "model", "split", "metric"),
-        Index("ix_metrics_run_id_client_task", "run_id", "client", "task"),
+        # The order /metrics serves (one series after another), so a client's rows or a
+        # whole run come straight off the index; and the series the compare view reads.
+        Index("ix_metrics_series", *METRIC_SERIES_ORDER),
+        Index("ix_metrics_compare", "run_id", "model", "split", "metric", "client", "task"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -10,6 +10,10 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 from backend.settings import MAX_RUN_TIME_LIMIT_S
 
 T = TypeVar("T")
+SQL_INT_MAX = 2**31 - 1
+"""Ids, clients and rounds are SQL INTEGERs: a larger number is a 422, not a database error."""
+SqlInt = Annotated[int, Field(ge=-SQL_INT_MAX - 1, le=SQL_INT_MAX)]
+RunStatusName = Literal["queued", "running", "cancelling", "succeeded", "failed", "cancelled"]
 
 
 class Page(BaseModel, Generic[T]):
@@ -147,18 +151,18 @@ class LossOut(BaseModel):
 class MetricFilter(BaseModel):
     """Query parameters that select metric rows; all optional."""
 
-    client: int | None = None
+    client: SqlInt | None = None
     task: str | None = None
     model: str | None = Field(default=None, description="global, global_ft, personal or final")
     split: str | None = Field(default=None, description="local or pooled")
     metric: str | None = None
     stage: str | None = Field(default=None, description="fl or post")
-    round_min: int | None = None
-    round_max: int | None = None
+    round_min: SqlInt | None = None
+    round_max: SqlInt | None = None
 
 
 class LossFilter(BaseModel):
-    client: int | None = None
+    client: SqlInt | None = None
     task: str | None = None
     model: str | None = None
     stage: str | None = None
@@ -191,3 +195,103 @@ class LogLine(BaseModel):
     level: str
     source: str = Field(description="api, worker, engine or reconciler")
     message: str
+
+
+class ExperimentFilter(BaseModel):
+    """Query parameters that select experiments; all optional, combined with AND."""
+
+    owner: str | None = Field(default=None, description="the submitting user's name")
+    status: RunStatusName | None = Field(
+        default=None, description="experiments with at least one run in this status"
+    )
+    algorithm: str | None = Field(
+        default=None, description="experiments with at least one run of this algorithm"
+    )
+    preset: str | None = None
+    q: str | None = Field(
+        default=None, max_length=200, description="text search in the name and preset"
+    )
+
+
+class ReplacementOut(BaseModel):
+    """A TAP replacement: the personal model of a client took over a task's parameters."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    round: int
+    client: int
+    task: str
+    global_loss: float
+    personal_loss: float
+    margin: float
+    parameters_copied: int
+
+
+class ArtifactOut(BaseModel):
+    name: str = Field(description="pass to GET /runs/{id}/artifacts/{name}")
+    kind: Literal["config", "adapter"]
+    client: int | None = Field(description="the client whose final personalized state it is")
+    size: int = Field(description="bytes")
+    media_type: str
+
+
+USER_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$"
+
+
+class UserCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=USER_NAME_PATTERN, examples=["ada"])
+    admin: bool = False
+
+
+class UserOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    is_admin: bool
+    token_prefix: str | None = Field(description="the token's first characters, to tell it apart")
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class UserCreated(UserOut):
+    token: str = Field(description="the bearer token; shown this once, only its hash is stored")
+
+
+class CompareCurve(BaseModel):
+    client: int
+    task: str
+    rounds: list[int]
+    mean: list[float]
+    std: list[float] = Field(description="population std over the group's runs; 0 for one run")
+    n: list[int] = Field(description="runs with a value at that round")
+
+
+class CompareFinal(BaseModel):
+    client: int
+    task: str
+    mean: float
+    std: float
+    n: int
+
+
+class CompareGroup(BaseModel):
+    key: str = Field(description="a hash of the resolved config without its seed")
+    algorithm: str
+    label: str = Field(description="what sets the group apart, e.g. `tap, tap.margin=0.05`")
+    run_ids: list[int]
+    seeds: list[int]
+    curves: list[CompareCurve]
+    final: list[CompareFinal] = Field(
+        description="each run's value at its last evaluated round, mean ± std over the runs"
+    )
+
+
+class CompareOut(BaseModel):
+    metric: str
+    split: str
+    model: str
+    higher_is_better: bool
+    groups: list[CompareGroup]

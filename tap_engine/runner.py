@@ -17,6 +17,7 @@ import torch
 
 from tap_engine.algorithms import REGISTRY
 from tap_engine.algorithms.base import Algorithm
+from tap_engine.artifacts import save_final_state
 from tap_engine.checkpoint import (
     config_fingerprint,
     latest_checkpoint,
@@ -285,7 +286,9 @@ def run(
             write_checkpoint(workdir, completed, fingerprint, algorithm)
         ctx.stage, ctx.round = "post", config.rounds
         for client in clients:
-            evaluator.evaluate(client.client, algorithm.post_fl(ctx, client.client), ctx)
+            states = algorithm.post_fl(ctx, client.client)
+            evaluator.evaluate(client.client, states, ctx)
+            save_final_state(workdir, client.client, states["final"], config.algorithm)
     except Cancelled:
         elapsed = time.monotonic() - started
         observer(RunFinished(status="cancelled", rounds_completed=completed, elapsed_s=elapsed))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, status
+from fastapi import Depends, HTTPException, Path, Query, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
@@ -12,9 +12,14 @@ from backend.auth import user_for_token
 from backend.db import get_session
 from backend.models import User
 from backend.queue import RunQueue, celery_run_queue
+from backend.schemas import SQL_INT_MAX
 from backend.settings import Settings, get_settings
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+# SQL INTEGER bounds, so that an id or offset too large for the database is a 422.
+RunId = Annotated[int, Path(ge=1, le=SQL_INT_MAX, description="a run's id")]
+ExperimentId = Annotated[int, Path(ge=1, le=SQL_INT_MAX, description="an experiment's id")]
+Offset = Annotated[int, Query(ge=0, le=SQL_INT_MAX)]
 SessionDep = Annotated[Session, Depends(get_session)]
 
 # auto_error=False: a missing header gets the same 401 (with WWW-Authenticate) as a bad one.
@@ -46,5 +51,28 @@ def get_run_queue(settings: SettingsDep) -> RunQueue:
 RunQueueDep = Annotated[RunQueue, Depends(get_run_queue)]
 
 
+def not_found_name(kind: str, name: str) -> HTTPException:
+    return HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail=f"{kind} {name!r} not found")
+
+
 def not_found(kind: str, id: int) -> HTTPException:
     return HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail=f"{kind} {id} not found")
+
+
+def get_admin_user(user: CurrentUser) -> User:
+    if not user.is_admin:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "only an admin may do this")
+    return user
+
+
+AdminUser = Annotated[User, Depends(get_admin_user)]
+
+
+def require_owner(user: User, owner_id: int, what: str) -> None:
+    """403 unless ``user`` owns the thing or is an admin: every member reads everything,
+    but only its owner (or an admin) cancels, retries or deletes it."""
+    if user.id != owner_id and not user.is_admin:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN, f"{what} belongs to another user; only its owner or an "
+            "admin may change it",
+        )  # fmt: skip

@@ -5,16 +5,18 @@ from __future__ import annotations
 import itertools
 import logging
 import re
+import shutil
 import uuid
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import func, select
+from sqlalchemy import Select, delete, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
-from backend.models import Experiment, Run, RunStatus, User, utcnow
+from backend.models import ACTIVE_STATUSES, Experiment, Run, RunStatus, User, utcnow
 from backend.queue import RunQueue
-from backend.schemas import ExperimentCreate
+from backend.schemas import ExperimentCreate, ExperimentFilter
 from backend.services import runs as run_service
 from backend.services.dispatch import send_runs
 from backend.settings import Settings
@@ -176,11 +178,17 @@ def enqueue_runs(session: Session, queue: RunQueue, runs: list[Run], settings: S
     send_runs(session, queue, runs, settings, source="api")
 
 
-def list_experiments(session: Session, limit: int, offset: int) -> tuple[list[Experiment], int]:
-    total = session.scalar(select(func.count()).select_from(Experiment)) or 0
+def list_experiments(
+    session: Session, limit: int, offset: int, f: ExperimentFilter | None = None
+) -> tuple[list[Experiment], int]:
+    """Experiments newest first, selected by ``f`` (owner, run status, algorithm, preset,
+    text in the name or preset)."""
+    query = select(Experiment)
+    if f is not None:
+        query = _filtered(query, f)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     items = session.scalars(
-        select(Experiment)
-        .options(selectinload(Experiment.runs))
+        query.options(selectinload(Experiment.runs))
         .order_by(Experiment.id.desc())
         .limit(limit)
         .offset(offset)
@@ -188,5 +196,49 @@ def list_experiments(session: Session, limit: int, offset: int) -> tuple[list[Ex
     return list(items), total
 
 
+def _filtered(query: Select[tuple[Experiment]], f: ExperimentFilter) -> Select[tuple[Experiment]]:
+    if f.owner is not None:
+        query = query.where(Experiment.owner.has(User.name == f.owner))
+    if f.preset is not None:
+        query = query.where(Experiment.preset == f.preset)
+    if f.status is not None:
+        query = query.where(Experiment.runs.any(Run.status == f.status))
+    if f.algorithm is not None:
+        query = query.where(Experiment.runs.any(Run.algorithm == f.algorithm))
+    if f.q:
+        query = query.where(
+            or_(
+                Experiment.name.icontains(f.q, autoescape=True),
+                Experiment.preset.icontains(f.q, autoescape=True),
+            )
+        )
+    return query
+
+
 def get_experiment(session: Session, experiment_id: int) -> Experiment | None:
     return session.get(Experiment, experiment_id, options=[selectinload(Experiment.runs)])
+
+
+class ExperimentBusy(ValueError):
+    """The experiment still has runs that a worker may write to (the API answers 409)."""
+
+
+def delete_experiment(session: Session, experiment: Experiment, runs_dir: Path | None) -> None:
+    """Delete the experiment, its runs and every row of them (metrics, losses, replacements,
+    logs, transitions: the foreign keys cascade), then the runs' directories.
+
+    Runs still queued or running must be cancelled first: a worker would otherwise go on
+    writing rows of a run that no longer exists."""
+    active = [r.id for r in experiment.runs if r.status in ACTIVE_STATUSES]
+    if active:
+        raise ExperimentBusy(
+            f"experiment {experiment.id} has active runs {active}; cancel them first"
+        )
+    workdirs = [Path(r.workdir) for r in experiment.runs if r.workdir]
+    if runs_dir is not None:
+        workdirs += [runs_dir / str(r.id) for r in experiment.runs]
+    session.execute(delete(Experiment).where(Experiment.id == experiment.id))
+    session.commit()
+    for workdir in set(workdirs):
+        shutil.rmtree(workdir, ignore_errors=True)
+    log.info("deleted experiment %s with runs %s", experiment.id, [r.id for r in experiment.runs])

@@ -5,12 +5,13 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
+from pydantic_core import to_json
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from backend.models import Metric, TrainingLoss
+from backend.models import Metric, Replacement, TrainingLoss
 from backend.schemas import LossFilter, MetricFilter
 
 METRIC_COLUMNS = ("round", "stage", "client", "task", "model", "split", "metric", "value", "n")
@@ -47,11 +48,33 @@ def query_metrics(
     return _page(session, _metric_query(run_id, f), limit, offset)
 
 
-def metrics_csv(rows: Sequence[Metric]) -> str:
+def metric_rows(
+    session: Session, run_id: int, f: MetricFilter, limit: int | None, offset: int = 0
+) -> tuple[list[tuple[Any, ...]], int]:
+    """The rows of ``query_metrics`` as plain tuples in ``METRIC_COLUMNS`` order, and the
+    total. A whole run is 100k+ rows: ORM objects and per-row validation would cost seconds,
+    tuples straight off the series index cost a fraction of that."""
+    query = _metric_query(run_id, f)
+    total = session.scalar(query.with_only_columns(func.count()).order_by(None)) or 0
+    columns = [getattr(Metric, c) for c in METRIC_COLUMNS]
+    rows = session.execute(query.with_only_columns(*columns).limit(limit).offset(offset))
+    return [tuple(row) for row in rows], total
+
+
+def metrics_page_json(rows: Sequence[tuple[Any, ...]], total: int) -> bytes:
+    """``{"items": [...], "total": N}`` as ``/metrics`` serves it (the shape of MetricOut)."""
+    items = [dict(zip(METRIC_COLUMNS, row, strict=True)) for row in rows]
+    return to_json({"items": items, "total": total})
+
+
+def metrics_csv(rows: Sequence[Metric] | Sequence[tuple[Any, ...]]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(METRIC_COLUMNS)
-    writer.writerows([getattr(row, c) for c in METRIC_COLUMNS] for row in rows)
+    if rows and isinstance(rows[0], Metric):
+        writer.writerows([getattr(row, c) for c in METRIC_COLUMNS] for row in rows)
+    else:
+        writer.writerows(rows)
     return out.getvalue()
 
 
@@ -65,3 +88,20 @@ def query_losses(
             query = query.where(getattr(TrainingLoss, field) == value)
     order = ("client", "task", "model", "stage", "round")
     return _page(session, query.order_by(*(getattr(TrainingLoss, c) for c in order)), limit, offset)
+
+
+def query_replacements(
+    session: Session,
+    run_id: int,
+    client: int | None,
+    task: str | None,
+    limit: int | None,
+    offset: int = 0,
+) -> tuple[list[Replacement], int]:
+    query = select(Replacement).where(Replacement.run_id == run_id)
+    if client is not None:
+        query = query.where(Replacement.client == client)
+    if task is not None:
+        query = query.where(Replacement.task == task)
+    order = (Replacement.round, Replacement.client, Replacement.task)
+    return _page(session, query.order_by(*order), limit, offset)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -43,3 +44,10 @@ def describe(name: str) -> str:
             break
         lines.append(line.lstrip("#").strip())
     return " ".join(part for part in lines if part)
+
+
+def resolved(name: str) -> dict[str, Any] | None:
+    """The preset's full config with every default filled in; None for an unknown name."""
+    if name not in engine_config.list_presets():
+        return None  # the engine also takes a path; the API must not read the server's files
+    return engine_config.resolve_config(name).model_dump(mode="json")

@@ -4,15 +4,20 @@ migrated by the same code the services run, and sessions from the same factory."
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.api.deps import get_run_queue
@@ -25,12 +30,19 @@ from tap_engine.config import resolve_config
 
 
 @pytest.fixture
-def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
-    """Settings of a fresh TAPFL_HOME; Redis points at a port where nothing listens."""
+def settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, db_backend: str | None
+) -> Iterator[Settings]:
+    """Settings of a fresh TAPFL_HOME; Redis points at a port where nothing listens.
+
+    The database is the home's SQLite file, or a fresh PostgreSQL database for the tests
+    parametrized with ``postgresql`` (see ``db_backend``)."""
     for name in list(os.environ):
         if name.startswith("TAPFL_"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("TAPFL_HOME", str(tmp_path / "home"))
+    if db_backend is not None:
+        monkeypatch.setenv("TAPFL_DATABASE_URL", db_backend)
     monkeypatch.setenv("TAPFL_REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
     monkeypatch.setenv("TAPFL_RECONCILE_INTERVAL_S", "0")  # tests reconcile when they say so
     get_settings.cache_clear()
@@ -149,12 +161,82 @@ def dead_lease() -> str:
 
 
 @pytest.fixture(scope="session")
-def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real PostgreSQL server (the one the ``pgserver`` wheel bundles), on a Unix socket."""
+def postgres_url() -> Iterator[str]:
+    """A real PostgreSQL server (the one the ``pgserver`` wheel bundles), on a Unix socket.
+
+    Its folder is not under pytest's tmp dir: run as root, pgserver starts the server as an
+    unprivileged user, which cannot enter pytest's owner-only folders."""
     pgserver = pytest.importorskip("pgserver", reason="the pgserver wheel (dev extra) is needed")
-    server = pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="stop")
+    folder = Path(tempfile.mkdtemp(prefix="tapfl-pg-"))
+    folder.chmod(0o755)
+    try:
+        server = pgserver.get_server(folder, cleanup_mode="stop")
+    except Exception as exc:  # no usable server here: the PostgreSQL params skip, saying why
+        shutil.rmtree(folder, ignore_errors=True)
+        pytest.skip(f"pgserver could not start PostgreSQL: {exc}")
     try:
         uri = server.get_uri()  # postgresql://postgres:@/postgres?host=/tmp/...
         yield uri.replace("postgresql://", "postgresql+psycopg://", 1)
     finally:
         server.cleanup()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def postgres_database_url(server_url: str, name: str) -> str:
+    return server_url.replace("/postgres?", f"/{name}?", 1)
+
+
+@pytest.fixture(scope="session")
+def postgres_template(postgres_url: str) -> str:
+    """A database migrated to head once; each test's database is a copy of it (fast)."""
+    name = "tapfl_template"
+    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f"DROP DATABASE IF EXISTS {name}"))
+        connection.execute(text(f"CREATE DATABASE {name}"))
+    admin.dispose()
+    upgrade_database(postgres_database_url(postgres_url, name))
+    return name
+
+
+@contextmanager
+def fresh_postgres_database(server_url: str, template: str | None = None) -> Iterator[str]:
+    """A new empty (or template-copied) database on the shared server, dropped afterwards."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    copy = f" TEMPLATE {template}" if template else ""
+    with admin.connect() as connection:
+        connection.execute(text(f"CREATE DATABASE {name}{copy}"))
+    try:
+        yield postgres_database_url(server_url, name)
+    finally:
+        dispose_engines()
+        with admin.connect() as connection:
+            connection.execute(text(f"DROP DATABASE {name} WITH (FORCE)"))
+        admin.dispose()
+
+
+DB_BACKENDS = ("sqlite", "postgresql")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test of this folder that touches the database runs on SQLite and PostgreSQL,
+    except those marked ``sqlite_only`` (about the SQLite file itself)."""
+    if "db_backend" in metafunc.fixturenames:
+        only_sqlite = metafunc.definition.get_closest_marker("sqlite_only") is not None
+        backends = DB_BACKENDS[:1] if only_sqlite else DB_BACKENDS
+        metafunc.parametrize("db_backend", backends, indirect=True)
+
+
+@pytest.fixture
+def db_backend(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """None for SQLite (the home's file, the default); a fresh database's URL for PostgreSQL.
+
+    Outside this folder (tests/worker) it is not parametrized and means SQLite."""
+    if getattr(request, "param", "sqlite") == "sqlite":
+        yield None
+        return
+    server = request.getfixturevalue("postgres_url")
+    template = request.getfixturevalue("postgres_template")
+    with fresh_postgres_database(server, template) as url:
+        yield url

@@ -127,6 +127,7 @@ def test_health_needs_no_token(api: Api) -> None:
     assert api.client.get("/api/v1/health").status_code in (200, 503)
 
 
+@pytest.mark.sqlite_only  # about the database a --home derives
 def test_bootstrap_uses_the_database_of_the_settings_it_is_given(
     settings: Settings, tmp_path: Path
 ) -> None:

@@ -22,6 +22,9 @@ from backend.settings import Settings
 from tests.backend.conftest import FakeQueue, add_run
 from tests.backend.test_migrations import _diff
 
+# Each test picks its databases itself; the settings fixture's own database stays SQLite.
+pytestmark = pytest.mark.sqlite_only
+
 
 @pytest.fixture
 def database(postgres_url: str) -> Iterator[str]:

@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+import safetensors.torch
 
 from backend.processes import free_port, start_redis, stop_process, wait_for_http
 from tap_engine.config import resolve_config
@@ -117,6 +118,13 @@ def test_a_demo_run_succeeds_with_evaluations_of_every_client_each_round(
     assert len(csv_text.strip().splitlines()) == page["total"] + 1  # plus the header
     losses = services.request("GET", f"/api/v1/runs/{run['id']}/losses").json()
     assert {row["round"] for row in losses["items"]} == {1, 2}
+
+    # the engine's final personalized adapters, one per client, downloadable
+    artifacts = services.request("GET", f"/api/v1/runs/{run['id']}/artifacts").json()
+    adapters = [a["name"] for a in artifacts if a["kind"] == "adapter"]
+    assert adapters == [f"client-{c:03d}.safetensors" for c in range(clients)]
+    blob = services.request("GET", f"/api/v1/runs/{run['id']}/artifacts/{adapters[0]}")
+    assert blob.status_code == 200 and safetensors.torch.load(blob.content)
 
 
 def test_a_failing_run_is_reported_and_the_worker_goes_on_with_the_next(

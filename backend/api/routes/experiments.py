@@ -2,16 +2,31 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, HTTPException, Query, Response, status
 
-from backend.api.deps import CurrentUser, RunQueueDep, SessionDep, SettingsDep, not_found
-from backend.schemas import ExperimentCreate, ExperimentOut, Page
+from backend.api import examples as ex
+from backend.api.deps import (
+    CurrentUser,
+    ExperimentId,
+    Offset,
+    RunQueueDep,
+    SessionDep,
+    SettingsDep,
+    not_found,
+    require_owner,
+)
+from backend.schemas import ExperimentCreate, ExperimentFilter, ExperimentOut, Page
 from backend.services import experiments
 
 router = APIRouter(prefix="/experiments", tags=["experiments"])
 
 
-@router.post("", response_model=ExperimentOut, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "",
+    response_model=ExperimentOut,
+    status_code=status.HTTP_201_CREATED,
+    responses=ex.responses(ex.EXPERIMENT, 413, 422, status=201),
+)
 def create_experiment(
     body: ExperimentCreate,
     session: SessionDep,
@@ -20,6 +35,7 @@ def create_experiment(
     settings: SettingsDep,
 ) -> ExperimentOut:
     """Validate the preset with its overrides for every sweep combination, then queue the runs.
+    The token's user becomes the experiment's owner.
 
     The runs are stored before they are sent: if the run queue is down, they stay `queued`
     and are sent as soon as it answers again."""
@@ -28,20 +44,46 @@ def create_experiment(
     return ExperimentOut.model_validate(experiment)
 
 
-@router.get("", response_model=Page[ExperimentOut])
+@router.get("", response_model=Page[ExperimentOut], responses=ex.responses(ex.page(ex.EXPERIMENT)))
 def list_experiments(
     session: SessionDep,
+    filters: Annotated[ExperimentFilter, Query()],
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> Page[ExperimentOut]:
-    """Experiments newest first, each with its runs."""
-    items, total = experiments.list_experiments(session, limit, offset)
+    """Experiments newest first, each with its runs; every filter given must hold."""
+    items, total = experiments.list_experiments(session, limit, offset, filters)
     return Page[ExperimentOut](items=[ExperimentOut.model_validate(e) for e in items], total=total)
 
 
-@router.get("/{experiment_id}", response_model=ExperimentOut)
-def get_experiment(experiment_id: int, session: SessionDep) -> ExperimentOut:
+@router.get(
+    "/{experiment_id}", response_model=ExperimentOut, responses=ex.responses(ex.EXPERIMENT, 404)
+)
+def get_experiment(experiment_id: ExperimentId, session: SessionDep) -> ExperimentOut:
     experiment = experiments.get_experiment(session, experiment_id)
     if experiment is None:
         raise not_found("experiment", experiment_id)
     return ExperimentOut.model_validate(experiment)
+
+
+@router.delete(
+    "/{experiment_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses={204: {"description": "deleted; no body"}, **ex.errors_of(403, 404, 409)},
+)
+def delete_experiment(
+    experiment_id: ExperimentId, session: SessionDep, user: CurrentUser, settings: SettingsDep
+) -> Response:
+    """Delete the experiment with its runs, their rows (metrics, losses, replacements, logs)
+    and their directories (checkpoints, artifacts). Only its owner or an admin may; runs
+    still queued or running must be cancelled first (409)."""
+    experiment = experiments.get_experiment(session, experiment_id)
+    if experiment is None:
+        raise not_found("experiment", experiment_id)
+    require_owner(user, experiment.owner_id, f"experiment {experiment_id}")
+    try:
+        experiments.delete_experiment(session, experiment, settings.runs_dir)
+    except experiments.ExperimentBusy as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

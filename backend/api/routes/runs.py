@@ -7,9 +7,20 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, Response, status
 from sqlalchemy.orm import Session
 
-from backend.api.deps import CurrentUser, RunQueueDep, SessionDep, SettingsDep, not_found
-from backend.models import Run, RunStatus
+from backend.api import examples as ex
+from backend.api.deps import (
+    CurrentUser,
+    Offset,
+    RunId,
+    RunQueueDep,
+    SessionDep,
+    SettingsDep,
+    not_found,
+    require_owner,
+)
+from backend.models import Run, RunStatus, User
 from backend.schemas import (
+    SQL_INT_MAX,
     LogLine,
     LossFilter,
     LossOut,
@@ -26,59 +37,67 @@ from backend.services.dispatch import send_runs
 router = APIRouter(prefix="/runs", tags=["runs"])
 
 
-@router.get("", response_model=Page[RunOut])
+@router.get("", response_model=Page[RunOut], responses=ex.responses(ex.page(ex.RUN)))
 def list_runs(
     session: SessionDep,
-    experiment_id: int | None = None,
+    experiment_id: Annotated[int | None, Query(ge=1, le=SQL_INT_MAX)] = None,
     group_id: str | None = None,
     status: RunStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> Page[RunOut]:
     """Runs newest first."""
     items, total = runs.list_runs(session, experiment_id, status, limit, offset, group_id)
     return Page[RunOut](items=[RunOut.model_validate(r) for r in items], total=total)
 
 
-@router.get("/{run_id}", response_model=RunDetail)
-def get_run(run_id: int, session: SessionDep) -> RunDetail:
+@router.get("/{run_id}", response_model=RunDetail, responses=ex.responses(ex.RUN_DETAIL, 404))
+def get_run(run_id: RunId, session: SessionDep) -> RunDetail:
     """The run's status and progress (stage, round of total, ETA), each client's latest
     training losses, and every status change with its time and reason."""
     return _detail(session, _existing_run(session, run_id))
 
 
-_CONFLICT = {409: {"description": "the run's status does not allow it; `detail` says why"}}
+_CHANGE = ex.responses(ex.RUN_DETAIL, 403, 404, 409)
 
 
-@router.post("/{run_id}/cancel", response_model=RunDetail, responses=_CONFLICT)
+@router.post("/{run_id}/cancel", response_model=RunDetail, responses=_CHANGE)
 def cancel_run(
-    run_id: int, session: SessionDep, user: CurrentUser, settings: SettingsDep
+    run_id: RunId, session: SessionDep, user: CurrentUser, settings: SettingsDep
 ) -> RunDetail:
     """A queued run is cancelled at once; a running one becomes `cancelling` and stops after
-    its current local training step, keeping the checkpoint of its last completed round."""
-    _existing_run(session, run_id)
+    its current local training step, keeping the checkpoint of its last completed round.
+    Only the run's owner or an admin may cancel it (403)."""
+    _owned_run(session, run_id, user)
     with _conflict():
         run = runs.cancel_run(session, run_id, user.name, settings.heartbeat_timeout_s)
     return _detail(session, _existing(run, run_id))
 
 
-@router.post("/{run_id}/retry", response_model=RunDetail, responses=_CONFLICT)
+@router.post("/{run_id}/retry", response_model=RunDetail, responses=_CHANGE)
 def retry_run(
-    run_id: int, session: SessionDep, user: CurrentUser, queue: RunQueueDep, settings: SettingsDep
+    run_id: RunId, session: SessionDep, user: CurrentUser, queue: RunQueueDep, settings: SettingsDep
 ) -> RunDetail:
-    """Queue a failed or cancelled run again; it resumes from its last checkpoint."""
-    _existing_run(session, run_id)
+    """Queue a failed or cancelled run again; it resumes from its last checkpoint. Only the
+    run's owner or an admin may retry it (403)."""
+    _owned_run(session, run_id, user)
     with _conflict():
         run = _existing(runs.retry_run(session, run_id, user.name), run_id)
     send_runs(session, queue, [run], settings, source="api")
     return _detail(session, _existing(runs.fresh(session, run_id), run_id))
 
 
-@router.get("/{run_id}/logs", response_model=Page[LogLine])
+@router.get(
+    "/{run_id}/logs",
+    response_model=Page[LogLine],
+    responses=ex.responses(ex.page(ex.LOG_LINE), 404),
+)
 def get_logs(
-    run_id: int,
+    run_id: RunId,
     session: SessionDep,
-    after: Annotated[int, Query(ge=0, description="the last `seq` already read")] = 0,
+    after: Annotated[
+        int, Query(ge=0, le=SQL_INT_MAX, description="the last `seq` already read")
+    ] = 0,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
     level: Annotated[str | None, Query(pattern="^(DEBUG|INFO|WARNING|ERROR)$")] = None,
 ) -> Page[LogLine]:
@@ -89,53 +108,67 @@ def get_logs(
     return Page[LogLine](items=[LogLine.model_validate(x) for x in items], total=total)
 
 
-@router.get("/{run_id}/logs.txt", response_class=Response)
-def get_logs_text(run_id: int, session: SessionDep) -> Response:
+@router.get(
+    "/{run_id}/logs.txt",
+    response_class=Response,
+    responses=ex.responses(ex.LOGS_TEXT, 404, media_type="text/plain"),
+)
+def get_logs_text(run_id: RunId, session: SessionDep) -> Response:
     """The whole log as plain text, one line per entry."""
     _existing_run(session, run_id)
     items, _ = run_logs.query_logs(session, run_id, 0, None)
     return Response(run_logs.logs_text(items), media_type="text/plain; charset=utf-8")
 
 
-@router.get("/{run_id}/metrics", response_model=Page[MetricOut])
+@router.get(
+    "/{run_id}/metrics",
+    response_model=Page[MetricOut],
+    responses=ex.responses(ex.page(ex.METRIC), 404),
+)
 def get_metrics(
-    run_id: int,
+    run_id: RunId,
     session: SessionDep,
     filters: Annotated[MetricFilter, Query()],
-    limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
-    offset: Annotated[int, Query(ge=0)] = 0,
-) -> Page[MetricOut]:
+    limit: Annotated[int, Query(ge=1, le=1_000_000)] = 10_000,
+    offset: Offset = 0,
+) -> Response:
     """Evaluation values, one series (client, task, model, split, metric) after another."""
     _existing_run(session, run_id)
-    items, total = metrics.query_metrics(session, run_id, filters, limit, offset)
-    return Page[MetricOut](items=[MetricOut.model_validate(m) for m in items], total=total)
+    rows, total = metrics.metric_rows(session, run_id, filters, limit, offset)
+    return Response(metrics.metrics_page_json(rows, total), media_type="application/json")
 
 
-@router.get("/{run_id}/metrics.csv", response_class=Response)
+@router.get(
+    "/{run_id}/metrics.csv",
+    response_class=Response,
+    responses=ex.responses(ex.METRICS_CSV, 404, media_type="text/csv"),
+)
 def get_metrics_csv(
-    run_id: int,
+    run_id: RunId,
     session: SessionDep,
     filters: Annotated[MetricFilter, Query()],
-    limit: Annotated[int | None, Query(ge=1)] = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int | None, Query(ge=1, le=SQL_INT_MAX)] = None,
+    offset: Offset = 0,
 ) -> Response:
     """The rows of `/metrics` as CSV, all of them unless `limit` says otherwise."""
     _existing_run(session, run_id)
-    items, _ = metrics.query_metrics(session, run_id, filters, limit, offset)
+    rows, _ = metrics.metric_rows(session, run_id, filters, limit, offset)
     return Response(
-        metrics.metrics_csv(items),
+        metrics.metrics_csv(rows),
         media_type="text/csv",
         headers={"Content-Disposition": f'attachment; filename="run-{run_id}-metrics.csv"'},
     )
 
 
-@router.get("/{run_id}/losses", response_model=Page[LossOut])
+@router.get(
+    "/{run_id}/losses", response_model=Page[LossOut], responses=ex.responses(ex.page(ex.LOSS), 404)
+)
 def get_losses(
-    run_id: int,
+    run_id: RunId,
     session: SessionDep,
     filters: Annotated[LossFilter, Query()],
     limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> Page[LossOut]:
     """Mean local-training loss per round, client, model and task."""
     _existing_run(session, run_id)
@@ -145,6 +178,12 @@ def get_losses(
 
 def _existing_run(session: Session, run_id: int) -> Run:
     return _existing(runs.get_run(session, run_id), run_id)
+
+
+def _owned_run(session: Session, run_id: int, user: User) -> Run:
+    run = _existing_run(session, run_id)
+    require_owner(user, run.experiment.owner_id, f"run {run_id}")
+    return run
 
 
 def _existing(run: Run | None, run_id: int) -> Run:

@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, HTTPException, Query, status
+from fastapi.exceptions import RequestValidationError
+
+from backend.api import examples as ex
+from backend.api.deps import SessionDep, not_found
+from backend.schemas import CompareOut
+from backend.services import compare, runs
+
+router = APIRouter(prefix="/compare", tags=["compare"])
+
+MAX_COMPARED_RUNS = 500
+
+
+@router.get("", response_model=CompareOut, responses=ex.responses(ex.COMPARE, 404, 422))
+def compare_runs(
+    session: SessionDep,
+    metric: Annotated[str, Query(min_length=1, max_length=100, examples=["accuracy"])],
+    runs_: Annotated[
+        str | None,
+        Query(
+            alias="runs",
+            pattern=r"^\s*\d+\s*(,\s*\d+\s*)*$",
+            description="comma-separated run ids; give this or `group`",
+            examples=["12,13,14,15"],
+        ),
+    ] = None,
+    group: Annotated[
+        str | None,
+        Query(max_length=64, description="a sweep's group id (the runs of one experiment)"),
+    ] = None,
+    split: Literal["local", "pooled"] = "local",
+    model: Literal["global", "personal", "global_ft", "final"] = "personal",
+) -> CompareOut:
+    """Runs grouped by their resolved config without the seed; per group the mean ± std over
+    its runs of `metric` for `model` on `split`, per client, task and round (`curves`), and
+    at each run's last evaluated round (`final`). `label` says what sets a group apart."""
+    if (runs_ is None) == (group is None):
+        raise RequestValidationError(
+            [{"type": "missing", "loc": ("query", "runs"), "msg": "give `runs` or `group`, "
+              "not both", "input": None}]
+        )  # fmt: skip
+    if runs_ is not None:
+        ids = list(dict.fromkeys(int(x) for x in runs_.split(",")))
+        if len(ids) > MAX_COMPARED_RUNS:
+            raise RequestValidationError(
+                [{"type": "too_long", "loc": ("query", "runs"), "input": runs_,
+                  "msg": f"at most {MAX_COMPARED_RUNS} runs"}]
+            )  # fmt: skip
+        found = compare.runs_by_id(session, ids)
+        missing = sorted(set(ids) - {r.id for r in found})
+        if missing:
+            raise not_found("run", missing[0])
+    else:
+        found, _ = runs.list_runs(session, group_id=group, limit=MAX_COMPARED_RUNS)
+        if not found:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"group {group} has no runs")
+    return compare.compare(session, found, metric, split, model)

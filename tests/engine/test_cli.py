@@ -20,6 +20,8 @@ def test_run_writes_resolved_config_and_event_lines(tmp_path: Path):
         "rounds=2",
         "--set",
         "local_steps=3",
+        "--set",
+        "post_steps=2",
         "--quiet",
         "-o",
         str(out),

@@ -27,6 +27,10 @@ def test_up_demo_runs_the_demo_to_success_and_stores_every_clients_evaluations(t
             "--exit-when-done",
             "--set",
             "rounds=4",  # the full demo's duration is measured outside the test suite
+            "--set",
+            "local_steps=5",
+            "--set",
+            "post_steps=5",
             "--home",
             str(home),
             "--api-port",

@@ -356,20 +356,21 @@ def test_submit_a_demo_run_in_the_form_watch_it_finish_and_see_its_curves(
             ).to_have_count(1, timeout=60_000)
         # the stage-2 models are on the curves, with their legend
         expect(page.get_by_text("stage-2 final models").first).to_be_visible()
+        expect(page.get_by_text("this API does not serve them")).to_have_count(0)
         expect(page.get_by_test_id("stException")).to_have_count(0)
         page.set_viewport_size({"width": 1600, "height": 2600})
         page.wait_for_timeout(1000)  # let plotly redraw at the new size
         screenshot(page, "e2e-3-run")
 
-        # 4. Compare: the same run, by id; an API without /compare is said so, not a crash.
+        # 4. Compare: the same run, by id, through the real /compare endpoint
         page.set_viewport_size({"width": 1600, "height": 1100})
         page.goto(f"{stack.dashboard_url}/compare?runs={run_id}", wait_until="domcontentloaded")
         expect(page.get_by_role("heading", name="Compare")).to_be_visible(timeout=60_000)
-        expect(
-            page.get_by_text("Did TAP beat FedAvg and local here?").or_(
-                page.get_by_text("This API cannot compare runs yet")
-            )
-        ).to_be_visible(timeout=60_000)
+        expect(page.get_by_text("Did TAP beat FedAvg and local here?")).to_be_visible(
+            timeout=60_000
+        )
+        expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=60_000)
+        expect(page.get_by_text("This API cannot compare runs yet")).to_have_count(0)
         expect(page.get_by_test_id("stException")).to_have_count(0)
         screenshot(page, "e2e-4-compare")
     finally:

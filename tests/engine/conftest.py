@@ -17,6 +17,7 @@ from tap_engine.training import LocalTrainer
 # Small enough for CPU tests, large enough that every stage and event happens.
 SMALL = {
     "rounds": 3,
+    "clients_per_round": 3,
     "local_steps": 2,
     "batch_size": 8,
     "post_steps": 2,

@@ -140,27 +140,7 @@ def _curves(
     rows = select(
         group, Metric.client, Metric.task, Metric.round, Metric.value
     ).where(*where, Metric.stage == stage).cte("selected")  # fmt: skip
-    keys = (rows.c.g, rows.c.client, rows.c.task, rows.c.round)
-    means = (
-        select(*keys, func.avg(rows.c.value).label("mean"), func.count().label("n"))
-        .group_by(*keys)
-        .cte("means")
-    )
-    deviation = rows.c.value - means.c.mean
-    query = (
-        select(
-            means.c.g,
-            means.c.client,
-            means.c.task,
-            means.c.round,
-            means.c.mean,
-            means.c.n,
-            func.avg(deviation * deviation).label("var"),
-        )
-        .join(means, _same(rows, means, ("g", "client", "task", "round")))
-        .group_by(means.c.g, means.c.client, means.c.task, means.c.round, means.c.mean, means.c.n)
-        .order_by(means.c.g, means.c.client, means.c.task, means.c.round)
-    )
+    query = _mean_and_variance(rows, ("g", "client", "task", "round"), "means")
     series: dict[tuple[int, int, str], CompareCurve] = {}
     for g, client, task, rnd, mean, n, var in session.execute(query):
         curve = series.setdefault(
@@ -193,30 +173,30 @@ def _finals(
     last = select(ranked.c.g, ranked.c.client, ranked.c.task, ranked.c.value).where(
         ranked.c.k == 1
     ).cte("last")  # fmt: skip
-    keys = (last.c.g, last.c.client, last.c.task)
-    means = (
-        select(*keys, func.avg(last.c.value).label("mean"), func.count().label("n"))
-        .group_by(*keys)
-        .cte("final_means")
-    )
-    deviation = last.c.value - means.c.mean
-    query = (
-        select(
-            means.c.g,
-            means.c.client,
-            means.c.task,
-            means.c.mean,
-            means.c.n,
-            func.avg(deviation * deviation).label("var"),
-        )
-        .join(means, _same(last, means, ("g", "client", "task")))
-        .group_by(means.c.g, means.c.client, means.c.task, means.c.mean, means.c.n)
-        .order_by(means.c.g, means.c.client, means.c.task)
-    )
+    query = _mean_and_variance(last, ("g", "client", "task"), "final_means")
     out: dict[int, list[CompareFinal]] = defaultdict(list)
     for g, client, task, mean, n, var in session.execute(query):
         out[g].append(CompareFinal(client=client, task=task, mean=float(mean), std=_sqrt(var), n=n))
     return out
+
+
+def _mean_and_variance(rows: Any, columns: tuple[str, ...], name: str) -> Any:
+    """Per group of ``columns``: the columns, mean, count and population variance of
+    ``rows.c.value``, ordered by the columns (two passes, so it is exact on both databases)."""
+    keys = tuple(rows.c[c] for c in columns)
+    means = (
+        select(*keys, func.avg(rows.c.value).label("mean"), func.count().label("n"))
+        .group_by(*keys)
+        .cte(name)
+    )
+    deviation = rows.c.value - means.c.mean
+    grouped = (*(means.c[c] for c in columns), means.c.mean, means.c.n)
+    return (
+        select(*grouped, func.avg(deviation * deviation).label("var"))
+        .join(means, _same(rows, means, columns))
+        .group_by(*grouped)
+        .order_by(*(means.c[c] for c in columns))
+    )
 
 
 def _same(a: Any, b: Any, columns: tuple[str, ...]) -> ColumnElement[bool]:

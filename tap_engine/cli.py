@@ -132,6 +132,29 @@ def bench(
         json_out.write_text(json.dumps(result, indent=2))
 
 
+@app.command()
+def results(
+    runs: Annotated[list[Path], typer.Argument(help="run folders written by `tapfl run`")],
+    split: Annotated[str, typer.Option(help="local (personalization) or pooled")] = "local",
+    distillation: Annotated[
+        bool, typer.Option(help="also the student's stage-2 task loss against its λ·KD")
+    ] = False,
+) -> None:
+    """The final models' metrics of several runs side by side, as a Markdown table, with
+    each family's means and the constant answer's chance level for text generation."""
+    from tap_engine.results import distillation_markdown, markdown, read_run, table
+
+    if split not in ("local", "pooled"):
+        _fail(f"--split: {split!r} is neither local nor pooled")
+    missing = [str(r) for r in runs if not (r / "events.jsonl").is_file()]
+    if missing:
+        _fail(f"no events.jsonl in {', '.join(missing)}")
+    loaded = [read_run(r) for r in runs]
+    typer.echo(markdown(loaded, table(loaded, split)))
+    if distillation:
+        typer.echo("\n" + distillation_markdown(loaded))
+
+
 @presets_app.callback()
 def presets(ctx: typer.Context) -> None:
     """List the built-in presets."""

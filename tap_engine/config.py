@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 PRESETS_DIR = Path(__file__).parent / "presets"
 
@@ -65,7 +66,9 @@ class DatasetSpec(StrictModel):
         default=None, description="input text from columns, e.g. '{title} {description}'"
     )
     target_template: str | None = Field(
-        default=None, description="target text from columns, e.g. 'Answer: {answer}'"
+        default=None,
+        description="target text from columns, e.g. 'Answer: {answer}'; the literal text "
+        "before the first field ('Answer:') is the answer prefix, which metrics do not score",
     )
     prompt: Literal["vqa", "mmlu", "commongen"] | None = Field(
         default=None, description="a paper prompt template building input and target text"
@@ -97,8 +100,17 @@ class TaskPart(StrictModel):
 class TaskSpec(StrictModel):
     """One task of one client: which data, which part of it, which domain."""
 
-    task: str = Field(description="task name, e.g. digits_image_classification")
+    task: str = Field(
+        description="task name, e.g. digits_image_classification; pooled test sets, "
+        "replacement decisions and metrics are per task name"
+    )
     family: TaskFamily
+    head: str | None = Field(
+        default=None,
+        description="the head this task trains; tasks of one family may share one (the "
+        "paper shares one text-generation and one image-generation head). Default: the "
+        "task name",
+    )
     modalities: list[Modality] | None = Field(
         default=None,
         description="input modalities; two make a fused task (VQA). Default: the family's",
@@ -148,6 +160,10 @@ class TaskSpec(StrictModel):
     def input_modalities(self) -> tuple[Modality, ...]:
         return tuple(self.modalities or ())
 
+    @property
+    def head_name(self) -> str:
+        return self.head or self.task
+
 
 class ClientSpec(StrictModel):
     tasks: list[TaskSpec] = Field(min_length=1)
@@ -162,6 +178,20 @@ class ScenarioSpec(StrictModel):
     max_test: PositiveInt | None = Field(
         default=None, description="cap on every task part's test items (quick runs)"
     )
+
+    @model_validator(mode="after")
+    def _shared_heads_agree(self) -> ScenarioSpec:
+        owners: dict[str, tuple[str, str]] = {}  # head -> (family, where first seen)
+        for i, client in enumerate(self.clients):
+            for j, task in enumerate(client.tasks):
+                where = f"clients.{i}.tasks.{j}"
+                family, first = owners.setdefault(task.head_name, (task.family, where))
+                if family != task.family:
+                    raise ValueError(
+                        f"{where}.head: head {task.head_name!r} serves {family} at {first}, "
+                        f"not {task.family}"
+                    )
+        return self
 
     @model_validator(mode="after")
     def _datasets_exist(self) -> ScenarioSpec:
@@ -190,6 +220,11 @@ class BackboneSpec(StrictModel):
     )
     max_target_length: PositiveInt | None = Field(
         default=None, description="text generation target tokens; default max_text_length"
+    )
+    image_size: PositiveInt | None = Field(
+        default=None,
+        description="side the image adaptor resizes to before the backbone; default: 224 as "
+        "in the paper's code, or the backbone's own image size where that is smaller",
     )
 
     @property
@@ -266,10 +301,22 @@ class RunConfig(StrictModel):
     margins: dict[TaskFamily, float] | None = Field(
         default=None, description="replacement margin per task family"
     )
-    post_steps: int = Field(default=50, ge=0, description="stage-2 fine-tuning iterations")
+    post_iterations: int = Field(
+        default=50,
+        ge=0,
+        description="stage-2 fine-tuning length in micro-batches, as the paper's code counts "
+        "it: an optimizer step every grad_accum of them and after the last",
+    )
+    # The old name, refused with a pointer to the new one (never part of a resolved config).
+    post_steps: SkipJsonSchema[Any] = Field(default=None, exclude=True)
     kd_lambda: float = Field(default=2e-3, ge=0, description="stage-2 distillation weight")
     kd_text_classification_factor: float = Field(
         default=500.0, ge=0, description="kd_lambda multiplier for text classification"
+    )
+    kd_text_positions: Literal["all", "target"] = Field(
+        default="all",
+        description="text generation KD over every position up to max_target_length "
+        "(all: the paper's code) or over each sample's target tokens only (target)",
     )
     disentafl_weight: float = Field(default=0.5, ge=0, description="DisentAFL orthogonality")
     eval_every: PositiveInt = 10
@@ -278,13 +325,23 @@ class RunConfig(StrictModel):
         default=None, description="cap on each evaluation set (a fixed subset), None: all"
     )
     bertscore_model: str | None = Field(
-        default="roberta-large",
+        default="bert-base-uncased",
         description="hub id or folder of BERTScore's model; None: no BERTScore",
     )
     bertscore_num_layers: PositiveInt | None = Field(
         default=None, description="BERTScore layer; None: bert-score's default for the model"
     )
     scenario: ScenarioSpec
+
+    @field_validator("post_steps")
+    @classmethod
+    def _renamed(cls, value: Any) -> None:
+        if value is not None:
+            raise ValueError(
+                "renamed post_iterations: stage 2 is counted in micro-batches, as in the "
+                "paper's code (post_iterations = the old post_steps x grad_accum)"
+            )
+        return None
 
     @field_validator("algorithm")
     @classmethod

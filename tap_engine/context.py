@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from tap_engine.config import RunConfig
 from tap_engine.data import ClientData
-from tap_engine.events import Event, LocalTraining, ModelKind, Observer, Stage
+from tap_engine.events import Event, LocalTraining, ModelKind, Observer, Stage, TrainingStep
 from tap_engine.models.state import State
 from tap_engine.models.tap_model import TapModel, TaskInfo
 from tap_engine.training import ExtraLoss, LocalResult, LocalTrainer
@@ -56,9 +56,11 @@ class Context:
         kind: ModelKind,
         *,
         extra_loss: ExtraLoss | None = None,
-        variant: str = "",
+        reshuffle: bool = False,
     ) -> LocalResult:
-        """A round's local training (E steps at the round's learning rate)."""
+        """A round's local training (E steps at the round's learning rate). Every model a
+        client trains in a round sees the round's data order, as in the paper's code, unless
+        ``reshuffle`` (TAP's personalized model after a replacement) asks for another."""
         assert self.config.local_steps is not None
         return self._run(
             client,
@@ -66,7 +68,7 @@ class Context:
             kind,
             steps=self.config.local_steps,
             lr=learning_rate(self.config, self.round - 1),
-            purpose=f"{kind}{variant}",
+            purpose="replaced" if reshuffle else "global",
             extra_loss=extra_loss,
         )
 
@@ -76,34 +78,52 @@ class Context:
         state: State,
         kind: ModelKind,
         *,
-        steps: int | None = None,
+        iterations: int | None = None,
         extra_loss: ExtraLoss | None = None,
-        purpose: str = "teacher",
+        target_width: int | None = None,
     ) -> LocalResult:
-        """Stage-2 fine-tuning at ``min_lr``. Fine-tuning the global model uses the same
-        data order (purpose) whatever the algorithm, so TAP's teacher is ``fedavg_ft``."""
+        """Stage-2 fine-tuning at ``min_lr`` for ``iterations`` micro-batches (default
+        ``post_iterations``). Every stage-2 training of a client sees the same data order
+        (the paper's code seeds teacher and student alike), so TAP's teacher is
+        ``fedavg_ft`` and its student learns on the very batches the teacher did."""
         assert self.config.min_lr is not None
         return self._run(
             client,
             state,
             kind,
-            steps=self.config.post_steps if steps is None else steps,
+            micro_batches=self.config.post_iterations if iterations is None else iterations,
             lr=self.config.min_lr,
-            purpose=purpose,
+            purpose="teacher",
             extra_loss=extra_loss,
+            target_width=target_width,
         )
 
-    def _run(self, client, state, kind, *, steps, lr, purpose, extra_loss) -> LocalResult:
-        if steps == 0:
+    def _run(
+        self,
+        client: int,
+        state: State,
+        kind: ModelKind,
+        *,
+        steps: int | None = None,
+        micro_batches: int | None = None,
+        lr: float,
+        purpose: str,
+        extra_loss: ExtraLoss | None,
+        target_width: int | None = None,
+    ) -> LocalResult:
+        if steps == 0 or micro_batches == 0:
             return LocalResult(state, {}, 0)
         result = self.trainer.train(
             self.clients[client].tasks,
             self.components[client],
             state,
             steps=steps,
+            micro_batches=micro_batches,
             lr=lr,
             seed=derive_seed(self.config.seed, self.round, client, purpose),
             extra_loss=extra_loss,
+            target_width=target_width,
+            record_steps=self.stage == "post",  # stage 2's every step goes into the events
             should_stop=self.should_stop,
         )
         self.emit(
@@ -113,10 +133,27 @@ class Context:
                 client=client,
                 model=kind,
                 steps=result.steps,
+                micro_batches=result.micro_batches,
                 losses=result.losses,
                 extra_losses=result.extra_losses,
             )
         )
+        for record in result.step_records:
+            extras: dict[str, dict[str, float]] = {}
+            for (term, task), value in record.extra_losses.items():
+                extras.setdefault(term, {})[task] = value
+            self.emit(
+                TrainingStep(
+                    round=self.round,
+                    stage=self.stage,
+                    client=client,
+                    model=kind,
+                    step=record.step,
+                    micro_batches=record.micro_batches,
+                    losses=record.losses,
+                    extra_losses=extras,
+                )
+            )
         self.on_training()
         return result
 

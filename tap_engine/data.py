@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from tap_engine import builtin_data
 from tap_engine.cache import cache_dir
 from tap_engine.config import DatasetSpec, RunConfig, TaskPart, TaskSpec
-from tap_engine.prompts import PROMPTS
+from tap_engine.prompts import PROMPTS, template_prefix
 
 IMAGE_SIZE = 64
 # CIFAR-100 statistics, as the paper normalises every image source with them.
@@ -32,7 +32,7 @@ IMAGE_STD = torch.tensor([0.2673, 0.2564, 0.2762]).view(1, 3, 1, 1)
 # every algorithm in a sweep) sees the same held-out items.
 SPLIT_SEED = 20250930
 IGNORE_INDEX = -100
-CACHE_FORMAT = 1  # bump when the encoding changes, so old cache entries are not reused
+CACHE_FORMAT = 2  # bump when the encoding changes, so old cache entries are not reused
 
 
 class DataError(ValueError):
@@ -49,6 +49,7 @@ class Batch:
     labels: torch.Tensor | None  # [B]
     target_ids: torch.Tensor | None  # [B, T], IGNORE_INDEX at padding
     domain_ids: torch.Tensor  # [B] indices into the model's domain list
+    answer_start: torch.Tensor | None = None  # [B] target tokens of the template's prefix
 
     def __len__(self) -> int:
         return int(self.domain_ids.numel())
@@ -65,6 +66,9 @@ class Pool:
     attention_mask: torch.Tensor | None = None  # [N, S] bool
     labels: torch.Tensor | None = None  # [N] long
     target_ids: torch.Tensor | None = None  # [N, T] long, IGNORE_INDEX at padding
+    # [N] long: how many target tokens are the template's fixed prefix ("Answer:"), which
+    # the model learns but metrics do not score.
+    answer_start: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.ids.numel())
@@ -78,9 +82,10 @@ class Pool:
             **{f.name: _cat(f.name, [getattr(p, f.name) for p in pools]) for f in fields(Pool)}
         )
 
-    def batch(self, index: torch.Tensor, device) -> Batch:
-        """Rows ``index`` as a model batch; text is cut to the batch's longest sequence."""
-        images = input_ids = attention_mask = target_ids = labels = None
+    def batch(self, index: torch.Tensor, device, target_width: int | None = None) -> Batch:
+        """Rows ``index`` as a model batch; text is cut to the batch's longest sequence, or
+        targets padded to ``target_width`` (so that the head predicts every position)."""
+        images = input_ids = attention_mask = target_ids = labels = answer_start = None
         if self.images is not None:
             images = normalise(self.images[index].to(device, non_blocking=True))
         if self.input_ids is not None and self.attention_mask is not None:
@@ -91,12 +96,17 @@ class Pool:
         if self.target_ids is not None:
             targets = self.target_ids[index]
             width = max(int((targets != IGNORE_INDEX).sum(1).max()), 1)
-            target_ids = targets[:, :width].to(device, non_blocking=True)
+            targets = targets[:, :width]
+            if target_width is not None and target_width > width:
+                targets = F.pad(targets, (0, target_width - width), value=IGNORE_INDEX)
+            target_ids = targets.to(device, non_blocking=True)
+        if self.answer_start is not None:
+            answer_start = self.answer_start[index].to(device, non_blocking=True)
         if self.labels is not None:
             labels = self.labels[index].to(device, non_blocking=True)
         domains = self.domains[index] if self.domains is not None else torch.zeros_like(index)
         domains = domains.to(device, non_blocking=True)
-        return Batch(images, input_ids, attention_mask, labels, target_ids, domains)
+        return Batch(images, input_ids, attention_mask, labels, target_ids, domains, answer_start)
 
 
 def _take(t: torch.Tensor | None, index: torch.Tensor) -> torch.Tensor | None:
@@ -324,7 +334,7 @@ def _encode(selection, spec: DatasetSpec, tokenizer, limits: TextLimits) -> Pool
     if spec.label_column:
         labels = torch.tensor(selection[spec.label_column], dtype=torch.long)
         pool.labels = labels - spec.label_offset
-    texts, targets = _texts(selection, spec)
+    texts, targets, prefixes = _texts(selection, spec)
     if texts is not None:
         encoded = tokenizer(
             texts,
@@ -336,43 +346,68 @@ def _encode(selection, spec: DatasetSpec, tokenizer, limits: TextLimits) -> Pool
         pool.input_ids = encoded["input_ids"]
         pool.attention_mask = encoded["attention_mask"].bool()
     if targets is not None:
-        pool.target_ids = _encode_targets(targets, tokenizer, limits.max_target_length)
+        pool.target_ids, pool.answer_start = _encode_targets(
+            targets, prefixes, tokenizer, limits.max_target_length
+        )
     return pool
 
 
-def _texts(selection, spec: DatasetSpec) -> tuple[list[str] | None, list[str] | None]:
-    """Input and target strings, by prompt template, column template or column."""
+Texts = list[str] | None
+
+
+def _texts(selection, spec: DatasetSpec) -> tuple[Texts, Texts, Texts]:
+    """Input strings, target strings and each target's fixed prefix, by prompt template,
+    column template or column."""
     if spec.prompt is not None:
-        pairs = [
+        rows = [
             PROMPTS[spec.prompt](
                 row, spec.text_column or "question", spec.target_column or "answer"
             )
             for row in selection
         ]
-        return [p[0] for p in pairs], [p[1] for p in pairs]
-    texts = targets = None
+        return [r[0] for r in rows], [f"{r[1]} {r[2]}" for r in rows], [r[1] for r in rows]
+    texts = targets = prefixes = None
     if spec.text_template:
         texts = [spec.text_template.format(**row) for row in selection]
     elif spec.text_column:
         texts = [str(t) for t in selection[spec.text_column]]
     if spec.target_template:
         targets = [spec.target_template.format(**row) for row in selection]
+        prefixes = [template_prefix(spec.target_template)] * len(targets)
     elif spec.target_column:
         targets = [str(t) for t in selection[spec.target_column]]
-    return texts, targets
+    return texts, targets, prefixes
 
 
-def _encode_targets(texts: list[str], tokenizer, max_length: int) -> torch.Tensor:
-    """Target token ids ending in the separator (an end-of-text mark), padded with
-    IGNORE_INDEX so losses and metrics skip padding."""
+def end_token_id(tokenizer) -> int:
+    """The end-of-text mark every target ends in: the separator, else end-of-sequence."""
     end = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
+    if end is None:
+        raise DataError(f"tokenizer {type(tokenizer).__name__} has no sep or eos token")
+    return int(end)
+
+
+def _encode_targets(
+    texts: list[str], prefixes: Texts, tokenizer, max_length: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Target token ids ending in the end mark, padded with IGNORE_INDEX so losses and
+    metrics skip padding; and per target, how many leading tokens are its prefix."""
+    end = end_token_id(tokenizer)
     rows = tokenizer(texts, add_special_tokens=False, truncation=True, max_length=max_length - 1)
     sequences = [[*ids, end] for ids in rows["input_ids"]]
     width = max(len(s) for s in sequences)
     out = torch.full((len(sequences), width), IGNORE_INDEX, dtype=torch.long)
     for i, ids in enumerate(sequences):
         out[i, : len(ids)] = torch.tensor(ids)
-    return out
+    starts = torch.zeros(len(sequences), dtype=torch.long)
+    if prefixes is not None:
+        heads = tokenizer(prefixes, add_special_tokens=False)["input_ids"]
+        for i, (head, ids) in enumerate(zip(heads, sequences, strict=True)):
+            # The prefix tokenises alone as it does in the target (it ends at a word
+            # boundary); a truncated target keeps at least its end mark to score.
+            if ids[: len(head)] == head:
+                starts[i] = min(len(head), len(ids) - 1)
+    return out, starts
 
 
 # ---------------------------------------------------------------- the scenario

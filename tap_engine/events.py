@@ -13,8 +13,9 @@ from pydantic import BaseModel, Field, TypeAdapter
 
 Stage = Literal["fl", "post"]
 # global: the FL model; personal: TAP's/local's own; global_ft: the global model fine-tuned
-# after FL (TAP's teacher); final: what the algorithm delivers after stage 2.
-ModelKind = Literal["global", "personal", "global_ft", "final"]
+# after FL (TAP's teacher); final: what the algorithm delivers after stage 2; constant:
+# text generation's chance level, the client's most frequent training answer every time.
+ModelKind = Literal["global", "personal", "global_ft", "final", "constant"]
 Split = Literal["local", "pooled"]
 
 
@@ -52,10 +53,32 @@ class LocalTraining(BaseModel):
     stage: Stage = "fl"
     client: int
     model: ModelKind
-    steps: int
+    steps: int = Field(description="optimizer steps")
+    micro_batches: int = 0
     losses: dict[str, float]
     extra_losses: dict[str, float] = Field(
-        default_factory=dict, description="algorithm loss terms (kd, orthogonality), per step"
+        default_factory=dict,
+        description="algorithm loss terms (kd, orthogonality) as added to the loss, summed "
+        "over tasks, mean per micro-batch",
+    )
+
+
+class TrainingStep(BaseModel):
+    """One optimizer step of a stage-2 fine-tuning: each task's loss and each term the
+    algorithm adds (TAP's lambda x KD per task), means over the step's micro-batches."""
+
+    type: Literal["training_step"] = "training_step"
+    round: int
+    stage: Stage
+    client: int
+    model: ModelKind
+    step: int = Field(description="1-based optimizer step of this fine-tuning")
+    micro_batches: int
+    losses: dict[str, float] = Field(description="per task: its task loss")
+    extra_losses: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description="per term, per task: the value added to the loss (task '' for a term of "
+        "the whole micro-batch)",
     )
 
 
@@ -114,6 +137,7 @@ Event = Annotated[
     RunStarted
     | RoundStarted
     | LocalTraining
+    | TrainingStep
     | Replacement
     | Evaluation
     | MetricSkipped

@@ -6,6 +6,7 @@ building the model and data, client sampling, evaluation, stage 2, checkpoints a
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable
@@ -17,6 +18,7 @@ import torch
 
 from tap_engine.algorithms import REGISTRY
 from tap_engine.algorithms.base import Algorithm
+from tap_engine.answers import most_frequent_answer
 from tap_engine.artifacts import save_final_state
 from tap_engine.checkpoint import (
     config_fingerprint,
@@ -32,12 +34,13 @@ from tap_engine.data import (
     ClientData,
     DataError,
     Pool,
+    TaskData,
     build_clients,
     eval_subset,
     pooled_test,
     scenario_domains,
 )
-from tap_engine.evaluation import evaluate_task
+from tap_engine.evaluation import constant_answer_metrics, evaluate_task
 from tap_engine.events import (
     ClientInfo,
     Evaluation,
@@ -56,6 +59,7 @@ from tap_engine.models.tap_model import TapModel, TaskInfo
 from tap_engine.text_metrics import TextScorer
 from tap_engine.training import Cancelled, LocalTrainer
 
+SPLITS: tuple[Split, ...] = ("local", "pooled")
 # Client states held in memory beyond this many MiB spill to disk (unset: no limit).
 STATE_BUDGET_ENV = "TAPFL_STATE_MEMORY_BUDGET_MB"
 
@@ -82,7 +86,8 @@ def sample_clients(config: RunConfig, round_index: int) -> list[int]:
 
 
 def task_infos(clients: list[ClientData]) -> dict[str, TaskInfo]:
-    """One TaskInfo per task name; clients sharing a task share its head."""
+    """One TaskInfo per task name; clients sharing a task share its head, and tasks that
+    name the same head share that."""
     infos: dict[str, TaskInfo] = {}
     domains: dict[str, set[str]] = {}
     for client in clients:
@@ -94,17 +99,26 @@ def task_infos(clients: list[ClientData]) -> dict[str, TaskInfo]:
                 tuple(task.spec.input_modalities),
                 (),
                 task.num_classes,
+                task.spec.head_name,
             )
             known = infos.setdefault(task.name, info)
             if known != info:
                 raise DataError(
                     f"client {client.client}, task {task.name!r}: differs from the same task "
                     f"of another client ({known.family}, {known.modalities}, "
-                    f"{known.num_classes} classes vs {info.family}, {info.modalities}, "
-                    f"{info.num_classes})"
+                    f"{known.num_classes} classes, head {known.head!r} vs {info.family}, "
+                    f"{info.modalities}, {info.num_classes}, head {info.head!r})"
                 )
+    by_head: dict[str, TaskInfo] = {}
+    for info in infos.values():
+        first = by_head.setdefault(info.head_name, info)
+        if first.num_classes != info.num_classes:
+            raise DataError(
+                f"tasks {first.name!r} and {info.name!r} share head {info.head_name!r} but "
+                f"have {first.num_classes} and {info.num_classes} classes"
+            )
     return {
-        name: TaskInfo(i.name, i.family, i.modalities, tuple(sorted(domains[name])), i.num_classes)
+        name: dataclasses.replace(i, domains=tuple(sorted(domains[name])))
         for name, i in infos.items()
     }
 
@@ -322,7 +336,8 @@ def _to(value, device: torch.device):
 
 class Evaluator:
     """Each model of a client on its own test data (local) and on the task's pooled test
-    data of all clients (pooled)."""
+    data of all clients (pooled); for text generation also the client's constant answer
+    (``model="constant"``), so that chance is visible beside every text metric."""
 
     def __init__(self, engine: Engine, observer: Observer):
         config, infos = engine.config, engine.infos
@@ -343,34 +358,53 @@ class Evaluator:
         }
         # per task: the tensors last evaluated on the pooled test set, and their metrics
         self._pooled_seen: dict[str, tuple[list[torch.Tensor], dict[str, float]]] = {}
+        self._constant: dict[tuple[int, str, Split], dict[str, float]] = {}
 
     def evaluate(self, client: int, states: dict[ModelKind, State], ctx: Context) -> None:
         for kind, state in states.items():
             self.params.load(state, self.components[client])
             for task in self.clients[client].tasks:
-                splits: dict[Split, Pool] = {
-                    "local": self.local[(client, task.name)],
-                    "pooled": self.pooled[task.name],
-                }
-                for split, pool in splits.items():
+                for split in SPLITS:
                     if split == "pooled":
                         metrics = self._pooled(task.name, state)
                     else:
-                        metrics = self._metrics(task.name, pool)
-                    for metric, value in metrics.items():
-                        self.observer(
-                            Evaluation(
-                                round=ctx.round,
-                                stage=ctx.stage,
-                                client=client,
-                                task=task.name,
-                                model=kind,
-                                split=split,
-                                metric=metric,
-                                value=value,
-                                n=len(pool),
-                            )
-                        )
+                        metrics = self._metrics(task.name, self.local[(client, task.name)])
+                    self._emit(ctx, client, task.name, kind, split, metrics)
+        for task in self.clients[client].tasks:
+            if task.spec.family == "text_generation":
+                for split in SPLITS:
+                    self._emit(ctx, client, task.name, "constant", split, self._chance(task, split))
+
+    def _pool(self, client: int, task: str, split: Split) -> Pool:
+        return self.pooled[task] if split == "pooled" else self.local[(client, task)]
+
+    def _emit(self, ctx, client: int, task: str, kind: ModelKind, split: Split, metrics) -> None:
+        n = len(self._pool(client, task, split))
+        for metric, value in metrics.items():
+            self.observer(
+                Evaluation(
+                    round=ctx.round,
+                    stage=ctx.stage,
+                    client=client,
+                    task=task,
+                    model=kind,
+                    split=split,
+                    metric=metric,
+                    value=value,
+                    n=n,
+                )
+            )
+
+    def _chance(self, task: TaskData, split: Split) -> dict[str, float]:
+        """The client's most frequent training answer, scored on the split (cached: it
+        changes with neither round nor model)."""
+        key = (task.client, task.name, split)
+        if key not in self._constant:
+            assert self.text_scorer is not None
+            answer = most_frequent_answer(task.train, self.text_scorer.end_id)
+            pool = self._pool(task.client, task.name, split)
+            self._constant[key] = constant_answer_metrics(pool, answer, self.text_scorer)
+        return self._constant[key]
 
     def _metrics(self, task: str, pool: Pool) -> dict[str, float]:
         return evaluate_task(

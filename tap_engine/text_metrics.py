@@ -1,16 +1,26 @@
-"""Text generation metrics on decoded predictions: METEOR (nltk), chrF (sacrebleu) and
-BERTScore F1 (bert-score). A metric that cannot run here is skipped with its reason,
-never replaced by a made-up number."""
+"""Text generation metrics on decoded answers: METEOR (nltk), chrF (sacrebleu) and
+BERTScore F1 (bert-score, the paper code's ``bert-base-uncased`` by default). A metric that
+cannot run here is skipped with its reason, never replaced by a made-up number.
+
+BERTScore's model comes from a local folder, the Hugging Face cache, or the hub; when the
+hub is needed and cannot be reached, the metric is skipped at once after one short check,
+rather than after the hub client's retries.
+"""
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
+import socket
+from pathlib import Path
+from urllib.parse import urlparse
 
-import torch
-
-from tap_engine.data import IGNORE_INDEX
+from tap_engine.data import end_token_id
 
 log = logging.getLogger(__name__)
+
+HUB_PROBE_TIMEOUT_S = 3.0
 
 
 class _NoWordNet:
@@ -31,9 +41,52 @@ def _wordnet():
     return wordnet
 
 
+def _hub_endpoint() -> str:
+    return os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+
+
+@functools.cache
+def hub_reachable(endpoint: str) -> bool:
+    """One TCP connection attempt to the hub, once per process: offline machines learn it
+    in at most ``HUB_PROBE_TIMEOUT_S`` instead of waiting on the hub client's retries."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}:
+        return False
+    url = urlparse(endpoint)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname or "", port), timeout=HUB_PROBE_TIMEOUT_S):
+            return True
+    except OSError:
+        return False
+
+
+class BertScoreUnavailable(RuntimeError):
+    pass
+
+
+def locate_bertscore_model(model: str) -> str:
+    """A local folder holding ``model``: itself, its Hugging Face cache snapshot, or a
+    fresh download when the hub can be reached."""
+    if Path(model).is_dir():
+        return model
+    from huggingface_hub import snapshot_download
+
+    try:
+        return snapshot_download(model, local_files_only=True)
+    except Exception:  # not in the cache (the hub client raises several types)
+        pass
+    if not hub_reachable(_hub_endpoint()):
+        raise BertScoreUnavailable(
+            f"{model!r} is neither a folder nor in the Hugging Face cache, and the hub "
+            f"({_hub_endpoint()}) cannot be reached"
+        )
+    return snapshot_download(model)
+
+
 class TextScorer:
     def __init__(self, tokenizer, bertscore_model: str | None, bertscore_layers: int | None):
         self.tokenizer = tokenizer
+        self.end_id = end_token_id(tokenizer)
         self.skipped: dict[str, str] = {}
         wordnet = _wordnet()
         self.meteor_name = "meteor" if wordnet is not None else "meteor_exact_stem"
@@ -47,28 +100,24 @@ class TextScorer:
     def _load_bertscore(self, model: str, layers: int | None):
         try:
             from bert_score import BERTScorer
-            from transformers import AutoConfig
+            from bert_score.utils import model2layers
 
-            AutoConfig.from_pretrained(model)  # fails fast when the model is not reachable
-            return BERTScorer(model_type=model, num_layers=layers, lang="en")
+            folder = locate_bertscore_model(model)
+            layers = layers or model2layers.get(model)
+            if layers is None:
+                raise BertScoreUnavailable(
+                    f"bert-score has no default layer for {model!r}: set bertscore_num_layers"
+                )
+            return BERTScorer(model_type=folder, num_layers=layers, lang="en")
         except Exception as exc:  # any failure to load means: no BERTScore in this run
             reason = f"cannot load BERTScore model {model!r}: {type(exc).__name__}: {exc}"
             self.skipped["bertscore_f1"] = reason.splitlines()[0][:500]
             log.warning("bertscore_f1 skipped: %s", self.skipped["bertscore_f1"])
             return None
 
-    def decode(self, ids: torch.Tensor) -> list[str]:
-        """Token ids ``[B, T]`` -> strings, cut at the end mark (or target padding)."""
-        end = self.tokenizer.sep_token_id
-        texts = []
-        for row in ids.tolist():
-            kept = []
-            for token in row:
-                if token in (end, IGNORE_INDEX):
-                    break
-                kept.append(token)
-            texts.append(self.tokenizer.decode(kept, skip_special_tokens=True).strip())
-        return texts
+    def decode(self, answers: list[list[int]]) -> list[str]:
+        """Answer token ids -> strings."""
+        return [self.tokenizer.decode(a, skip_special_tokens=True).strip() for a in answers]
 
     def score(self, predictions: list[str], references: list[str]) -> dict[str, list[float]]:
         """Per-sample values of every metric that can run."""

@@ -18,4 +18,4 @@ class DisentAFL(FedAvg):
 
 class DisentAFLFineTuned(DisentAFL):
     name = "disentafl_ft"
-    post_steps_factor = 1
+    post_factor = 1

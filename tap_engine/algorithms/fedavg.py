@@ -16,7 +16,7 @@ from tap_engine.training import ExtraLoss
 
 class FedAvg(GlobalModel, Algorithm):
     name = "fedavg"
-    post_steps_factor = 0  # stage-2 fine-tuning: this many times post_steps
+    post_factor = 0  # stage-2 fine-tuning: this many times post_iterations
 
     def __init__(
         self,
@@ -29,7 +29,7 @@ class FedAvg(GlobalModel, Algorithm):
         self.global_state = dict(initial)
         self._client_names = {}
         self.uploads: list[tuple[State, int]] = []
-        self.post_trainings = 1 if self.post_steps_factor else 0
+        self.post_trainings = 1 if self.post_factor else 0
 
     def extra_loss(self, ctx: Context) -> ExtraLoss | None:
         return None
@@ -49,12 +49,12 @@ class FedAvg(GlobalModel, Algorithm):
 
     def post_fl(self, ctx: Context, client: int) -> dict[ModelKind, State]:
         state = self.global_sub_state(client)
-        if self.post_steps_factor:
+        if self.post_factor:
             state = ctx.fine_tune(
                 client,
                 state,
                 "final",
-                steps=ctx.config.post_steps * self.post_steps_factor,
+                iterations=ctx.config.post_iterations * self.post_factor,
                 extra_loss=self.extra_loss(ctx),
             ).state
         return {"final": state}
@@ -68,11 +68,11 @@ class FedAvg(GlobalModel, Algorithm):
 
 class FedAvgFineTuned(FedAvg):
     name = "fedavg_ft"
-    post_steps_factor = 1
+    post_factor = 1
 
 
 class FedAvgFineTunedTwice(FedAvg):
     """Ablation: as much extra compute after FL as TAP's teacher plus student."""
 
     name = "fedavg_ft2x"
-    post_steps_factor = 2
+    post_factor = 2

@@ -43,7 +43,9 @@ class Tap(FedAvg):
         trained = ctx.train(client, self.global_sub_state(client), "global")
         personal = dict(self.personal[client])  # the stored state stays as it was
         replaced = False
-        for task, loss in trained.losses.items():
+        # Losses compared as the paper's code computes them (share-weighted sums over the
+        # number of micro-batches), not the per-sample means the events report.
+        for task, loss in trained.comparison_losses.items():
             self.global_loss[client][task] = loss
             before = self.personal_loss[client].get(task, math.inf)
             margin = ctx.margin(task)
@@ -61,9 +63,11 @@ class Tap(FedAvg):
                         parameters_copied=copied,
                     )
                 )
-        result = ctx.train(client, personal, "personal", variant="replaced" if replaced else "")
+        # A replacement reshuffles the data, as the paper's code does, so the adopted
+        # components do not see the very batches they were just trained on again.
+        result = ctx.train(client, personal, "personal", reshuffle=replaced)
         self.personal[client] = result.state
-        self.personal_loss[client].update(result.losses)
+        self.personal_loss[client].update(result.comparison_losses)
         self.uploads.append((trained.state, self.n_train[client]))
 
     def eval_states(self, client: int) -> dict[ModelKind, State]:
@@ -72,13 +76,19 @@ class Tap(FedAvg):
     def post_fl(self, ctx: Context, client: int) -> dict[ModelKind, State]:
         global_state = self.global_sub_state(client)
         teacher = ctx.fine_tune(client, global_state, "global_ft").state
-        kd_lambda = ctx.config.kd_lambda if self.kd else 0.0
+        config = ctx.config
+        kd_lambda = config.kd_lambda if self.kd else 0.0
+        target_only = config.kd_text_positions == "target"
+        # KD over every position the head predicts, as the paper's code does.
+        width = config.backbone.max_target_length if kd_lambda and not target_only else None
         student = ctx.fine_tune(
             client,
             self.personal[client],
             "final",
-            extra_loss=distillation(teacher, kd_lambda, ctx.config.kd_text_classification_factor),
-            purpose="student",
+            extra_loss=distillation(
+                teacher, kd_lambda, config.kd_text_classification_factor, target_only
+            ),
+            target_width=width,
         ).state
         return {"global": global_state, "global_ft": teacher, "final": student}
 

@@ -72,6 +72,9 @@ def backbone_kind(name: str) -> Kind:
     return kind  # type: ignore[return-value]
 
 
+PAPER_IMAGE_SIZE = 224
+
+
 @dataclass
 class Backbone:
     """A frozen pretrained model plus what TAP needs to know about it."""
@@ -81,6 +84,7 @@ class Backbone:
     tokenizer: object  # a transformers tokenizer
     defaults: BackboneDefaults
     hidden: int  # D: the fusion width (FLAVA: multimodal hidden size)
+    image_size_override: int | None = None  # ``backbone.image_size``
 
     @property
     def fusion_layers(self) -> nn.ModuleList:
@@ -93,6 +97,14 @@ class Backbone:
     def image_size(self) -> int:
         config = self.model.config
         return int(config.image_config.image_size if self.kind == "flava" else config.image_size)
+
+    @property
+    def adaptor_size(self) -> int:
+        """The side the image adaptor resizes to: 224 as in the paper's code (FLAVA's own
+        size; ViLT's pretraining size is 384), or a smaller backbone's own size."""
+        if self.image_size_override is not None:
+            return self.image_size_override
+        return min(PAPER_IMAGE_SIZE, self.image_size)
 
     @property
     def num_heads(self) -> int:
@@ -224,4 +236,4 @@ def load_backbone(spec: BackboneSpec, cache_dir: Path | None = None) -> Backbone
     model.eval()
     config = model.config
     hidden = int(config.multimodal_config.hidden_size if kind == "flava" else config.hidden_size)
-    return Backbone(kind, model, tokenizer, DEFAULTS[kind], hidden)
+    return Backbone(kind, model, tokenizer, DEFAULTS[kind], hidden, spec.image_size)

@@ -14,25 +14,41 @@ from tap_engine.models.layers import TokenProjection, add_lora
 Encoded = tuple[torch.Tensor, torch.Tensor]
 
 
+class ImageAdaptor(nn.Module):
+    """Lifts 64x64 inputs to the backbone's resolution with a learned filter (TAP_SPEC 2.1):
+    x2 bilinear upsample, 3x3 conv, GELU, resize to ``size``, 1x1 conv."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+        self.conv = nn.Conv2d(3, 3, kernel_size=3, padding=1)
+        self.out = nn.Conv2d(3, 3, kernel_size=1)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(images, scale_factor=2, mode="bilinear", align_corners=False)
+        x = F.gelu(self.conv(x))
+        x = F.interpolate(x, size=(self.size,) * 2, mode="bilinear", align_corners=False)
+        return self.out(x)
+
+
 class FlavaImageEncoder(nn.Module):
     """64x64 image -> small trainable adaptor -> frozen FLAVA image model with LoRA on q, v."""
 
     def __init__(self, backbone: Backbone) -> None:
         super().__init__()
-        self.image_size = backbone.image_size
-        # The adaptor lifts 64x64 inputs to the backbone's resolution with a learned filter.
-        self.adaptor_conv = nn.Conv2d(3, 3, kernel_size=3, padding=1)
-        self.adaptor_out = nn.Conv2d(3, 3, kernel_size=1)
+        self.adaptor = ImageAdaptor(backbone.adaptor_size)
+        # A size other than the pretraining one interpolates the position embeddings.
+        self.interpolate = backbone.adaptor_size != backbone.image_size
         self.model = add_lora(
             backbone.model.image_model, ["query", "value"], backbone.defaults.encoder_lora
         )
         self.proj = TokenProjection(backbone.model.config.image_config.hidden_size, backbone.hidden)
 
     def forward(self, images: torch.Tensor, input_ids=None, attention_mask=None) -> Encoded:
-        x = F.interpolate(images, scale_factor=2, mode="bilinear", align_corners=False)
-        x = F.gelu(self.adaptor_conv(x))
-        x = F.interpolate(x, size=(self.image_size,) * 2, mode="bilinear", align_corners=False)
-        tokens = self.model(pixel_values=self.adaptor_out(x)).last_hidden_state
+        pixels = self.adaptor(images)
+        tokens = self.model(
+            pixel_values=pixels, interpolate_pos_encoding=self.interpolate
+        ).last_hidden_state
         mask = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
         return self.proj(tokens), mask
 
@@ -51,10 +67,13 @@ class FlavaTextEncoder(nn.Module):
 
 
 class ViltImageEncoder(nn.Module):
-    """Frozen ViLT patch embedding with LoRA on its projection, CLS token and positions."""
+    """64x64 image -> the same adaptor as FLAVA's, to the backbone's image size (224: 49
+    patches of 32, as in the paper's code) -> frozen ViLT patch embedding with LoRA on its
+    projection, CLS token and position embeddings."""
 
     def __init__(self, backbone: Backbone) -> None:
         super().__init__()
+        self.adaptor = ImageAdaptor(backbone.adaptor_size)
         embeddings = backbone.model.embeddings
         self.patch = add_lora(
             embeddings.patch_embeddings, ["projection"], backbone.defaults.encoder_lora
@@ -65,7 +84,7 @@ class ViltImageEncoder(nn.Module):
         self.proj = TokenProjection(backbone.hidden, backbone.hidden)
 
     def forward(self, images: torch.Tensor, input_ids=None, attention_mask=None) -> Encoded:
-        patches = self.patch.projection(images)  # [B, D, h, w]
+        patches = self.patch.projection(self.adaptor(images))  # [B, D, h, w]
         b, d, h, w = patches.shape
         positions = self.position_embeddings  # [1, 1 + n*n, D], n = pretraining grid side
         n = int((positions.shape[1] - 1) ** 0.5)

@@ -65,9 +65,18 @@ class TextGenerationHead(nn.Module):
         self.norm = nn.LayerNorm(hidden)
         self.lm = nn.Linear(hidden, vocab_size)
 
-    def forward(self, feature: torch.Tensor, length: int) -> torch.Tensor:
+    @property
+    def max_length(self) -> int:
+        return self.positions.num_embeddings
+
+    def hidden(self, feature: torch.Tensor, length: int) -> torch.Tensor:
+        """The normalised states ``[B, length, D]`` the vocabulary projection reads. The
+        block's self-attention is causal, so position t does not depend on ``length``."""
         positions = torch.arange(length, device=feature.device)
         hidden = self.positions(positions).unsqueeze(0).expand(feature.shape[0], -1, -1)
         out = self.block(hidden, encoder_hidden_states=feature.unsqueeze(1))
         out = out[0] if isinstance(out, tuple) else out
-        return self.lm(self.norm(out))
+        return self.norm(out)
+
+    def forward(self, feature: torch.Tensor, length: int) -> torch.Tensor:
+        return self.lm(self.hidden(feature, length))

@@ -36,6 +36,11 @@ class TaskInfo:
     modalities: tuple[str, ...]
     domains: tuple[str, ...]
     num_classes: int | None = None
+    head: str = ""  # the head it trains, shared by tasks that name the same one; "": its name
+
+    @property
+    def head_name(self) -> str:
+        return self.head or self.name
 
 
 @dataclass
@@ -88,13 +93,16 @@ class TapModel(nn.Module):
         self.heads = nn.ModuleDict()
         vocab = len(backbone.tokenizer)
         for task in tasks:
+            if task.head_name in self.heads:  # a head shared with an earlier task
+                continue
             if task.family.endswith("classification"):
                 assert task.num_classes is not None
-                self.heads[task.name] = classification_head(backbone.kind, hidden, task.num_classes)
+                head = classification_head(backbone.kind, hidden, task.num_classes)
             elif task.family == "image_generation":
-                self.heads[task.name] = ImageGenerationHead(hidden)
+                head = ImageGenerationHead(hidden)
             else:
-                self.heads[task.name] = TextGenerationHead(hidden, vocab, max_target_length)
+                head = TextGenerationHead(hidden, vocab, max_target_length)
+            self.heads[task.head_name] = head
 
     def _stage(self, kind: str, key: tuple[str, str, str], x, mask, routing) -> torch.Tensor:
         block, row, column = key
@@ -104,6 +112,17 @@ class TapModel(nn.Module):
         return blocks[block](x, mask, routing, chosen)
 
     def forward(self, task: TaskInfo, batch: Batch) -> ModelOutput:
+        feature, mote_mt = self.features(task, batch)
+        head = self.heads[task.head_name]
+        if task.family == "text_generation":
+            prediction = head(feature, batch.target_ids.shape[1])
+        else:
+            prediction = head(feature)
+        return ModelOutput(prediction, mote_mt)
+
+    def features(self, task: TaskInfo, batch: Batch) -> tuple[torch.Tensor, dict]:
+        """The fused feature ``[B, D]`` the task's head reads, and the pooled MoTE
+        modality->task outputs per modality (DisentAFL's loss reads them)."""
         features, mote_mt = [], {}
         routing = route(batch.domain_ids, self.domains)
         for modality in task.modalities:
@@ -120,16 +139,12 @@ class TapModel(nn.Module):
                 pooled.append(masked_mean(z, mask))
             features.append(torch.stack(pooled).mean(0))
         feature = torch.stack(features).mean(0)  # a fused task averages its modalities
-        head = self.heads[task.name]
-        if task.family == "text_generation":
-            prediction = head(feature, batch.target_ids.shape[1])
-        else:
-            prediction = head(feature)
-        return ModelOutput(prediction, mote_mt)
+        return feature, mote_mt
 
     def task_components(self, task: TaskInfo) -> list[str]:
         """Every component task ``task`` uses: its encoders, ``shared_proj``, the blocks and
-        experts on its four paths per modality, its domain experts in those blocks, its head."""
+        experts on its four paths per modality, its domain experts in those blocks, its head
+        (shared with other tasks that name the same head)."""
         components = [f"encoders.{m}" for m in task.modalities] + ["shared_proj"]
         for modality in task.modalities:
             for mote, mome in path_keys(modality, task.family).values():
@@ -140,7 +155,7 @@ class TapModel(nn.Module):
                         for domain in task.domains:
                             components += [f"{layer}.mode_q.{domain}", f"{layer}.mode_v.{domain}"]
                         components.append(f"{kind}_experts.{i}.{row}.{column}")
-        components.append(f"heads.{task.name}")
+        components.append(f"heads.{task.head_name}")
         return list(dict.fromkeys(components))
 
 

@@ -20,7 +20,7 @@ SMALL = {
     "clients_per_round": 3,
     "local_steps": 2,
     "batch_size": 8,
-    "post_steps": 2,
+    "post_iterations": 2,
     "eval_every": 1,
     "eval_max_samples": 24,
 }

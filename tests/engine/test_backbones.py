@@ -32,6 +32,41 @@ def test_a_saved_backbone_loads_through_from_pretrained_like_a_hub_id(tmp_path, 
     assert backbone.tokenizer.decode(ids, skip_special_tokens=True) == "a cat sat on the mat"
 
 
+@pytest.mark.parametrize(
+    ("pretraining_size", "patch", "tokens"),
+    [
+        (384, 32, 1 + 7 * 7),  # dandelin/vilt-b32-mlm's sizes: the paper's 224, 49 patches
+        (32, 8, 1 + 4 * 4),  # vilt-tiny: a backbone smaller than 224 keeps its own size
+    ],
+)
+def test_vilt_images_pass_the_adaptor_to_the_backbones_image_size(
+    tmp_path, pretraining_size, patch, tokens
+):
+    from transformers import BertTokenizerFast, ViltConfig, ViltModel
+
+    from tap_engine.models.backbones import _tiny_vocab
+    from tap_engine.models.encoders import build_encoder
+
+    config = ViltConfig(
+        hidden_size=24,
+        num_attention_heads=2,
+        intermediate_size=48,
+        num_hidden_layers=8,
+        image_size=pretraining_size,
+        patch_size=patch,
+        vocab_size=len(_tiny_vocab()),
+    )
+    ViltModel(config).save_pretrained(tmp_path / "vilt")
+    vocab = {token: i for i, token in enumerate(_tiny_vocab())}
+    BertTokenizerFast(vocab=vocab).save_pretrained(tmp_path / "vilt")
+    backbone = load_backbone(BackboneSpec(name="vilt", path=str(tmp_path / "vilt")))
+    encoder = build_encoder(backbone, "image")
+    with torch.no_grad():
+        encoded, mask = encoder(images=torch.randn(2, 3, 64, 64))
+    assert encoded.shape == (2, tokens, 24) and mask.all()
+    assert encoder.adaptor.size == min(224, pretraining_size)
+
+
 def test_an_unloadable_backbone_names_the_field(tmp_path):
     with pytest.raises(ValueError, match=r"backbone\.path"):
         load_backbone(BackboneSpec(name="flava", path=str(tmp_path / "missing")))
@@ -131,7 +166,7 @@ def test_tap_serves_every_task_family_on_both_backbones(tmp_path, multimodal_dat
         "rounds": 2,
         "local_steps": 2,
         "batch_size": 6,
-        "post_steps": 1,
+        "post_iterations": 1,
         "eval_every": 1,
         "bertscore_model": None,
     }
@@ -164,7 +199,7 @@ QUICK = [
     "--set",
     "batch_size=8",
     "--set",
-    "post_steps=2",
+    "post_iterations=2",
     "--set",
     "eval_max_samples=16",
 ]

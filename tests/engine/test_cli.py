@@ -21,7 +21,7 @@ def test_run_writes_resolved_config_and_event_lines(tmp_path: Path):
         "--set",
         "local_steps=3",
         "--set",
-        "post_steps=2",
+        "post_iterations=2",
         "--quiet",
         "-o",
         str(out),
@@ -34,6 +34,31 @@ def test_run_writes_resolved_config_and_event_lines(tmp_path: Path):
     evals = [e for e in events if e["type"] == "evaluation"]
     assert {e["client"] for e in evals} == set(range(len(config["scenario"]["clients"])))
     assert {"round", "client", "task", "model", "split", "metric", "value"} <= set(evals[0])
+
+    # Two folders side by side: the final model's values, family means, chance for VQA.
+    table = tapfl("results", str(out), str(out), "--split", "pooled", "--distillation")
+    assert table.returncode == 0, table.stderr
+    results, distillation = table.stdout.strip().split("\n\n")
+    assert "| tap | text_generation |" in distillation  # the student's task loss and λ·KD
+    header, _rule, *rows = results.splitlines()
+    assert header.split(" | ")[-3:] == ["tap", "tap", "constant |"]
+    final = {
+        (e["client"], e["task"], e["metric"]): e["value"]
+        for e in evals
+        if (e["stage"], e["model"], e["split"]) == ("post", "final", "pooled")
+    }
+    split_rows = [[cell.strip() for cell in r.split("|")[1:-1]] for r in rows]
+    cells = {tuple(r[1:4]): r[4:] for r in split_rows}
+    value = final[(4, "shapes_vqa", "chrf")]
+    assert cells[("4", "shapes_vqa", "chrf")][:2] == [f"{value:.4g}"] * 2
+    assert cells[("4", "shapes_vqa", "chrf")][2] != ""  # the constant answer's chrF
+    assert cells[("0", "digits_image_classification", "accuracy")][2] == ""
+    assert ("all", "mean", "mse") in cells
+
+
+def test_results_of_a_folder_without_events_fail_naming_it(tmp_path: Path):
+    proc = tapfl("results", str(tmp_path))
+    assert proc.returncode == 2 and str(tmp_path) in proc.stderr
 
 
 def test_invalid_override_exits_2_naming_the_field(tmp_path: Path):

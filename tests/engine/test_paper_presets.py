@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 
 from tap_engine.config import resolve_config
-from tap_engine.data import build_clients
+from tap_engine.data import build_clients, pooled_test
 from tap_engine.events import Evaluation
 from tap_engine.models.backbones import load_backbone
-from tap_engine.runner import run
+from tap_engine.models.tap_model import TapModel
+from tap_engine.runner import client_components, run, task_infos
 
 RNG = np.random.default_rng(0)
 
@@ -110,7 +111,7 @@ SPLITS = {
     "ag_news": {"train": 72, "test": 36},
     "caltech256": {"train": 36, "test": 18},
     "vqav2": {"validation": 90},
-    "mmlu": {"test": 60},
+    "mmlu": {"test": 60, "validation": 30},
     "cifar100": {"train": 36, "test": 18},
     "common_gen": {"train": 36, "validation": 18},
     "fashion_mnist": {"train": 54, "test": 27},
@@ -148,7 +149,7 @@ def _overrides(preset: str, stand_ins: dict[str, str]) -> dict:
         "scenario.max_test": 2,
         "rounds": 1,
         "local_steps": 1,
-        "post_steps": 1,
+        "post_iterations": 1,
         "batch_size": 4,
         "grad_accum": 1,
         "eval_max_samples": 2,
@@ -171,6 +172,44 @@ def test_paper_preset_runs_end_to_end_on_local_stand_ins(tmp_path, stand_ins, pr
         e.metric for e in events if isinstance(e, Evaluation) and e.task == "mmlu_text_generation"
     }
     assert {"perplexity", "chrf"} <= text and ("meteor" in text or "meteor_exact_stem" in text)
+
+
+@pytest.mark.parametrize("preset", ["paper-flava", "paper-vilt"])
+def test_paper_presets_share_the_generation_heads_and_pool_per_dataset(stand_ins, preset):
+    """As in the paper's code: one text-generation head for VQA, MMLU and CommonGen, one
+    image-generation head for Caltech-256 and Fashion-MNIST; generalization stays per
+    dataset."""
+    config = resolve_config(preset, "tap", _overrides(preset, stand_ins))
+    backbone = load_backbone(config.backbone)
+    clients = build_clients(config, backbone.tokenizer)
+    infos = task_infos(clients)
+    model = TapModel(backbone, list(infos.values()), config.backbone.max_target_length)
+    classifiers = {"ag_news_text_classification"}
+    if preset == "paper-flava":
+        classifiers |= {"tiny_imagenet_image_classification", "cifar100_image_classification"}
+    assert set(model.heads) == classifiers | {"text_generation", "image_generation"}
+    text_tasks = {"vqav2_text_generation", "mmlu_text_generation", "common_gen_text_generation"}
+    image_tasks = {"caltech256_image_generation", "fashion_mnist_image_generation"}
+    assert {infos[t].head_name for t in text_tasks} == {"text_generation"}
+    assert {infos[t].head_name for t in image_tasks} == {"image_generation"}
+    # The VQA, MMLU and CommonGen clients all hold (and so average) the one head.
+    holders = {
+        c
+        for c, client in enumerate(clients)
+        if "heads.text_generation" in client_components(model, client, infos)
+    }
+    assert holders == {c for g in (0, 10, 20) for c in (g + 4, g + 5, g + 6, g + 8, g + 9)}
+    assert text_tasks | image_tasks <= set(pooled_test(clients))
+
+
+def test_mmlu_trains_on_test_and_is_evaluated_on_validation(stand_ins):
+    config = resolve_config("paper-flava", "tap", _overrides("paper-flava", stand_ins))
+    spec = config.scenario.datasets["mmlu_law"]
+    assert (spec.train_split, spec.test_split) == ("test", "validation")
+    tokenizer = load_backbone(config.backbone).tokenizer
+    mmlu = build_clients(config, tokenizer)[6].tasks[0]
+    # Items of a separate test split are numbered after the train split's rows.
+    assert int(mmlu.train.ids.max()) < SPLITS["mmlu"]["test"] <= int(mmlu.test.ids.min())
 
 
 def test_mmlu_client_holds_three_domains_and_ag_news_labels_start_at_zero(stand_ins):

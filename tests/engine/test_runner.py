@@ -1,7 +1,7 @@
 import pytest
 
 from tap_engine.config import resolve_config
-from tap_engine.events import Evaluation, LocalTraining, Replacement, RunFinished
+from tap_engine.events import Evaluation, LocalTraining, Replacement, RunFinished, TrainingStep
 from tap_engine.runner import resolve_device, run
 from tests.engine.conftest import SMALL
 
@@ -35,9 +35,13 @@ def test_tap_evaluates_global_and_personal_models_of_every_client_every_round(tm
                     for e in evals
                     if (e.stage, e.round, e.client, e.task) == ("fl", r, c, task.task)
                 }
-                assert seen == {(m, s) for m in ("global", "personal") for s in ("local", "pooled")}
+                # text generation also reports its chance level: the constant answer
+                models = ("global", "personal") + (
+                    ("constant",) if task.family == "text_generation" else ()
+                )
+                assert seen == {(m, s) for m in models for s in ("local", "pooled")}
     # after stage 2: FedAvg, FedAvg + fine-tuning and TAP's final model, side by side
-    post = {(e.client, e.model) for e in evals if e.stage == "post"}
+    post = {(e.client, e.model) for e in evals if e.stage == "post" and e.model != "constant"}
     assert post == {
         (c, m)
         for c in range(len(config.scenario.clients))
@@ -50,6 +54,15 @@ def test_tap_evaluates_global_and_personal_models_of_every_client_every_round(tm
         if isinstance(e, LocalTraining) and e.stage == "post" and e.model == "final"
     ]
     assert kd and all(e.extra_losses["kd"] > 0 for e in kd)
+    # every stage-2 step is an event: the student's carries its KD term per task
+    steps = [e for e in events if isinstance(e, TrainingStep)]
+    assert {(e.client, e.model) for e in steps} == {
+        (c, m) for c in range(len(config.scenario.clients)) for m in ("global_ft", "final")
+    }
+    student = [e for e in steps if e.model == "final"]
+    assert len(student) == len(config.scenario.clients) * SMALL["post_iterations"]
+    assert all(set(e.extra_losses["kd"]) == set(e.losses) for e in student)
+    assert not any(e.extra_losses for e in steps if e.model == "global_ft")
 
 
 def test_training_loss_falls(tmp_path):

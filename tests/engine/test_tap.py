@@ -49,8 +49,10 @@ def test_loading_a_sub_model_is_strict(engine):
 
 
 class ScriptedContext:
-    """A fake Context: local training returns a scripted loss and a perturbed state, and
-    records the personalized state it was handed (unit tests may use fakes)."""
+    """A fake Context: local training returns a scripted comparison loss and a perturbed
+    state, and records the personalized state it was handed (unit tests may use fakes).
+    The per-sample means it reports are deliberately different numbers: the rule must
+    compare the paper's share-weighted losses, not them."""
 
     def __init__(self, engine: Engine, global_losses: dict[str, float]):
         self.engine, self.global_losses = engine, global_losses
@@ -59,12 +61,14 @@ class ScriptedContext:
         self.round = 1
         self.real = engine.context()
 
-    def train(self, client, state, kind, *, extra_loss=None, variant=""):
+    def train(self, client, state, kind, *, extra_loss=None, reshuffle=False):
         if kind == "personal":
             self.personal_seen = {k: v.clone() for k, v in state.items()}
-            return LocalResult(state, {t: 9.0 for t in self.global_losses}, 1)
+            nine = {t: 9.0 for t in self.global_losses}
+            return LocalResult(state, {t: 0.0 for t in nine}, 1, comparison_losses=nine)
         trained = {k: v + 1.0 for k, v in state.items()}  # every tensor visibly changed
-        return LocalResult(trained, dict(self.global_losses), 1)
+        means = {t: 100.0 for t in self.global_losses}
+        return LocalResult(trained, means, 1, comparison_losses=dict(self.global_losses))
 
     def emit(self, event):
         self.events.append(event)
@@ -135,9 +139,9 @@ def test_zero_lambda_distillation_is_exactly_plain_fine_tuning(engine):
         )
 
     plain = tune(None)
-    no_kd = tune(distillation(teacher, 0.0, 500.0))
+    no_kd = tune(distillation(teacher, 0.0, 500.0, target_only=False))
     assert all(torch.equal(plain.state[k], no_kd.state[k]) for k in plain.state)
-    with_kd = tune(distillation(teacher, 2e-3, 500.0))
+    with_kd = tune(distillation(teacher, 2e-3, 500.0, target_only=False))
     assert with_kd.extra_losses["kd"] > 0  # reported
     assert any(not torch.equal(plain.state[k], with_kd.state[k]) for k in plain.state)
 
@@ -165,3 +169,29 @@ def _clients(n: int) -> list[dict]:
         "dataset": "digits",
     }
     return [{"tasks": [{**task, "shards": [[i, n]]}]} for i in range(n)]
+
+
+@pytest.mark.parametrize("replaced", [False, True])
+def test_the_personal_model_sees_the_rounds_data_order_unless_something_was_replaced(
+    engine, monkeypatch, replaced
+):
+    """As in the paper's code (and TAP_SPEC section 3): the personalized model trains on the
+    global model's batches of the round, and on another order after a replacement."""
+    seeds: dict[str, int] = {}
+    real_train = engine.trainer.train
+
+    def train(tasks, components, state, **kwargs):
+        seeds["personal" if "global" in seeds else "global"] = kwargs["seed"]
+        return real_train(tasks, components, state, **kwargs)
+
+    monkeypatch.setattr(engine.trainer, "train", train)
+    client = 0
+    tap = Tap(_all_state(engine), engine.components, [c.n_train for c in engine.clients])
+    task = engine.clients[client].tasks[0].name
+    # -inf: the global model can never beat it; +inf (the start): it always does
+    tap.personal_loss[client] = {task: math.inf if replaced else -math.inf}
+    ctx = engine.context()
+    before = len(engine.events)
+    tap.client_turn(ctx, client)
+    assert any(isinstance(e, Replacement) for e in engine.events[before:]) == replaced
+    assert (seeds["personal"] == seeds["global"]) == (not replaced)

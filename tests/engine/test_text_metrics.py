@@ -18,19 +18,10 @@ def tokenizer():
 
 def test_meteor_and_chrf_reward_the_right_answer(tokenizer):
     scorer = TextScorer(tokenizer, None, None)
-    scores = scorer.score(["answer: red", "answer: blue"], ["answer: red", "answer: red"])
+    scores = scorer.score(["red", "blue"], ["red", "red"])
     meteor = scores[scorer.meteor_name]
     assert meteor[0] > meteor[1] and scores["chrf"][0] == pytest.approx(100.0)
     assert scorer.skipped == {"bertscore_f1": "disabled: bertscore_model is not set"}
-
-
-def test_decoding_stops_at_the_end_mark(tokenizer):
-    import torch
-
-    scorer = TextScorer(tokenizer, None, None)
-    ids = tokenizer("answer red", add_special_tokens=False)["input_ids"]
-    (text,) = scorer.decode(torch.tensor([[*ids, tokenizer.sep_token_id, *ids]]))
-    assert text == "answer red"
 
 
 def test_bertscore_with_a_local_model_and_its_skip_reason_without_one(tokenizer, tmp_path):
@@ -54,3 +45,40 @@ def test_bertscore_with_a_local_model_and_its_skip_reason_without_one(tokenizer,
     missing = TextScorer(tokenizer, str(tmp_path / "no-such-model"), 2)
     assert "bertscore_f1" in missing.skipped and "no-such-model" in missing.skipped["bertscore_f1"]
     assert "bertscore_f1" not in missing.score(["a"], ["a"])
+
+
+def test_bertscore_defaults_to_the_papers_model():
+    from tap_engine.config import RunConfig
+
+    assert RunConfig.model_fields["bertscore_model"].default == "bert-base-uncased"
+
+
+def test_an_unreachable_hub_skips_bertscore_after_one_probe(tokenizer, monkeypatch):
+    """Offline, the hub is asked once (one TCP connect), never retried: the metric is
+    skipped with a reason that says why."""
+    import socket
+
+    from tap_engine import text_metrics
+
+    with socket.socket() as closed:  # a local port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    text_metrics.hub_reachable.cache_clear()
+    connects = []
+    real_connect = socket.create_connection
+
+    def counting(*args, **kwargs):
+        connects.append(args[0])
+        return real_connect(*args, **kwargs)
+
+    monkeypatch.setattr(text_metrics.socket, "create_connection", counting)
+    # A name no cache holds, so that only the hub could provide it.
+    first = TextScorer(tokenizer, "tapfl-tests/no-such-bert", None)
+    second = TextScorer(tokenizer, "tapfl-tests/no-such-bert-either", None)
+    for scorer in (first, second):
+        reason = scorer.skipped["bertscore_f1"]
+        assert "cannot be reached" in reason and "127.0.0.1" in reason
+    assert connects == [("127.0.0.1", port)]  # the second run of the check is remembered
+    text_metrics.hub_reachable.cache_clear()

@@ -174,6 +174,11 @@ class TapflClient:
     def losses(self, run_id: int, **filters: Any) -> list[dict[str, Any]]:
         return list(self._all(f"/runs/{run_id}/losses", **filters))
 
+    def steps(self, run_id: int, **filters: Any) -> list[dict[str, Any]]:
+        """Every stage-2 step value of the run that matches: client, model, stage, term
+        (``task`` for a task's loss, ``kd``, …), task."""
+        return list(self._all(f"/runs/{run_id}/steps", **filters))
+
     def replacements(self, run_id: int, **filters: Any) -> list[dict[str, Any]]:
         return list(self._all(f"/runs/{run_id}/replacements", **filters))
 

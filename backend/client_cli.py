@@ -152,7 +152,9 @@ def metrics(
     run_id: int,
     client: Annotated[int | None, typer.Option()] = None,
     task: Annotated[str | None, typer.Option()] = None,
-    model: Annotated[str | None, typer.Option(help="global, personal, global_ft, final")] = None,
+    model: Annotated[
+        str | None, typer.Option(help="global, personal, global_ft, final, constant")
+    ] = None,
     split: Annotated[str | None, typer.Option(help="local or pooled")] = None,
     metric: Annotated[str | None, typer.Option()] = None,
     round_min: Annotated[int | None, typer.Option()] = None,
@@ -204,15 +206,16 @@ def export(
     run_id: int,
     output: Annotated[Path, typer.Option("--output", "-o", help="folder to write")] = Path("."),
 ) -> None:
-    """Download a run: run.json, metrics.csv, losses.json, replacements.json, logs.json and
-    its artifacts (config.json, each client's final adapters) into OUTPUT/run-ID/."""
+    """Download a run: run.json, metrics.csv, losses.json, steps.json (stage 2 step by step),
+    replacements.json, logs.json and its artifacts (config.json, each client's final
+    adapters) into OUTPUT/run-ID/."""
     folder = output / f"run-{run_id}"
     with _api() as api:
         run = api.run(run_id)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "run.json").write_text(json.dumps(run, indent=2))
         (folder / "metrics.csv").write_bytes(api.metrics_csv(run_id))
-        for name, rows in (("losses", api.losses(run_id)),
+        for name, rows in (("losses", api.losses(run_id)), ("steps", api.steps(run_id)),
                            ("replacements", api.replacements(run_id)),
                            ("logs", api.logs(run_id))):  # fmt: skip
             (folder / f"{name}.json").write_text(json.dumps(rows, indent=2))

@@ -205,6 +205,38 @@ class TrainingLoss(Base):
     steps: Mapped[int]
 
 
+STEP_KEY = ("run_id", "stage", "round", "client", "model", "step", "term", "task")
+STEP_SERIES_ORDER = ("run_id", "client", "model", "stage", "round", "step", "term", "task")
+TASK_LOSS_TERM = "task"
+"""The ``term`` of a task's own loss; other terms are the algorithm's (``kd``, …)."""
+
+
+class TrainingStepLoss(Base):
+    """One value of one optimizer step of a stage-2 fine-tuning: a task's loss (term
+    ``task``) or a term the algorithm adds to it, as added (TAP's λ·KD per task; task ``""``
+    for a term of the whole micro-batch, e.g. DisentAFL's orthogonality)."""
+
+    __tablename__ = "training_steps"
+    __table_args__ = (
+        # Named: the convention's name is one character over PostgreSQL's 63.
+        UniqueConstraint(*STEP_KEY, name="uq_training_steps_key"),
+        # The order /steps serves: one client's curves after another, each in step order.
+        Index("ix_training_steps_series", *STEP_SERIES_ORDER),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    stage: Mapped[str] = mapped_column(String(16))
+    round: Mapped[int]
+    client: Mapped[int]
+    model: Mapped[str] = mapped_column(String(16))
+    step: Mapped[int]  # 1-based optimizer step of this fine-tuning
+    micro_batches: Mapped[int]  # the step's micro-batches, which the values average over
+    term: Mapped[str] = mapped_column(String(100))
+    task: Mapped[str] = mapped_column(String(200))
+    value: Mapped[float]
+
+
 class Replacement(Base):
     """A TAP replacement decision: the personal model took over parameters of a task."""
 

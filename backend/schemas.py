@@ -153,7 +153,9 @@ class MetricFilter(BaseModel):
 
     client: SqlInt | None = None
     task: str | None = None
-    model: str | None = Field(default=None, description="global, global_ft, personal or final")
+    model: str | None = Field(
+        default=None, description="global, global_ft, personal, final or constant"
+    )
     split: str | None = Field(default=None, description="local or pooled")
     metric: str | None = None
     stage: str | None = Field(default=None, description="fl or post")
@@ -166,6 +168,35 @@ class LossFilter(BaseModel):
     task: str | None = None
     model: str | None = None
     stage: str | None = None
+
+
+class StepOut(BaseModel):
+    """One value of one stage-2 optimizer step."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    round: int
+    stage: str
+    client: int
+    model: str = Field(description="global_ft (TAP's teacher) or final (the student)")
+    step: int = Field(description="1-based optimizer step of this fine-tuning")
+    micro_batches: int = Field(description="micro-batches of the step, the value's mean over")
+    term: str = Field(
+        description="`task`: the task's own loss; else a term the algorithm adds to the loss, "
+        "as added (`kd`: TAP's λ·KD)"
+    )
+    task: str = Field(description="empty for a term of the whole micro-batch (orthogonality)")
+    value: float
+
+
+class StepFilter(BaseModel):
+    """Query parameters that select stage-2 step rows; all optional."""
+
+    client: SqlInt | None = None
+    model: str | None = Field(default=None, description="global_ft or final")
+    stage: str | None = Field(default=None, description="post")
+    term: str | None = Field(default=None, description="task, kd, orthogonality, …")
+    task: str | None = None
 
 
 class TransitionOut(BaseModel):

@@ -5,7 +5,9 @@ final), line
 style says which test data — solid for the client's own held-out data (local, i.e.
 personalization), dashed for every client's held-out data of that task (pooled, i.e.
 generalization), with open markers for pooled values so that a single evaluation
-still shows which is which.
+still shows which is which. The ``constant`` model (text generation's chance level: the
+client's most frequent training answer for every item) is a grey dotted line, so it reads
+as a floor rather than as one more model.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
-MODEL_ORDER = ("global", "global_ft", "personal", "final")
+MODEL_ORDER = ("global", "global_ft", "personal", "final", "constant")
 SPLIT_ORDER = ("local", "pooled")
 STAGE_ORDER = ("fl", "post")
 
@@ -22,9 +24,13 @@ MODEL_COLORS = {
     "global_ft": "#0054a3",  # the global model fine-tuned after FL: a darker global
     "personal": "#ff8700",
     "final": "#21c354",
+    "constant": "#9a9ca5",  # chance level: neutral grey
 }
+MODEL_LABELS = {"constant": "constant answer (chance)"}
 OTHER_COLOR = "#7d4cdb"
 SPLIT_DASH = {"local": "solid", "pooled": "dash"}
+# Models drawn in their own line style; the split still shows (dotted vs dash-dotted).
+MODEL_SPLIT_DASH = {"constant": {"local": "dot", "pooled": "dashdot"}}
 STAGE_SYMBOL = {"fl": "circle", "post": "diamond"}
 TASK_DASHES = ("solid", "dot", "dashdot", "longdash")
 
@@ -48,8 +54,18 @@ def panels(frame: pd.DataFrame) -> list[tuple[int, str]]:
     return sorted((int(c), str(t)) for c, t in pairs.itertuples(index=False))
 
 
+def model_label(model: str) -> str:
+    """What a legend calls a model: its name, or what it stands for where the name does not
+    say (``constant`` is chance, not a trained model)."""
+    return MODEL_LABELS.get(model, model)
+
+
 def trace_name(model: str, split: str, stage: str | None = None) -> str:
-    return f"{model} · {split}" + (f" · {stage}" if stage else "")
+    return f"{model_label(model)} · {split}" + (f" · {stage}" if stage else "")
+
+
+def line_dash(model: str, split: str) -> str | None:
+    return MODEL_SPLIT_DASH.get(model, SPLIT_DASH).get(split)
 
 
 def metric_figure(
@@ -87,7 +103,10 @@ def metric_figure(
                 y=rows["value"],
                 name=name,
                 mode="lines+markers",
-                line={"color": MODEL_COLORS.get(model, OTHER_COLOR), "dash": SPLIT_DASH.get(split)},
+                line={
+                    "color": MODEL_COLORS.get(model, OTHER_COLOR),
+                    "dash": line_dash(model, split),
+                },
                 marker={
                     "symbol": _symbol(stage, split),
                     "size": POST_MARKER_SIZE if stage == "post" else 7,
@@ -186,6 +205,68 @@ def loss_figure(frame: pd.DataFrame, *, title: str) -> go.Figure:
     return figure
 
 
+# Stage 2 step by step: TAP's teacher and student, and the terms added to a loss.
+TEACHER = "global_ft"
+STEP_ROLES = {TEACHER: "teacher", "final": "student"}
+TASK_LOSS_TERM = "task"  # the API's term of a task's own loss
+TERM_LABELS = {"kd": "λ·KD"}
+TERM_COLORS = {"kd": "#e84393"}
+
+
+def step_trace_name(model: str, term: str, task: str, *, roles: bool = True) -> str:
+    """A task's loss ("student · vqa") or a term added to it ("student λ·KD · vqa"); with
+    ``roles=False`` the model's own name ("final · vqa")."""
+    who = STEP_ROLES.get(model, model) if roles else model
+    what = who if term == TASK_LOSS_TERM else f"{who} {TERM_LABELS.get(term, term)}"
+    return f"{what} · {task}" if task else what
+
+
+def step_figure(frame: pd.DataFrame, *, title: str) -> go.Figure:
+    """One client's stage-2 fine-tunings per optimizer step, on a log axis: each task's loss
+    of each model (colour = model, dash = task) and each term the algorithm adds to a loss
+    (λ·KD: pink, with crosses). Models are named teacher and student where there is a
+    teacher (TAP's distillation), else by their own names (fedavg_ft's ``final`` is no
+    student). Several fine-tunings of one model get the round in their names."""
+    figure = go.Figure()
+    roles = TEACHER in set(frame["model"])
+    tasks = sorted(t for t in frame["task"].unique() if t)
+    several = not frame.empty and bool(frame.groupby("model")["round"].nunique().max() > 1)
+    groups = frame.groupby(["model", "term", "task", "stage", "round"], sort=False)
+    keys = sorted(
+        groups.groups,
+        key=lambda k: (k[1] != TASK_LOSS_TERM, _rank(MODEL_ORDER, k[0]), k[1], k[2], k[3], k[4]),
+    )
+    for model, term, task, stage, rnd in keys:
+        rows = groups.get_group((model, term, task, stage, rnd)).sort_values("step")
+        name = step_trace_name(model, term, task, roles=roles)
+        name += f" · round {rnd}" if several else ""
+        loss = term == TASK_LOSS_TERM
+        color = MODEL_COLORS.get(model, OTHER_COLOR) if loss else TERM_COLORS.get(term, OTHER_COLOR)
+        dash = TASK_DASHES[tasks.index(task) % len(TASK_DASHES)] if task else "solid"
+        figure.add_trace(
+            go.Scatter(
+                x=rows["step"],
+                y=rows["value"],
+                name=name,
+                mode="lines+markers",
+                line={"color": color, "dash": dash, "width": 2 if loss else 1.5},
+                marker={"symbol": "circle" if loss else "x", "size": 5},
+                customdata=rows["micro_batches"].to_numpy(),
+                hovertemplate=f"%{{y:.4g}} (%{{customdata}} micro-batches)<extra>{name}</extra>",
+            )
+        )
+    _small_layout(figure, title=title, y_title="per step (log)")
+    figure.update_layout(
+        showlegend=True,
+        legend={"orientation": "h", "yanchor": "top", "y": -0.22, "font": {"size": 10}},
+        # λ·KD can be a thousandth of a task loss: a log axis shows both.
+        yaxis={"type": "log"},
+        xaxis={"title": "optimizer step"},
+        height=SMALL_HEIGHT + 80,
+    )
+    return figure
+
+
 def _symbol(stage: str, split: str) -> str:
     # Open markers for pooled data: tells the splits apart where a line has one point.
     return STAGE_SYMBOL.get(stage, "square") + ("-open" if split == "pooled" else "")
@@ -223,18 +304,12 @@ def latest_values(frame: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
     keys = ["client", "task", "metric", "model", "split"]
     last = frame.sort_values(["round", "stage"]).groupby(keys).tail(1)
-    last = last.assign(
-        column=[trace_name(m, s) for m, s in zip(last["model"], last["split"], strict=True)]
-    )
+    pairs = list(zip(last["model"], last["split"], strict=True))
+    last = last.assign(column=[trace_name(m, s) for m, s in pairs])
     table = last.pivot_table(index=keys[:3], columns="column", values="value")
-    ordered = sorted(
-        table.columns,
-        key=lambda c: (
-            _rank(MODEL_ORDER, c.split(" · ")[0]),
-            _rank(SPLIT_ORDER, c.split(" · ")[1]),
-        ),
-    )
-    return table[ordered].reset_index()
+    # Ranked by model and split themselves: a column's name may be a model's label.
+    rank = {trace_name(m, s): (_rank(MODEL_ORDER, m), _rank(SPLIT_ORDER, s)) for m, s in set(pairs)}
+    return table[sorted(table.columns, key=rank.__getitem__)].reset_index()
 
 
 # -- compare ----------------------------------------------------------------------------------

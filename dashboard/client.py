@@ -15,7 +15,7 @@ import httpx
 
 DEFAULT_API_URL = "http://127.0.0.1:8000"
 API_PREFIX = "/api/v1"
-PAGE_LIMIT = 10_000  # rows per request when reading all metrics or losses of a run
+PAGE_LIMIT = 10_000  # rows per request when reading all metrics, losses or steps of a run
 
 RunStatus = Literal["queued", "running", "cancelling", "succeeded", "failed", "cancelled"]
 RUN_STATUSES: tuple[RunStatus, ...] = (
@@ -100,6 +100,21 @@ class LossRow(TypedDict):
     steps: int
 
 
+class StepRow(TypedDict):
+    """One value of one stage-2 optimizer step: a task's loss (term ``task``) or a term the
+    algorithm adds to it (``kd``: TAP's λ·KD, as added)."""
+
+    round: int
+    stage: str
+    client: int
+    model: str
+    step: int
+    micro_batches: int
+    term: str
+    task: str
+    value: float
+
+
 class LogLine(TypedDict):
     seq: int
     time: str
@@ -177,6 +192,11 @@ class MetricPage(TypedDict):
 
 class LossPage(TypedDict):
     items: list[LossRow]
+    total: int
+
+
+class StepPage(TypedDict):
+    items: list[StepRow]
     total: int
 
 
@@ -409,6 +429,35 @@ class TapflClient:
 
     def all_losses(self, run_id: int, **filters: Any) -> list[LossRow]:
         return self._all_items(f"/runs/{run_id}/losses", _drop_none(filters))
+
+    def steps(
+        self,
+        run_id: int,
+        *,
+        client: int | None = None,
+        model: str | None = None,
+        stage: str | None = None,
+        term: str | None = None,
+        task: str | None = None,
+        limit: int | None = None,
+        offset: int | None = None,
+    ) -> StepPage:
+        """One page of stage-2 step values (per optimizer step: task losses, λ·KD, …)."""
+        params = _drop_none(
+            {
+                "client": client,
+                "model": model,
+                "stage": stage,
+                "term": term,
+                "task": task,
+                "limit": limit,
+                "offset": offset,
+            }
+        )
+        return self._request("GET", f"/runs/{run_id}/steps", params=params)
+
+    def all_steps(self, run_id: int, **filters: Any) -> list[StepRow]:
+        return self._all_items(f"/runs/{run_id}/steps", _drop_none(filters))
 
     def logs(
         self, run_id: int, *, after: int = 0, limit: int | None = None, level: str | None = None

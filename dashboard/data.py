@@ -38,6 +38,17 @@ OWNERS_TTL_S = 30
 
 METRIC_COLUMNS = ["round", "stage", "client", "task", "model", "split", "metric", "value"]
 LOSS_COLUMNS = ["round", "stage", "client", "model", "task", "loss", "steps"]
+STEP_COLUMNS = [
+    "round",
+    "stage",
+    "client",
+    "model",
+    "step",
+    "micro_batches",
+    "term",
+    "task",
+    "value",
+]
 REPLACEMENT_COLUMNS = [
     "round",
     "client",
@@ -230,6 +241,33 @@ def _losses_live(base_url: str, token: str, run_id: int, filters: tuple) -> pd.D
 @st.cache_data(ttl=FINISHED_TTL_S, show_spinner=False)
 def _losses_finished(base_url: str, token: str, run_id: int, filters: tuple) -> pd.DataFrame:
     return _losses_frame(base_url, token, run_id, filters)
+
+
+def steps(run_id: int, *, live: bool, **filters: Any) -> pd.DataFrame | None:
+    """Stage 2 step by step: a row per optimizer step, model, term and task (``client=``
+    etc. filter on the server); None when this API has no such endpoint."""
+    fetch = _steps_live if live else _steps_finished
+    return fetch(*target(), run_id, tuple(sorted(filters.items())))
+
+
+def _steps_frame(base_url: str, token: str, run_id: int, filters: tuple) -> pd.DataFrame | None:
+    try:
+        rows = _client(base_url, token).all_steps(run_id, **dict(filters))
+    except ApiError as err:
+        if is_missing_route(err):
+            return None
+        raise
+    return pd.DataFrame(rows, columns=STEP_COLUMNS)
+
+
+@st.cache_data(ttl=LIVE_TTL_S, show_spinner=False)
+def _steps_live(base_url: str, token: str, run_id: int, filters: tuple) -> pd.DataFrame | None:
+    return _steps_frame(base_url, token, run_id, filters)
+
+
+@st.cache_data(ttl=FINISHED_TTL_S, show_spinner=False)
+def _steps_finished(base_url: str, token: str, run_id: int, filters: tuple) -> pd.DataFrame | None:
+    return _steps_frame(base_url, token, run_id, filters)
 
 
 def replacements(run_id: int, *, live: bool) -> pd.DataFrame | None:

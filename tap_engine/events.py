@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 Stage = Literal["fl", "post"]
 # global: the FL model; personal: TAP's/local's own; global_ft: the global model fine-tuned
@@ -17,6 +17,12 @@ Stage = Literal["fl", "post"]
 # text generation's chance level, the client's most frequent training answer every time.
 ModelKind = Literal["global", "personal", "global_ft", "final", "constant"]
 Split = Literal["local", "pooled"]
+
+
+class EventModel(BaseModel):
+    # A first replacement compares against +inf, and a diverged loss is NaN: JSON lines
+    # write them as "Infinity" / "NaN" strings, which parse_event reads back as floats.
+    model_config = ConfigDict(ser_json_inf_nan="strings")
 
 
 class ClientInfo(BaseModel):
@@ -27,7 +33,7 @@ class ClientInfo(BaseModel):
     n_test: int
 
 
-class RunStarted(BaseModel):
+class RunStarted(EventModel):
     type: Literal["run_started"] = "run_started"
     algorithm: str
     seed: int
@@ -38,14 +44,14 @@ class RunStarted(BaseModel):
     frozen_parameters: int
 
 
-class RoundStarted(BaseModel):
+class RoundStarted(EventModel):
     type: Literal["round_started"] = "round_started"
     round: int
     participants: list[int]
     lr: float
 
 
-class LocalTraining(BaseModel):
+class LocalTraining(EventModel):
     """Mean training loss per task over one client's local training in a round."""
 
     type: Literal["local_training"] = "local_training"
@@ -63,7 +69,7 @@ class LocalTraining(BaseModel):
     )
 
 
-class TrainingStep(BaseModel):
+class TrainingStep(EventModel):
     """One optimizer step of a stage-2 fine-tuning: each task's loss and each term the
     algorithm adds (TAP's lambda x KD per task), means over the step's micro-batches."""
 
@@ -82,7 +88,7 @@ class TrainingStep(BaseModel):
     )
 
 
-class Replacement(BaseModel):
+class Replacement(EventModel):
     type: Literal["replacement"] = "replacement"
     round: int
     client: int
@@ -93,7 +99,7 @@ class Replacement(BaseModel):
     parameters_copied: int
 
 
-class Evaluation(BaseModel):
+class Evaluation(EventModel):
     """One metric of one model on one client's task, on local or pooled test data."""
 
     type: Literal["evaluation"] = "evaluation"
@@ -108,7 +114,7 @@ class Evaluation(BaseModel):
     n: int = Field(description="test samples the value averages over")
 
 
-class MetricSkipped(BaseModel):
+class MetricSkipped(EventModel):
     """A metric this run cannot compute here (e.g. BERTScore's model is not available)."""
 
     type: Literal["metric_skipped"] = "metric_skipped"
@@ -116,7 +122,7 @@ class MetricSkipped(BaseModel):
     reason: str
 
 
-class Progress(BaseModel):
+class Progress(EventModel):
     type: Literal["progress"] = "progress"
     stage: Stage
     round: int
@@ -126,7 +132,7 @@ class Progress(BaseModel):
     eta_s: float | None
 
 
-class RunFinished(BaseModel):
+class RunFinished(EventModel):
     type: Literal["run_finished"] = "run_finished"
     status: Literal["succeeded", "cancelled"]
     rounds_completed: int

@@ -28,6 +28,19 @@ RUN = {
 LOSS = {"round": 3, "stage": "fl", "client": 0, "model": "personal", "task": "vqa",
         "loss": 0.73, "steps": 2}  # fmt: skip
 
+# A step of the student: TAP's lambda x KD on one task, as added to its loss.
+STEP = {
+    "round": 6,
+    "stage": "post",
+    "client": 0,
+    "model": "final",
+    "step": 3,
+    "micro_batches": 4,
+    "term": "kd",
+    "task": "vqa",
+    "value": 0.0019,
+}
+
 RUN_DETAIL = {
     **RUN,
     "latest_losses": [LOSS],

@@ -25,13 +25,20 @@ from backend.schemas import CompareCurve, CompareFinal, CompareGroup, CompareOut
 
 # Fields that do not make two runs different experiments.
 IGNORED_FIELDS = frozenset({"seed", "name", "device"})
-HIGHER_IS_BETTER_PREFIXES = ("accuracy", "meteor", "chrf", "bertscore_f1", "token_accuracy")
+HIGHER_IS_BETTER_PREFIXES = (
+    "accuracy",
+    "exact_match",
+    "meteor",
+    "chrf",
+    "bertscore_f1",
+    "token_accuracy",
+)
 LOWER_IS_BETTER_PREFIXES = ("loss", "mse", "perplexity")
 
 
 def higher_is_better(metric: str) -> bool:
-    """accuracy, meteor*, chrf, bertscore_f1, token_accuracy: higher is better; loss, mse,
-    perplexity (and anything unknown ending in one of those): lower is better."""
+    """accuracy, exact_match, meteor*, chrf, bertscore_f1, token_accuracy: higher is better;
+    loss, mse, perplexity (and anything unknown ending in one of those): lower is better."""
     name = metric.lower()
     if name.startswith(HIGHER_IS_BETTER_PREFIXES) or name.endswith("accuracy"):
         return True

@@ -13,7 +13,17 @@ from sqlalchemy import update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from backend.models import Base, Metric, Replacement, Run, TrainingLoss, utcnow
+from backend.models import (
+    STEP_KEY,
+    TASK_LOSS_TERM,
+    Base,
+    Metric,
+    Replacement,
+    Run,
+    TrainingLoss,
+    TrainingStepLoss,
+    utcnow,
+)
 from tap_engine import events as ev
 
 METRIC_KEY = ("run_id", "stage", "round", "client", "task", "model", "split", "metric")
@@ -64,6 +74,8 @@ def record_event(
                 for task, loss in event.losses.items()
             ]
             upsert(session, TrainingLoss, rows, LOSS_KEY)
+        case ev.TrainingStep():
+            upsert(session, TrainingStepLoss, _step_rows(run_id, event), STEP_KEY)
         case ev.Replacement():
             row = event.model_dump(exclude={"type"})
             upsert(session, Replacement, [{"run_id": run_id, **row}], REPLACEMENT_KEY)
@@ -82,6 +94,21 @@ def record_event(
             )  # fmt: skip
         case ev.RunFinished():
             pass  # the task records the outcome once the engine has returned
+
+
+def _step_rows(run_id: int, event: ev.TrainingStep) -> list[dict[str, Any]]:
+    """A row per task loss (term ``task``) and per term and task of ``extra_losses``."""
+    values = [(TASK_LOSS_TERM, task, loss) for task, loss in event.losses.items()]
+    values += [
+        (term, task, value)
+        for term, per_task in event.extra_losses.items()
+        for task, value in per_task.items()
+    ]
+    step = event.model_dump(include={"stage", "round", "client", "model", "step", "micro_batches"})
+    return [
+        {"run_id": run_id, **step, "term": term, "task": task, "value": value}
+        for term, task, value in values
+    ]
 
 
 def _update_run(session: Session, run_id: int, attempt: int | None, **values: Any) -> None:

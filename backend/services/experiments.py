@@ -224,8 +224,9 @@ class ExperimentBusy(ValueError):
 
 
 def delete_experiment(session: Session, experiment: Experiment, runs_dir: Path | None) -> None:
-    """Delete the experiment, its runs and every row of them (metrics, losses, replacements,
-    logs, transitions: the foreign keys cascade), then the runs' directories.
+    """Delete the experiment, its runs and every row of them (metrics, losses, stage-2
+    steps, replacements, logs, transitions: the foreign keys cascade), then the runs'
+    directories.
 
     Runs still queued or running must be cancelled first: a worker would otherwise go on
     writing rows of a run that no longer exists."""

@@ -1,4 +1,4 @@
-"""Reading a run's metric and training-loss rows, as JSON pages or CSV."""
+"""Reading a run's metric, training-loss and stage-2 step rows, as JSON pages or CSV."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pydantic_core import to_json
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from backend.models import Metric, Replacement, TrainingLoss
-from backend.schemas import LossFilter, MetricFilter
+from backend.models import STEP_SERIES_ORDER, Metric, Replacement, TrainingLoss, TrainingStepLoss
+from backend.schemas import LossFilter, MetricFilter, StepFilter
 
 METRIC_COLUMNS = ("round", "stage", "client", "task", "model", "split", "metric", "value", "n")
 # One series after another, each in time order ("fl" sorts before "post").
@@ -88,6 +88,20 @@ def query_losses(
             query = query.where(getattr(TrainingLoss, field) == value)
     order = ("client", "task", "model", "stage", "round")
     return _page(session, query.order_by(*(getattr(TrainingLoss, c) for c in order)), limit, offset)
+
+
+def query_steps(
+    session: Session, run_id: int, f: StepFilter, limit: int | None, offset: int = 0
+) -> tuple[list[TrainingStepLoss], int]:
+    """Stage-2 step values in the order of ``ix_training_steps_series``: per client and
+    model one fine-tuning after another, each in step order."""
+    query = select(TrainingStepLoss).where(TrainingStepLoss.run_id == run_id)
+    for field in ("client", "model", "stage", "term", "task"):
+        value = getattr(f, field)
+        if value is not None:
+            query = query.where(getattr(TrainingStepLoss, field) == value)
+    order = (getattr(TrainingStepLoss, c) for c in STEP_SERIES_ORDER[1:])
+    return _page(session, query.order_by(*order), limit, offset)
 
 
 def query_replacements(

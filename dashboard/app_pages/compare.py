@@ -18,7 +18,7 @@ from dashboard.client import ApiError, Comparison, Run, is_missing_route
 
 GRID_COLUMNS = 3
 MAIN = "__main__"
-PREFERRED_METRICS = ("accuracy", "mse", "loss")
+PREFERRED_METRICS = ("accuracy", "mse", "chrf", "loss")
 SWEEP, RUNS = "A sweep", "Runs"
 SPLIT_LABELS = {"local": "local · personalization", "pooled": "pooled · generalization"}
 

@@ -1,6 +1,7 @@
 """Run: one run's progress, per-client personalization and generalization curves, training
-losses and config. The run comes from ``?run=ID`` (so the page is a link to share) or the
-picker at the top; everything below it refreshes on its own while the run is active.
+losses, stage 2 step by step and config. The run comes from ``?run=ID`` (so the page is a
+link to share) or the picker at the top; everything below it refreshes on its own while the
+run is active.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ GRID_COLUMNS = 3
 LOG_LINES = 300
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 SPLIT_LABELS = {"local": "local · personalization", "pooled": "pooled · generalization"}
-PREFERRED_METRICS = ("accuracy", "mse", "loss")  # a task's main metric: the first it has
+# A task's main metric: the first it has (text generation: answer-only chrF, beside which
+# the constant answer shows chance).
+PREFERRED_METRICS = ("accuracy", "mse", "chrf", "loss")
 MAIN = "__main__"  # metric choice: each task's main metric, so every client gets a chart
 
 
@@ -68,6 +71,7 @@ def run_view(run_id: int, live: bool) -> None:
     clients = curves(run_id, live, run)
     st.divider()
     training_losses(run_id, live, clients)
+    stage_two_steps(run_id, live, clients)
     with st.expander("Config", icon=":material/tune:"):
         st.json(run.get("config") or {}, expanded=2)
     logs(run_id)
@@ -292,6 +296,7 @@ def curve_controls(
         facets["model"],
         selection_mode="multi",
         default=facets["model"],
+        format_func=charts.model_label,
         key=f"models_{run_id}_{'-'.join(facets['model'])}",
     )
     splits = split_col.pills(
@@ -336,14 +341,32 @@ def narrow(frame: pd.DataFrame, rest: dict[str, list[Any]]) -> pd.DataFrame:
     return frame
 
 
+LEGEND_COLOURS = {
+    "global": "blue",
+    "global_ft": "blue",
+    "personal": "orange",
+    "final": "green",
+    "constant": "gray",
+}
+
+
 def legend(models: list[str], replacements: bool = False) -> str:
-    colours = {"global": "blue", "global_ft": "blue", "personal": "orange", "final": "green"}
-    parts = [f":{colours.get(m, 'violet')}[**━━ {m}**]" for m in models]
+    parts = [
+        f":{LEGEND_COLOURS.get(m, 'violet')}[**{'┈┈' if m == 'constant' else '━━'} "
+        f"{charts.model_label(m)}**]"
+        for m in models
+    ]
     return (
         " ".join(parts)
         + " · **━●** solid: local test data (personalization)"
         + " · **╍○** dashed: pooled test data (generalization)"
         + (" · **◆** large: stage-2 final models" if "final" in models else "")
+        + (
+            " · :gray[**┈┈**] constant answer: the client's most frequent training answer "
+            "for every item, the chance level a model has to beat"
+            if "constant" in models
+            else ""
+        )
         + (" · :gray[**▲**] replacement" if replacements else "")
     )
 
@@ -364,6 +387,39 @@ def training_losses(run_id: int, live: bool, clients: list[int] | None) -> None:
             with column:
                 st.plotly_chart(
                     charts.loss_figure(frame[frame["client"] == client], title=f"Client {client}"),
+                    config={"displayModeBar": False},
+                )
+
+
+def stage_two_steps(run_id: int, live: bool, clients: list[int] | None) -> None:
+    """Per client, the post-FL fine-tunings optimizer step by optimizer step; only for runs
+    that report them (and APIs that serve them)."""
+    with ui.api_errors():
+        if clients:  # the clients of the curves' page, filtered by the API
+            parts = [data.steps(run_id, live=live, client=c) for c in clients]
+        else:
+            parts = [data.steps(run_id, live=live)]
+    found = [part for part in parts if part is not None and not part.empty]
+    if not found:
+        return
+    frame = pd.concat(found, ignore_index=True)
+    st.divider()
+    st.subheader("Stage 2 step by step")
+    st.caption(
+        "Each task's loss per optimizer step of the fine-tunings after FL: TAP's teacher "
+        "(`global_ft`, the global model fine-tuned) and student (`final`), or the one "
+        "fine-tuned model (`final`) of the other algorithms. "
+        "**λ·KD** (pink, crosses) is the distillation term per task as it is added to the "
+        "student's loss; the axis is logarithmic because λ·KD is often a thousandth of a "
+        "task loss."
+    )
+    for row in ui.batched(sorted(frame["client"].unique()), GRID_COLUMNS):
+        for column, client in zip(st.columns(GRID_COLUMNS), row, strict=False):
+            with column:
+                st.plotly_chart(
+                    charts.step_figure(
+                        frame[frame["client"] == client], title=f"Client {client} · stage 2"
+                    ),
                     config={"displayModeBar": False},
                 )
 

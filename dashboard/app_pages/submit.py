@@ -48,7 +48,11 @@ HYPERPARAMETERS = (
     Hyper("rounds", "Rounds", help="federated rounds (stage 1)"),
     Hyper("clients_per_round", "Clients per round"),
     Hyper("local_steps", "Local steps", help="local training steps per client and round"),
-    Hyper("post_steps", "Stage-2 steps", help="fine-tuning and distillation steps after FL"),
+    Hyper(
+        "post_iterations",
+        "Stage-2 iterations",
+        help="fine-tuning and distillation micro-batches after FL (a step every grad_accum)",
+    ),
     Hyper("kd_lambda", "λ (distillation weight)", integer=False, help="stage-2 KD weight"),
     Hyper("eval_every", "Evaluate every … rounds"),
 )

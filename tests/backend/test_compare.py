@@ -107,6 +107,22 @@ def test_a_sweep_group_a_model_only_stage_two_has_and_a_lower_is_better_metric(
     assert loss["groups"][0]["curves"][0]["mean"] == [9.0, 9.0]
 
 
+def test_the_constant_answer_compares_like_any_model(
+    api: Api, sessions: sessionmaker[Session]
+) -> None:
+    # Text generation's chance level, at every evaluation round.
+    with sessions() as session:
+        run_id = add_run(session).id
+        for rnd in (1, 2):
+            session.add(_metric(run_id, rnd, 0.25, model="constant", metric="exact_match"))
+        session.commit()
+    params = {"runs": str(run_id), "metric": "exact_match", "model": "constant"}
+    body = api.get(URL, params=params).json()
+    assert (body["model"], body["higher_is_better"]) == ("constant", True)
+    [curve] = body["groups"][0]["curves"]
+    assert (curve["rounds"], curve["mean"]) == ([1, 2], [0.25, 0.25])
+
+
 @pytest.mark.parametrize(
     ("params", "loc"),
     [
@@ -135,7 +151,8 @@ def test_unknown_runs_or_group_are_404(api: Api, runs: dict[str, list[int]]) -> 
 @pytest.mark.parametrize(
     ("metric", "higher"),
     [("accuracy", True), ("meteor", True), ("meteor_score", True), ("chrf", True),
-     ("bertscore_f1", True), ("token_accuracy", True), ("loss", False), ("mse", False),
+     ("bertscore_f1", True), ("token_accuracy", True), ("exact_match", True), ("loss", False),
+     ("mse", False),
      ("perplexity", False)],
 )  # fmt: skip
 def test_higher_is_better_follows_the_metric_name(metric: str, higher: bool) -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from backend.models import Metric, Replacement, Run, TrainingLoss
+from backend.models import Metric, Replacement, Run, TrainingLoss, TrainingStepLoss
 from backend.services.events import record_event
 from tap_engine import events as ev
 from tests.backend.conftest import add_run
@@ -67,6 +67,60 @@ def test_local_training_is_one_loss_row_per_task_and_repeats_do_not_duplicate(
             ("cls", 2.0, 30, "fl"),
             ("gen", 0.5, 30, "fl"),
         ]
+
+
+def _step(step: int, kd: float, **changes: object) -> ev.TrainingStep:
+    fields: dict[str, object] = {"round": 6, "stage": "post", "client": 2, "model": "final"}
+    fields |= {"step": step, "micro_batches": 4, "losses": {"vqa": 1.5, "cls": 0.5}}
+    fields["extra_losses"] = {"kd": {"vqa": kd, "cls": kd / 2}}
+    return ev.TrainingStep.model_validate({**fields, **changes})
+
+
+def _step_rows(sessions: sessionmaker[Session]) -> list[tuple[object, ...]]:
+    with sessions() as session:
+        order = (TrainingStepLoss.model, TrainingStepLoss.step, TrainingStepLoss.term)
+        rows = session.scalars(
+            select(TrainingStepLoss).order_by(*order, TrainingStepLoss.task)
+        ).all()
+        return [(r.model, r.step, r.term, r.task, r.value, r.micro_batches) for r in rows]
+
+
+def test_a_training_step_is_a_row_per_task_loss_and_per_term_and_task(
+    sessions: sessionmaker[Session],
+) -> None:
+    with sessions() as session:
+        run_id = add_run(session).id
+    _record(sessions, run_id, _step(1, kd=0.002))
+    assert _step_rows(sessions) == [
+        ("final", 1, "kd", "cls", 0.001, 4),
+        ("final", 1, "kd", "vqa", 0.002, 4),
+        ("final", 1, "task", "cls", 0.5, 4),
+        ("final", 1, "task", "vqa", 1.5, 4),
+    ]
+    with sessions() as session:
+        row = session.scalars(select(TrainingStepLoss)).first()
+        assert row is not None
+        assert (row.run_id, row.stage, row.round, row.client) == (run_id, "post", 6, 2)
+
+
+def test_a_repeated_training_step_replaces_its_rows_and_other_steps_are_kept(
+    sessions: sessionmaker[Session],
+) -> None:
+    with sessions() as session:
+        run_id = add_run(session).id
+    teacher = _step(1, kd=0.0, model="global_ft", extra_losses={})
+    # A batch-level term (task ""), as DisentAFL adds its orthogonality.
+    batch = _step(2, kd=0.0, losses={}, extra_losses={"orthogonality": {"": 0.25}})
+    _record(sessions, run_id, _step(1, kd=0.002), teacher, batch, _step(1, kd=0.004))
+    assert _step_rows(sessions) == [
+        ("final", 1, "kd", "cls", 0.002, 4),
+        ("final", 1, "kd", "vqa", 0.004, 4),  # the resumed run's value
+        ("final", 1, "task", "cls", 0.5, 4),
+        ("final", 1, "task", "vqa", 1.5, 4),
+        ("final", 2, "orthogonality", "", 0.25, 4),
+        ("global_ft", 1, "task", "cls", 0.5, 4),
+        ("global_ft", 1, "task", "vqa", 1.5, 4),
+    ]
 
 
 def test_replacements_are_stored_once_per_round_client_and_task(

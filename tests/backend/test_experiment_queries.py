@@ -8,7 +8,16 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from backend.models import Metric, Replacement, Run, RunLog, RunStatus, RunTransition, TrainingLoss
+from backend.models import (
+    Metric,
+    Replacement,
+    Run,
+    RunLog,
+    RunStatus,
+    RunTransition,
+    TrainingLoss,
+    TrainingStepLoss,
+)
 from backend.settings import Settings
 from tests.backend.conftest import Api
 
@@ -102,6 +111,20 @@ def test_deleting_an_experiment_removes_its_runs_rows_and_directories(
                     parameters_copied=3,
                 )
             )
+            session.add(
+                TrainingStepLoss(
+                    run_id=run_id,
+                    stage="post",
+                    round=1,
+                    client=0,
+                    model="final",
+                    step=1,
+                    micro_batches=4,
+                    term="kd",
+                    task="t",
+                    value=0.001,
+                )
+            )
             (settings.runs_dir / str(run_id) / "artifacts").mkdir(parents=True)
         session.commit()  # fmt: skip
 
@@ -110,7 +133,8 @@ def test_deleting_an_experiment_removes_its_runs_rows_and_directories(
     assert api.get(f"{URL}/{doomed['id']}").status_code == 404
     assert api.get(f"/api/v1/runs/{run_ids[0]}").status_code == 404
     with sessions() as session:
-        for table in (Run, Metric, TrainingLoss, Replacement, RunLog, RunTransition):
+        tables = (Run, Metric, TrainingLoss, TrainingStepLoss, Replacement, RunLog)
+        for table in (*tables, RunTransition):
             count = session.scalar(
                 select(func.count()).select_from(table).where(table.id.in_(run_ids))
                 if table is Run
@@ -118,6 +142,7 @@ def test_deleting_an_experiment_removes_its_runs_rows_and_directories(
             )
             assert count == 0, table.__name__
         assert session.scalar(select(func.count()).select_from(Metric)) == 1  # the other's
+        assert session.scalar(select(func.count()).select_from(TrainingStepLoss)) == 1
     assert not any((settings.runs_dir / str(i)).exists() for i in run_ids)
     assert (settings.runs_dir / str(kept["runs"][0]["id"])).exists()
     assert api.client.delete(f"{URL}/{doomed['id']}", headers=api.auth).status_code == 404

@@ -163,6 +163,11 @@ def _detail(api: Api, body: Any) -> list[dict[str, Any]]:
             ["body", "algorithm"],
             "unknown algorithm 'tap2'",
         ),
+        (
+            {"preset": "demo", "overrides": {"post_steps": 5}},
+            ["body", "overrides", "post_steps"],
+            "renamed post_iterations",
+        ),
         ({"preset": "demo", "sweep": {"seed": [1, "x"]}}, ["body", "sweep", "seed"], "integer"),
         (
             {"preset": "demo", "sweep": {"clients_per_round": [2, 9]}},

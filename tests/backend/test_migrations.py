@@ -1,16 +1,23 @@
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
-from backend.db import make_engine, upgrade_database
+from backend.db import alembic_config, make_engine, upgrade_database
 from backend.models import Base
+from tap_engine.config import RunConfig, resolve_config
+from tests.backend.conftest import fresh_postgres_database
 
 
 def _diff(url: str) -> list:
@@ -78,4 +85,91 @@ def test_sqlite_connections_use_wal_foreign_keys_and_a_busy_timeout(tmp_path: Pa
         assert pragma("PRAGMA journal_mode").scalar() == "wal"
         assert pragma("PRAGMA foreign_keys").scalar() == 1
         assert pragma("PRAGMA busy_timeout").scalar() == 30000
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The URL of an empty database: a SQLite file, or a new database on the test server."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'old.db'}"
+        return
+    with fresh_postgres_database(request.getfixturevalue("postgres_url")) as url:
+        yield url
+
+
+def _old_demo_config(post_steps: int, grad_accum: int | None) -> dict[str, Any]:
+    """The demo's resolved config as the engine stored it before post_iterations."""
+    config = resolve_config("demo").model_dump(mode="json")
+    config.pop("post_iterations")
+    config["post_steps"] = post_steps
+    if grad_accum is None:
+        config.pop("grad_accum")  # written before the field existed: its default applies
+    else:
+        config["grad_accum"] = grad_accum
+    return config
+
+
+def _stored_configs(url: str) -> dict[int, dict[str, Any]]:
+    engine = make_engine(url)
+    with engine.connect() as db:
+        rows = db.execute(text("SELECT id, config FROM runs ORDER BY id")).all()
+    engine.dispose()
+    return {i: c if isinstance(c, dict) else json.loads(c) for i, c in rows}
+
+
+def test_upgrading_rewrites_post_steps_so_stored_runs_keep_their_stage_two(
+    empty_database: str,
+) -> None:
+    url = empty_database
+    config = alembic_config(url)
+    config.attributes["configure_logging"] = False
+    command.upgrade(config, "0003")
+    old = {
+        1: _old_demo_config(post_steps=5, grad_accum=2),
+        2: _old_demo_config(post_steps=3, grad_accum=None),
+        3: {"rounds": 2, "post_iterations": 7, "name": "post_steps"},  # only as a value
+    }
+    engine = make_engine(url)
+    with engine.begin() as db:
+        for insert in (
+            "INSERT INTO users (id, name, token_hash, is_admin, created_at) "
+            "VALUES (1, 'old', 'h', true, CURRENT_TIMESTAMP)",
+            "INSERT INTO experiments (id, name, preset, owner_id, spec, created_at) "
+            "VALUES (7, 'e', 'demo', 1, '{}', CURRENT_TIMESTAMP)",
+        ):
+            db.execute(text(insert))
+        for run_id, stored in old.items():
+            db.execute(
+                text(
+                    "INSERT INTO runs (id, experiment_id, algorithm, seed, config, status, "
+                    "round, total_rounds, progress, created_at, group_id) VALUES "
+                    "(:id, 7, 'tap', 1, :config, 'succeeded', 0, 2, 1, CURRENT_TIMESTAMP, 'g')"
+                ),
+                {"id": run_id, "config": json.dumps(stored)},
+            )
+    engine.dispose()
+
+    upgrade_database(url)
+    new = _stored_configs(url)
+    assert (new[1]["post_iterations"], new[1]["grad_accum"]) == (10, 2)
+    assert new[2]["post_iterations"] == 12  # grad_accum's default: 4
+    assert new[3] == old[3]
+    for run_id in (1, 2):
+        assert "post_steps" not in new[run_id]
+        # In the old key's place, everything else as it was.
+        assert list(new[run_id]) == [
+            "post_iterations" if k == "post_steps" else k for k in old[run_id]
+        ]
+        # What the worker does with a stored config before it runs it.
+        RunConfig.model_validate(new[run_id])
+    assert _diff(url) == []
+
+    command.downgrade(config, "0003")
+    back = _stored_configs(url)
+    assert (back[1]["post_steps"], back[2]["post_steps"]) == (5, 3)
+    assert "post_iterations" not in back[1] and "post_steps" in back[3]
+    assert back[3]["post_steps"] == 2  # ceil(7 / 4)
+    engine = make_engine(url)
+    assert "training_steps" not in inspect(engine).get_table_names()
     engine.dispose()

@@ -6,7 +6,7 @@ import io
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from backend.models import Metric, Run, RunStatus, TrainingLoss
+from backend.models import Metric, Run, RunStatus, TrainingLoss, TrainingStepLoss
 from backend.services import runs
 from backend.services.run_logs import add_log
 from tests.backend.conftest import Api, add_run
@@ -40,7 +40,7 @@ def test_a_run_shows_its_experiment_progress_and_config(api: Api) -> None:
 
 
 @pytest.mark.parametrize(
-    "suffix", ["", "/metrics", "/metrics.csv", "/losses", "/logs", "/logs.txt"]
+    "suffix", ["", "/metrics", "/metrics.csv", "/losses", "/steps", "/logs", "/logs.txt"]
 )
 def test_an_unknown_run_is_404_naming_it(api: Api, suffix: str) -> None:
     response = api.get(f"/api/v1/runs/777{suffix}")
@@ -123,6 +123,71 @@ def test_losses_of_a_run(api: Api, run_with_metrics: int) -> None:
         "items": [],
         "total": 0,
     }
+
+
+@pytest.fixture
+def run_with_steps(api: Api, sessions: sessionmaker[Session]) -> int:
+    """Two clients' stage 2: the teacher's task losses, the student's and its lambda x KD,
+    two steps each; written in an order the API must not serve them in."""
+    with sessions() as session:
+        run, other = add_run(session), add_run(session)
+        rows = [
+            (client, model, step, term, task)
+            for client in (1, 0)
+            for model in ("global_ft", "final")
+            for step in (2, 1)
+            for term in (("kd", "task") if model == "final" else ("task",))
+            for task in ("vqa", "cls")
+        ]
+        for run_id in (run.id, other.id):
+            for client, model, step, term, task in rows:
+                key = {"client": client, "model": model, "step": step, "term": term, "task": task}
+                value = 1.0 / step if term == "task" else 0.001 * step
+                session.add(
+                    TrainingStepLoss(
+                        run_id=run_id, stage="post", round=4, micro_batches=4, value=value, **key
+                    )
+                )
+        session.commit()
+        return run.id
+
+
+def test_steps_of_a_run_come_by_client_model_step_term_and_task(
+    api: Api, run_with_steps: int
+) -> None:
+    page = api.get(f"/api/v1/runs/{run_with_steps}/steps").json()
+    assert page["total"] == 2 * (2 * 2 + 2 * 4)  # the other run's rows are not included
+    keys = [(r["client"], r["model"], r["step"], r["term"], r["task"]) for r in page["items"]]
+    assert keys[:6] == [
+        (0, "final", 1, "kd", "cls"),
+        (0, "final", 1, "kd", "vqa"),
+        (0, "final", 1, "task", "cls"),
+        (0, "final", 1, "task", "vqa"),
+        (0, "final", 2, "kd", "cls"),
+        (0, "final", 2, "kd", "vqa"),
+    ]
+    assert keys == sorted(keys)
+    first = {"round": 4, "stage": "post", "client": 0, "model": "final", "step": 1}
+    assert page["items"][0] == {
+        **first,
+        "micro_batches": 4,
+        "term": "kd",
+        "task": "cls",
+        "value": 0.001,
+    }
+
+
+def test_steps_filter_by_client_model_term_and_task_and_page(api: Api, run_with_steps: int) -> None:
+    url = f"/api/v1/runs/{run_with_steps}/steps"
+    kd = api.get(url, params={"client": 1, "term": "kd", "task": "vqa"}).json()
+    assert [(r["step"], r["value"]) for r in kd["items"]] == [(1, 0.001), (2, 0.002)]
+    teacher = api.get(url, params={"model": "global_ft", "client": 0}).json()
+    assert teacher["total"] == 4 and {r["term"] for r in teacher["items"]} == {"task"}
+    assert api.get(url, params={"stage": "fl"}).json() == {"items": [], "total": 0}
+    page = api.get(url, params={"limit": 5, "offset": 20}).json()
+    assert page["total"] == 24 and len(page["items"]) == 4
+    assert page["items"][-1]["client"] == 1 and page["items"][-1]["model"] == "global_ft"
+    assert api.get(url, params={"limit": 0}).status_code == 422
 
 
 def _claimed(sessions: sessionmaker[Session], run_id: int) -> None:

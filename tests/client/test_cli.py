@@ -105,8 +105,10 @@ def test_metrics_compare_and_export(tapfl: Tapfl, live_api: LiveApi, tmp_path: P
     assert json.loads((folder / "artifacts" / "config.json").read_text())["seed"] == 1
     assert (folder / "artifacts" / "client-001.safetensors").stat().st_size > 0
     assert {p.name for p in folder.iterdir()} == {
-        "run.json", "metrics.csv", "losses.json", "replacements.json", "logs.json", "artifacts",
+        "run.json", "metrics.csv", "losses.json", "steps.json", "replacements.json",
+        "logs.json", "artifacts",
     }  # fmt: skip
+    assert json.loads((folder / "steps.json").read_text()) == []  # no stage 2 rows written
 
 
 def _installed(*args: str, **env: str) -> subprocess.CompletedProcess[str]:

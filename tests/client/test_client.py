@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import load
 
 from backend.client import ApiError, TapflClient
-from backend.models import Metric, Replacement, Run
+from backend.models import Metric, Replacement, Run, TrainingStepLoss
 from tap_engine.artifacts import save_final_state
 from tests.client.conftest import LiveApi
 
@@ -98,3 +98,26 @@ def test_results_metrics_csv_compare_replacements_and_artifacts(
     assert group["run_ids"] == ids and group["final"][0]["mean"] == pytest.approx(0.57)
     assert [a["name"] for a in admin.artifacts(ids[0])] == ["config.json", "client-000.safetensors"]
     assert torch.equal(load(admin.artifact(ids[0], "client-000.safetensors"))["w"], torch.ones(3))
+
+
+def test_steps_reads_every_page_of_a_runs_stage_two(
+    admin: TapflClient, live_api: LiveApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_id = admin.submit("demo")["runs"][0]["id"]
+    where = {"run_id": run_id, "stage": "post", "round": 2, "client": 0, "model": "final"}
+    with live_api.sessions()() as session:
+        for step in (1, 2, 3):
+            for term, value in (("task", 1.0 / step), ("kd", 0.001 * step)):
+                row = {"step": step, "micro_batches": 4, "term": term, "task": "t"}
+                session.add(TrainingStepLoss(**where, **row, value=value))
+        session.commit()
+    monkeypatch.setattr("backend.client.PAGE", 2)  # 6 rows: three requests
+    rows = admin.steps(run_id)
+    assert [(r["step"], r["term"]) for r in rows] == [
+        (step, term) for step in (1, 2, 3) for term in ("kd", "task")
+    ]
+    kd = admin.steps(run_id, term="kd", client=0)
+    assert [r["value"] for r in kd] == pytest.approx([0.001, 0.002, 0.003])
+    with pytest.raises(ApiError) as missing:
+        admin.steps(987654)
+    assert missing.value.status == 404

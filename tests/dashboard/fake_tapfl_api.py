@@ -161,6 +161,33 @@ def canned_losses(rounds: int = 4) -> list[dict[str, Any]]:
     ]
 
 
+def canned_steps(
+    steps: int = 4, round_: int = 4, client_tasks: dict[int, list[str]] = CLIENT_TASKS
+) -> list[dict[str, Any]]:
+    """A TAP run's stage 2 step by step: the teacher's (global_ft) and the student's (final)
+    task losses, and the student's lambda x KD per task, three orders of magnitude smaller."""
+    rows = []
+    for client, tasks in client_tasks.items():
+        for model in ("global_ft", "final"):
+            terms = ["task", "kd"] if model == "final" else ["task"]
+            for step, term, task in itertools.product(range(1, steps + 1), terms, tasks):
+                loss = 2.0 / step + (0.2 if model == "final" else 0.0)
+                rows.append(
+                    {
+                        "round": round_,
+                        "stage": "post",
+                        "client": client,
+                        "model": model,
+                        "step": step,
+                        "micro_batches": 4,
+                        "term": term,
+                        "task": task,
+                        "value": round(loss if term == "task" else 0.002 / step, 6),
+                    }
+                )
+    return rows
+
+
 def make_run(run_id: int, experiment: dict[str, Any], **fields: Any) -> dict[str, Any]:
     run = {
         "id": run_id,
@@ -215,6 +242,8 @@ class FakeState:
     runs: dict[int, dict[str, Any]] = field(default_factory=dict)
     metrics: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     losses: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    # Stage 2 step by step; empty unless a test gives a run some (canned_steps).
+    steps: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     replacements: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     logs: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     # Endpoints this fake API leaves out, like a server from before they existed.
@@ -411,7 +440,7 @@ class Overrides(BaseModel):
     seed: int | None = None
     clients_per_round: int | None = Field(default=None, ge=1, le=6)
     local_steps: int | None = Field(default=None, ge=1)
-    post_steps: int | None = Field(default=None, ge=0)
+    post_iterations: int | None = Field(default=None, ge=0)
     kd_lambda: float | None = Field(default=None, ge=0)
     eval_every: int | None = Field(default=None, ge=1)
     margins: dict[str, float] | None = None
@@ -623,6 +652,20 @@ def create_app(state: FakeState) -> FastAPI:
         if "client" in query:
             rows = [row for row in rows if row["client"] == int(query["client"])]
         return {"items": rows[offset : offset + limit], "total": len(rows)}
+
+    if "steps" not in state.missing:
+
+        @app.get("/api/v1/runs/{run_id}/steps", dependencies=auth)
+        def steps(run_id: int, request: Request, limit: int = 10_000, offset: int = 0):  # type: ignore[no-untyped-def]
+            find(run_id)
+            rows = state.steps.get(run_id, [])
+            query = request.query_params
+            for key in ("model", "stage", "term", "task"):
+                if key in query:
+                    rows = [row for row in rows if row[key] == query[key]]
+            if "client" in query:
+                rows = [row for row in rows if row["client"] == int(query["client"])]
+            return {"items": rows[offset : offset + limit], "total": len(rows)}
 
     return app
 

@@ -45,7 +45,7 @@ REAL_RUN_TIMEOUT_S = 600
 SMALL_DEMO = {
     "Rounds": "2",
     "Local steps": "2",
-    "Stage-2 steps": "2",
+    "Stage-2 iterations": "2",
     "Evaluate every … rounds": "1",
 }
 
@@ -324,7 +324,7 @@ def test_submit_a_demo_run_in_the_form_watch_it_finish_and_see_its_curves(
         # What the form sent is what the run will do.
         config = httpx.get(f"{stack.api_url}/api/v1/runs/{run_id}", headers=headers).json()
         config = config["config"]
-        assert (config["rounds"], config["local_steps"], config["post_steps"]) == (2, 2, 2)
+        assert (config["rounds"], config["local_steps"], config["post_iterations"]) == (2, 2, 2)
         assert config["eval_every"] == 1
 
         # 2. Runs: the run is listed and, without a reload, reaches succeeded.
@@ -357,6 +357,11 @@ def test_submit_a_demo_run_in_the_form_watch_it_finish_and_see_its_curves(
         # the stage-2 models are on the curves, with their legend
         expect(page.get_by_text("stage-2 final models").first).to_be_visible()
         expect(page.get_by_text("this API does not serve them")).to_have_count(0)
+        # stage 2 step by step, the student's λ·KD beside the task losses, from real events
+        expect(page.get_by_role("heading", name="Stage 2 step by step")).to_be_visible(
+            timeout=60_000
+        )
+        expect(page.locator(".js-plotly-plot", has_text="student λ·KD").first).to_be_visible()
         expect(page.get_by_test_id("stException")).to_have_count(0)
         page.set_viewport_size({"width": 1600, "height": 2600})
         page.wait_for_timeout(1000)  # let plotly redraw at the new size

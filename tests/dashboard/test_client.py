@@ -175,3 +175,22 @@ def test_replacements_accept_a_page_or_a_plain_list() -> None:
     assert client.replacements(1) == [event]
     client, _ = client_with(lambda r: httpx.Response(200, json=[event]))
     assert client.replacements(1) == [event]
+
+
+def test_all_steps_sends_the_filters_and_reads_every_page() -> None:
+    rows = [{"step": s, "term": "kd", "value": 0.001} for s in range(1, 16)]
+
+    def pages(request: httpx.Request) -> httpx.Response:
+        offset, limit = int(request.url.params["offset"]), int(request.url.params["limit"])
+        return httpx.Response(200, json={"items": rows[offset : offset + limit], "total": 15})
+
+    client, seen = client_with(pages)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("dashboard.client.PAGE_LIMIT", 10)
+        assert client.all_steps(5, client=2, term="kd", task=None) == rows
+    assert [r.url.path for r in seen] == ["/api/v1/runs/5/steps"] * 2
+    assert [r.url.params["offset"] for r in seen] == ["0", "10"]
+    assert all(r.url.params["client"] == "2" and "task" not in r.url.params for r in seen)
+    client, seen = client_with(lambda r: httpx.Response(200, json={"items": [], "total": 0}))
+    client.steps(5, model="final", limit=3)
+    assert dict(seen[0].url.params) == {"model": "final", "limit": "3"}

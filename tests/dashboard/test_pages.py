@@ -19,6 +19,7 @@ from tests.dashboard.fake_tapfl_api import (
     PANELS,
     FakeApi,
     FakeState,
+    canned_steps,
     large_run_state,
 )
 
@@ -423,6 +424,73 @@ def test_an_api_without_replacements_says_so_and_still_draws(
     assert any("does not serve them" in c for c in texts(at, "caption"))
 
 
+def step_figures(at: AppTest) -> dict[str, dict[str, Any]]:
+    return {title_of(f): f for f in figures(at) if title_of(f).endswith(" · stage 2")}
+
+
+def test_stage_two_step_by_step_shows_teacher_student_and_kd_per_client(
+    open_page: OpenPage, fake_api: FakeApi
+) -> None:
+    fake_api.state.steps[1] = canned_steps(steps=4)
+    at = open_page(RUN, run="1")
+    assert "Stage 2 step by step" in texts(at, "subheader")
+    assert any("added to the student's loss" in c for c in texts(at, "caption"))
+    charts = step_figures(at)
+    assert sorted(charts) == ["Client 0 · stage 2", "Client 1 · stage 2", "Client 2 · stage 2"]
+    traces = {t["name"]: t for t in charts["Client 1 · stage 2"]["data"]}
+    assert sorted(traces) == sorted(
+        f"{who} · {task}"
+        for who in ("teacher", "student", "student λ·KD")
+        for task in (CLASSIFY, GENERATE)
+    )
+    # λ·KD (0.002 / step) beside task losses of about 2: a log axis shows both.
+    assert charts["Client 1 · stage 2"]["layout"]["yaxis"]["type"] == "log"
+    kd = traces[f"student λ·KD · {CLASSIFY}"]
+    assert array(kd["x"]) == [1, 2, 3, 4]
+    assert array(kd["y"]) == pytest.approx([0.002, 0.001, 0.000667, 0.0005])
+    assert traces[f"teacher · {CLASSIFY}"]["line"]["color"] != kd["line"]["color"]
+    assert asked(fake_api, "/runs/1/steps")
+
+
+def test_no_stage_two_section_for_a_run_without_steps_or_an_api_without_them(
+    open_page: OpenPage, fake_api: FakeApi
+) -> None:
+    at = open_page(RUN, run="1")
+    assert asked(fake_api, "/runs/1/steps")  # asked, and there were none
+    assert "Stage 2 step by step" not in texts(at, "subheader")
+    assert not step_figures(at)
+    assert len(loss_figures(at)) == 3  # the page around it is whole
+
+    fake_api.state.missing.add("steps")
+    at = open_page(RUN, run="1")
+    assert not at.exception
+    assert "Stage 2 step by step" not in texts(at, "subheader")
+    assert len(metric_figures(at)) == len(PANELS)
+
+
+def test_the_constant_answer_is_a_grey_dotted_chance_line_named_in_the_legend(
+    open_page: OpenPage, fake_api: FakeApi
+) -> None:
+    rows = fake_api.state.metrics[1]
+    for model, value in (("personal", 0.4), ("constant", 0.1)):
+        for r, split in ((r, split) for r in (0, 2, 4) for split in ("local", "pooled")):
+            key = {"round": r, "stage": "fl", "client": 1, "task": GENERATE, "split": split}
+            rows.append({**key, "model": model, "metric": "exact_match", "value": value, "n": 50})
+    at = open_page(RUN, run="1")
+    assert "constant answer (chance)" not in all_text(at)  # not in the charts shown yet
+    at.selectbox(key="metric_1").set_value("exact_match").run()
+    assert not at.exception
+    figure = metric_figures(at)[f"Client 1 · {GENERATE}"]
+    lines = {t["name"]: t["line"] for t in figure["data"] if t["name"] != "replacement"}
+    constant = lines["constant answer (chance) · local"]
+    assert constant["dash"] == "dot" and lines["constant answer (chance) · pooled"]["dash"] != "dot"
+    others = {line["color"] for name, line in lines.items() if not name.startswith("constant")}
+    assert constant["color"] not in others
+    assert lines["personal · local"]["dash"] == "solid"
+    assert "constant answer (chance)" in all_text(at)
+    assert "most frequent training answer" in all_text(at)
+
+
 def test_logs_show_the_runs_lines_by_level(open_page: OpenPage, fake_api: FakeApi) -> None:
     at = open_page(RUN, run="1")
     log = texts(at, "code")[-1]
@@ -488,7 +556,7 @@ def test_a_sweep_over_algorithms_and_seeds_sends_every_hyperparameter(
     at.multiselect[0].set_value(["tap", "local"])
     at.text_input[1].input("1 2")
     for key, value in (("rounds", 2), ("clients_per_round", 3), ("local_steps", 2),
-                       ("post_steps", 1), ("eval_every", 1)):  # fmt: skip
+                       ("post_iterations", 1), ("eval_every", 1)):  # fmt: skip
         at.number_input(key=f"submit_{key}").set_value(value)
     at.number_input(key="submit_kd_lambda").set_value(0.01)
     at.number_input(key="submit_margin_image_classification").set_value(0.02)

@@ -1,7 +1,14 @@
 import pytest
 
 from tap_engine.config import resolve_config
-from tap_engine.events import Evaluation, LocalTraining, Replacement, RunFinished, TrainingStep
+from tap_engine.events import (
+    Evaluation,
+    LocalTraining,
+    Replacement,
+    RunFinished,
+    TrainingStep,
+    parse_event,
+)
 from tap_engine.runner import resolve_device, run
 from tests.engine.conftest import SMALL
 
@@ -63,6 +70,9 @@ def test_tap_evaluates_global_and_personal_models_of_every_client_every_round(tm
     assert len(student) == len(config.scenario.clients) * SMALL["post_iterations"]
     assert all(set(e.extra_losses["kd"]) == set(e.losses) for e in student)
     assert not any(e.extra_losses for e in steps if e.model == "global_ft")
+    # Every event survives its JSON line, the first replacement's +inf history included.
+    assert any(e.personal_loss == float("inf") for e in events if isinstance(e, Replacement))
+    assert [parse_event(e.model_dump_json()) for e in events] == events
 
 
 def test_training_loss_falls(tmp_path):

@@ -99,7 +99,7 @@ def test_a_demo_run_succeeds_with_evaluations_of_every_client_each_round(
     services: Services,
 ) -> None:
     # Few steps: this pins the service path, not learning.
-    quick = {"rounds": 2, "eval_every": 1, "local_steps": 2, "post_steps": 2}
+    quick = {"rounds": 2, "eval_every": 1, "local_steps": 2, "post_iterations": 2}
     experiment = services.submit({"preset": "demo", "overrides": quick})
     [run] = experiment["runs"]
     run = services.wait(run["id"])
@@ -139,7 +139,7 @@ def test_a_failing_run_is_reported_and_the_worker_goes_on_with_the_next(
             },
         }
     )["runs"][0]
-    quick = {"rounds": 1, "local_steps": 2, "post_steps": 2}
+    quick = {"rounds": 1, "local_steps": 2, "post_iterations": 2}
     healthy = services.submit({"preset": "demo", "overrides": quick})["runs"][0]
 
     broken = services.wait(broken["id"])

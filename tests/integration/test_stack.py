@@ -30,7 +30,7 @@ def test_up_demo_runs_the_demo_to_success_and_stores_every_clients_evaluations(t
             "--set",
             "local_steps=5",
             "--set",
-            "post_steps=5",
+            "post_iterations=5",
             "--home",
             str(home),
             "--api-port",

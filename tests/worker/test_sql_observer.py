@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from backend.models import Run, RunLog, RunStatus
+from backend.models import Run, RunLog, RunStatus, TrainingStepLoss
 from backend.services import runs
 from tap_engine import events as ev
 from tests.backend.conftest import add_run
@@ -188,3 +188,21 @@ def test_the_observer_logs_rounds_and_resets_worker_losses_once_a_round_complete
     with sessions() as session:
         run = session.get(Run, run_id)
         assert run is not None and run.recoveries == 0 and run.round == 5
+
+
+def test_the_observer_stores_stage_two_steps_without_a_log_line_for_each(
+    sessions: sessionmaker[Session], caplog: pytest.LogCaptureFixture
+) -> None:
+    run_id = _claimed(sessions)
+    observer = SqlObserver(run_id, sessions, attempt=1)
+    where = {"round": 3, "stage": "post", "client": 0, "model": "final", "micro_batches": 4}
+    with caplog.at_level(logging.INFO, logger="worker.progress"):
+        for step in (1, 2):
+            values = {"losses": {"t": 1.0}, "extra_losses": {"kd": {"t": 0.002}}}
+            observer(ev.TrainingStep(**where, step=step, **values))
+    with sessions() as session:
+        rows = session.scalars(select(TrainingStepLoss).where(TrainingStepLoss.run_id == run_id))
+        keys = sorted((r.step, r.term) for r in rows)
+    assert keys == [(step, term) for step in (1, 2) for term in ("kd", "task")]
+    # Dozens of steps per client: the run log keeps to rounds and local trainings.
+    assert not [r for r in caplog.records if r.name == "worker.progress"]

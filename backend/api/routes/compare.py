@@ -33,7 +33,7 @@ def compare_runs(
         Query(max_length=64, description="a sweep's group id (the runs of one experiment)"),
     ] = None,
     split: Literal["local", "pooled"] = "local",
-    model: Literal["global", "personal", "global_ft", "final"] = "personal",
+    model: Literal["global", "personal", "global_ft", "final", "constant"] = "personal",
 ) -> CompareOut:
     """Runs grouped by their resolved config without the seed; per group the mean ± std over
     its runs of `metric` for `model` on `split`, per client, task and round (`curves`), and

@@ -29,6 +29,8 @@ from backend.schemas import (
     Page,
     RunDetail,
     RunOut,
+    StepFilter,
+    StepOut,
     TransitionOut,
 )
 from backend.services import metrics, run_logs, runs
@@ -174,6 +176,25 @@ def get_losses(
     _existing_run(session, run_id)
     items, total = metrics.query_losses(session, run_id, filters, limit, offset)
     return Page[LossOut](items=[LossOut.model_validate(x) for x in items], total=total)
+
+
+@router.get(
+    "/{run_id}/steps", response_model=Page[StepOut], responses=ex.responses(ex.page(ex.STEP), 404)
+)
+def get_steps(
+    run_id: RunId,
+    session: SessionDep,
+    filters: Annotated[StepFilter, Query()],
+    limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
+    offset: Offset = 0,
+) -> Page[StepOut]:
+    """Stage 2 step by step: per optimizer step of each post-FL fine-tuning (TAP's teacher
+    `global_ft`, the `final` model) each task's loss (`term` `task`) and each term the
+    algorithm adds to it (`kd`: TAP's λ·KD per task), by client, model, stage, round, step,
+    term and task."""
+    _existing_run(session, run_id)
+    items, total = metrics.query_steps(session, run_id, filters, limit, offset)
+    return Page[StepOut](items=[StepOut.model_validate(x) for x in items], total=total)
 
 
 def _existing_run(session: Session, run_id: int) -> Run:

@@ -18,6 +18,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
+from tap_engine import catalog
+
 PRESETS_DIR = Path(__file__).parent / "presets"
 
 TaskFamily = Literal[
@@ -232,17 +234,6 @@ class BackboneSpec(StrictModel):
         return self.name.removesuffix("-tiny")
 
 
-ALGORITHMS: tuple[str, ...] = (
-    "tap",
-    "tap_no_kd",
-    "fedavg",
-    "fedavg_ft",
-    "fedavg_ft2x",
-    "disentafl",
-    "disentafl_ft",
-    "local",
-)
-
 # TAP_SPEC section 3: margins, learning rates and local steps per backbone.
 BACKBONE_DEFAULTS: dict[str, dict[str, Any]] = {
     "flava": {
@@ -346,8 +337,9 @@ class RunConfig(StrictModel):
     @field_validator("algorithm")
     @classmethod
     def _known_algorithm(cls, name: str) -> str:
-        if name not in ALGORITHMS:
-            raise ValueError(f"unknown algorithm {name!r}; choose one of {', '.join(ALGORITHMS)}")
+        if name not in catalog.algorithm_names():
+            names = ", ".join(catalog.algorithm_names())
+            raise ValueError(f"unknown algorithm {name!r}; choose one of {names}")
         return name
 
     @model_validator(mode="after")

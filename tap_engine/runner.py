@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tap_engine.algorithms import REGISTRY
+from tap_engine.algorithms import algorithm_class
 from tap_engine.algorithms.base import Algorithm
 from tap_engine.answers import most_frequent_answer
 from tap_engine.artifacts import save_final_state
@@ -153,7 +153,7 @@ class Engine:
     tokenizer: object
 
     def new_algorithm(self, storage: Storage | None = None) -> Algorithm:
-        return REGISTRY[self.config.algorithm](
+        return algorithm_class(self.config.algorithm)(
             trainable_state(self.model),
             self.components,
             [c.n_train for c in self.clients],

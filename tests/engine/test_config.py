@@ -1,9 +1,9 @@
 import pytest
 from pydantic import ValidationError
 
-from tap_engine.algorithms import REGISTRY
+from tap_engine import catalog
+from tap_engine.algorithms import Algorithm, algorithm_class
 from tap_engine.config import (
-    ALGORITHMS,
     ConfigError,
     apply_overrides,
     list_presets,
@@ -19,8 +19,25 @@ def test_demo_preset_is_listed_and_resolves():
     assert len(config.scenario.clients) >= 6
 
 
-def test_every_configurable_algorithm_has_an_implementation():
-    assert set(ALGORITHMS) == set(REGISTRY)
+def test_every_catalogued_algorithm_loads_a_class_of_that_name():
+    for name in catalog.algorithm_names():
+        cls = algorithm_class(name)
+        assert issubclass(cls, Algorithm)
+        assert cls.name == name
+
+
+def test_a_registered_algorithm_is_accepted_by_the_config_and_unknown_ones_are_not():
+    with pytest.raises(ValidationError, match="unknown algorithm 'toy'"):
+        resolve_config("demo", "toy")
+    catalog.register_algorithm(
+        catalog.AlgorithmInfo("toy", "a toy", "tap_engine.algorithms.local:Local")
+    )
+    try:
+        assert resolve_config("demo", "toy").algorithm == "toy"
+        assert "toy" in [a["name"] for a in catalog.as_dict()["algorithms"]]
+    finally:
+        catalog.unregister_algorithm("toy")
+    assert "toy" not in catalog.algorithm_names()
 
 
 def test_overrides_set_top_level_nested_and_list_fields():

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tap_engine.algorithms import REGISTRY
+from tap_engine.algorithms import algorithm_class
 from tap_engine.context import Context
 from tap_engine.events import LocalTraining, TrainingStep
 from tap_engine.extra_losses import distillation, kd_divergence
@@ -149,7 +149,7 @@ def test_fifty_stage_two_iterations_at_four_micro_batches_a_step_are_thirteen_st
 def test_stage_two_lengths_per_algorithm(algorithm, models, monkeypatch):
     engine = build_engine(algorithm=algorithm, post_iterations=6, grad_accum=4)
     trainer, _ = _counting_trainer(engine, 4, monkeypatch)
-    algo = REGISTRY[algorithm](
+    algo = algorithm_class(algorithm)(
         engine.initial_state(), engine.components, [c.n_train for c in engine.clients]
     )
     ctx = Context(
@@ -193,7 +193,7 @@ def test_tap_distils_text_generation_over_every_predicted_position(engine, monke
             lambda: False,
         )
         ctx.stage, ctx.round = "post", 3
-        tap = REGISTRY["tap"](
+        tap = algorithm_class("tap")(
             engine.initial_state(), engine.components, [c.n_train for c in engine.clients]
         )
         tap.post_fl(ctx, 4)

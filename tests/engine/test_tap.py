@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from tap_engine.algorithms import REGISTRY
+from tap_engine.algorithms import algorithm_class
 from tap_engine.algorithms.tap import Tap
 from tap_engine.events import Replacement
 from tap_engine.extra_losses import distillation
@@ -21,7 +21,7 @@ def _all_state(engine: Engine):
 
 
 def test_after_aggregation_a_client_sub_model_carries_exactly_the_servers_tensors(engine):
-    fedavg = REGISTRY["fedavg"](
+    fedavg = algorithm_class("fedavg")(
         _all_state(engine), engine.components, [c.n_train for c in engine.clients]
     )
     ctx = engine.context()

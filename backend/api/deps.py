@@ -10,9 +10,10 @@ from sqlalchemy.orm import Session
 
 from backend.auth import user_for_token
 from backend.db import get_session
-from backend.models import User
+from backend.models import Experiment, Run, User
 from backend.queue import RunQueue, celery_run_queue
 from backend.schemas import SQL_INT_MAX
+from backend.services import experiments, runs
 from backend.settings import Settings, get_settings
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
@@ -44,7 +45,6 @@ CurrentUser = Annotated[User, Depends(get_current_user)]
 
 
 def get_run_queue(settings: SettingsDep) -> RunQueue:
-    assert settings.redis_url is not None
     return celery_run_queue(settings.redis_url)
 
 
@@ -57,6 +57,29 @@ def not_found_name(kind: str, name: str) -> HTTPException:
 
 def not_found(kind: str, id: int) -> HTTPException:
     return HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail=f"{kind} {id} not found")
+
+
+def load_run(run_id: RunId, session: SessionDep) -> Run:
+    """The path's run. Every member reads every run, so only its existence is checked here;
+    the routes that change a run check its owner with ``require_owner``."""
+    run = runs.get_run(session, run_id)
+    if run is None:
+        raise not_found("run", run_id)
+    return run
+
+
+RunDep = Annotated[Run, Depends(load_run)]
+
+
+def load_experiment(experiment_id: ExperimentId, session: SessionDep) -> Experiment:
+    """The path's experiment; like runs, every member reads every experiment."""
+    experiment = experiments.get_experiment(session, experiment_id)
+    if experiment is None:
+        raise not_found("experiment", experiment_id)
+    return experiment
+
+
+ExperimentDep = Annotated[Experiment, Depends(load_experiment)]
 
 
 def get_admin_user(user: CurrentUser) -> User:
@@ -73,6 +96,6 @@ def require_owner(user: User, owner_id: int, what: str) -> None:
     but only its owner (or an admin) cancels, retries or deletes it."""
     if user.id != owner_id and not user.is_admin:
         raise HTTPException(
-            status.HTTP_403_FORBIDDEN, f"{what} belongs to another user; only its owner or an "
-            "admin may change it",
-        )  # fmt: skip
+            status.HTTP_403_FORBIDDEN,
+            f"{what} belongs to another user; only its owner or an admin may change it",
+        )

@@ -7,12 +7,11 @@ from fastapi import APIRouter, HTTPException, Query, Response, status
 from backend.api import examples as ex
 from backend.api.deps import (
     CurrentUser,
-    ExperimentId,
+    ExperimentDep,
     Offset,
     RunQueueDep,
     SessionDep,
     SettingsDep,
-    not_found,
     require_owner,
 )
 from backend.schemas import ExperimentCreate, ExperimentFilter, ExperimentOut, Page
@@ -59,10 +58,7 @@ def list_experiments(
 @router.get(
     "/{experiment_id}", response_model=ExperimentOut, responses=ex.responses(ex.EXPERIMENT, 404)
 )
-def get_experiment(experiment_id: ExperimentId, session: SessionDep) -> ExperimentOut:
-    experiment = experiments.get_experiment(session, experiment_id)
-    if experiment is None:
-        raise not_found("experiment", experiment_id)
+def get_experiment(experiment: ExperimentDep) -> ExperimentOut:
     return ExperimentOut.model_validate(experiment)
 
 
@@ -73,15 +69,12 @@ def get_experiment(experiment_id: ExperimentId, session: SessionDep) -> Experime
     responses={204: {"description": "deleted; no body"}, **ex.errors_of(403, 404, 409)},
 )
 def delete_experiment(
-    experiment_id: ExperimentId, session: SessionDep, user: CurrentUser, settings: SettingsDep
+    experiment: ExperimentDep, session: SessionDep, user: CurrentUser, settings: SettingsDep
 ) -> Response:
     """Delete the experiment with its runs, their rows (metrics, losses, replacements, logs)
     and their directories (checkpoints, artifacts). Only its owner or an admin may; runs
     still queued or running must be cancelled first (409)."""
-    experiment = experiments.get_experiment(session, experiment_id)
-    if experiment is None:
-        raise not_found("experiment", experiment_id)
-    require_owner(user, experiment.owner_id, f"experiment {experiment_id}")
+    require_owner(user, experiment.owner_id, f"experiment {experiment.id}")
     try:
         experiments.delete_experiment(session, experiment, settings.runs_dir)
     except experiments.ExperimentBusy as exc:

@@ -9,26 +9,12 @@ from fastapi import APIRouter, Query, Response
 from fastapi.responses import FileResponse
 
 from backend.api import examples as ex
-from backend.api.deps import (
-    Offset,
-    RunId,
-    SessionDep,
-    SettingsDep,
-    not_found,
-)
-from backend.models import Run
+from backend.api.deps import Offset, RunDep, SessionDep, SettingsDep, not_found
 from backend.schemas import SQL_INT_MAX, ArtifactOut, Page, ReplacementOut
-from backend.services import artifacts, runs
+from backend.services import artifacts
 from backend.services.metrics import query_replacements
 
 router = APIRouter(prefix="/runs", tags=["runs"])
-
-
-def _run(session: SessionDep, run_id: int) -> Run:
-    run = runs.get_run(session, run_id)
-    if run is None:
-        raise not_found("run", run_id)
-    return run
 
 
 @router.get(
@@ -37,7 +23,7 @@ def _run(session: SessionDep, run_id: int) -> Run:
     responses=ex.responses(ex.page(ex.REPLACEMENT), 404),
 )
 def get_replacements(
-    run_id: RunId,
+    run: RunDep,
     session: SessionDep,
     client: Annotated[int | None, Query(ge=0, le=SQL_INT_MAX)] = None,
     task: str | None = None,
@@ -46,8 +32,7 @@ def get_replacements(
 ) -> Page[ReplacementOut]:
     """TAP's replacement decisions in round order: where a client's personal model took over
     a task's parameters (global loss, personal loss, margin, parameters copied)."""
-    _run(session, run_id)
-    items, total = query_replacements(session, run_id, client, task, limit, offset)
+    items, total = query_replacements(session, run.id, client, task, limit, offset)
     return Page[ReplacementOut](
         items=[ReplacementOut.model_validate(r) for r in items], total=total
     )
@@ -58,10 +43,9 @@ def get_replacements(
     response_model=list[ArtifactOut],
     responses=ex.responses(ex.ARTIFACTS, 404),
 )
-def list_artifacts(run_id: RunId, session: SessionDep, settings: SettingsDep) -> list[ArtifactOut]:
+def list_artifacts(run: RunDep, settings: SettingsDep) -> list[ArtifactOut]:
     """The resolved config, and once the run has finished, each client's final personalized
     trainable state (adapters and heads) as safetensors."""
-    run = _run(session, run_id)
     return [
         ArtifactOut.model_validate(a, from_attributes=True)
         for a in artifacts.list_artifacts(run, settings.runs_dir)
@@ -82,15 +66,12 @@ def list_artifacts(run_id: RunId, session: SessionDep, settings: SettingsDep) ->
         **ex.errors_of(404),
     },
 )
-def download_artifact(
-    run_id: RunId, name: str, session: SessionDep, settings: SettingsDep
-) -> Response:
+def download_artifact(run: RunDep, name: str, settings: SettingsDep) -> Response:
     """One artifact by the name the listing gives."""
-    run = _run(session, run_id)
     artifact = artifacts.find_artifact(run, settings.runs_dir, name)
     if artifact is None:
-        raise not_found(f"artifact {name!r} of run", run_id)
-    disposition = {"Content-Disposition": f'attachment; filename="run-{run_id}-{name}"'}
+        raise not_found(f"artifact {name!r} of run", run.id)
+    disposition = {"Content-Disposition": f'attachment; filename="run-{run.id}-{name}"'}
     if artifact.path is None:
         return Response(
             artifacts.config_bytes(run), media_type=artifact.media_type, headers=disposition

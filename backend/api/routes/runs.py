@@ -11,14 +11,14 @@ from backend.api import examples as ex
 from backend.api.deps import (
     CurrentUser,
     Offset,
-    RunId,
+    RunDep,
     RunQueueDep,
     SessionDep,
     SettingsDep,
     not_found,
     require_owner,
 )
-from backend.models import Run, RunStatus, User
+from backend.models import Run, RunStatus
 from backend.schemas import (
     SQL_INT_MAX,
     LogLine,
@@ -54,10 +54,10 @@ def list_runs(
 
 
 @router.get("/{run_id}", response_model=RunDetail, responses=ex.responses(ex.RUN_DETAIL, 404))
-def get_run(run_id: RunId, session: SessionDep) -> RunDetail:
+def get_run(run: RunDep, session: SessionDep) -> RunDetail:
     """The run's status and progress (stage, round of total, ETA), each client's latest
     training losses, and every status change with its time and reason."""
-    return _detail(session, _existing_run(session, run_id))
+    return _detail(session, run)
 
 
 _CHANGE = ex.responses(ex.RUN_DETAIL, 403, 404, 409)
@@ -65,28 +65,30 @@ _CHANGE = ex.responses(ex.RUN_DETAIL, 403, 404, 409)
 
 @router.post("/{run_id}/cancel", response_model=RunDetail, responses=_CHANGE)
 def cancel_run(
-    run_id: RunId, session: SessionDep, user: CurrentUser, settings: SettingsDep
+    run: RunDep, session: SessionDep, user: CurrentUser, settings: SettingsDep
 ) -> RunDetail:
     """A queued run is cancelled at once; a running one becomes `cancelling` and stops after
     its current local training step, keeping the checkpoint of its last completed round.
     Only the run's owner or an admin may cancel it (403)."""
-    _owned_run(session, run_id, user)
+    run_id = run.id
+    require_owner(user, run.experiment.owner_id, f"run {run_id}")
     with _conflict():
-        run = runs.cancel_run(session, run_id, user.name, settings.heartbeat_timeout_s)
-    return _detail(session, _existing(run, run_id))
+        cancelled = runs.cancel_run(session, run_id, user.name, settings.heartbeat_timeout_s)
+    return _detail(session, _still_there(cancelled, run_id))
 
 
 @router.post("/{run_id}/retry", response_model=RunDetail, responses=_CHANGE)
 def retry_run(
-    run_id: RunId, session: SessionDep, user: CurrentUser, queue: RunQueueDep, settings: SettingsDep
+    run: RunDep, session: SessionDep, user: CurrentUser, queue: RunQueueDep, settings: SettingsDep
 ) -> RunDetail:
     """Queue a failed or cancelled run again; it resumes from its last checkpoint. Only the
     run's owner or an admin may retry it (403)."""
-    _owned_run(session, run_id, user)
+    run_id = run.id
+    require_owner(user, run.experiment.owner_id, f"run {run_id}")
     with _conflict():
-        run = _existing(runs.retry_run(session, run_id, user.name), run_id)
-    send_runs(session, queue, [run], settings, source="api")
-    return _detail(session, _existing(runs.fresh(session, run_id), run_id))
+        retried = _still_there(runs.retry_run(session, run_id, user.name), run_id)
+    send_runs(session, queue, [retried], settings, source="api")
+    return _detail(session, _still_there(runs.fresh(session, run_id), run_id))
 
 
 @router.get(
@@ -95,7 +97,7 @@ def retry_run(
     responses=ex.responses(ex.page(ex.LOG_LINE), 404),
 )
 def get_logs(
-    run_id: RunId,
+    run: RunDep,
     session: SessionDep,
     after: Annotated[
         int, Query(ge=0, le=SQL_INT_MAX, description="the last `seq` already read")
@@ -105,8 +107,7 @@ def get_logs(
 ) -> Page[LogLine]:
     """The run's log lines in order: the lifecycle's notes and the engine's and worker's
     logging while it ran. Poll with `after` set to the last `seq` seen to follow a run."""
-    _existing_run(session, run_id)
-    items, total = run_logs.query_logs(session, run_id, after, limit, level)
+    items, total = run_logs.query_logs(session, run.id, after, limit, level)
     return Page[LogLine](items=[LogLine.model_validate(x) for x in items], total=total)
 
 
@@ -115,10 +116,9 @@ def get_logs(
     response_class=Response,
     responses=ex.responses(ex.LOGS_TEXT, 404, media_type="text/plain"),
 )
-def get_logs_text(run_id: RunId, session: SessionDep) -> Response:
+def get_logs_text(run: RunDep, session: SessionDep) -> Response:
     """The whole log as plain text, one line per entry."""
-    _existing_run(session, run_id)
-    items, _ = run_logs.query_logs(session, run_id, 0, None)
+    items, _ = run_logs.query_logs(session, run.id, 0, None)
     return Response(run_logs.logs_text(items), media_type="text/plain; charset=utf-8")
 
 
@@ -128,15 +128,14 @@ def get_logs_text(run_id: RunId, session: SessionDep) -> Response:
     responses=ex.responses(ex.page(ex.METRIC), 404),
 )
 def get_metrics(
-    run_id: RunId,
+    run: RunDep,
     session: SessionDep,
     filters: Annotated[MetricFilter, Query()],
     limit: Annotated[int, Query(ge=1, le=1_000_000)] = 10_000,
     offset: Offset = 0,
 ) -> Response:
     """Evaluation values, one series (client, task, model, split, metric) after another."""
-    _existing_run(session, run_id)
-    rows, total = metrics.metric_rows(session, run_id, filters, limit, offset)
+    rows, total = metrics.metric_rows(session, run.id, filters, limit, offset)
     return Response(metrics.metrics_page_json(rows, total), media_type="application/json")
 
 
@@ -146,19 +145,18 @@ def get_metrics(
     responses=ex.responses(ex.METRICS_CSV, 404, media_type="text/csv"),
 )
 def get_metrics_csv(
-    run_id: RunId,
+    run: RunDep,
     session: SessionDep,
     filters: Annotated[MetricFilter, Query()],
     limit: Annotated[int | None, Query(ge=1, le=SQL_INT_MAX)] = None,
     offset: Offset = 0,
 ) -> Response:
     """The rows of `/metrics` as CSV, all of them unless `limit` says otherwise."""
-    _existing_run(session, run_id)
-    rows, _ = metrics.metric_rows(session, run_id, filters, limit, offset)
+    rows, _ = metrics.metric_rows(session, run.id, filters, limit, offset)
     return Response(
         metrics.metrics_csv(rows),
         media_type="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="run-{run_id}-metrics.csv"'},
+        headers={"Content-Disposition": f'attachment; filename="run-{run.id}-metrics.csv"'},
     )
 
 
@@ -166,15 +164,14 @@ def get_metrics_csv(
     "/{run_id}/losses", response_model=Page[LossOut], responses=ex.responses(ex.page(ex.LOSS), 404)
 )
 def get_losses(
-    run_id: RunId,
+    run: RunDep,
     session: SessionDep,
     filters: Annotated[LossFilter, Query()],
     limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
     offset: Offset = 0,
 ) -> Page[LossOut]:
     """Mean local-training loss per round, client, model and task."""
-    _existing_run(session, run_id)
-    items, total = metrics.query_losses(session, run_id, filters, limit, offset)
+    items, total = metrics.query_losses(session, run.id, filters, limit, offset)
     return Page[LossOut](items=[LossOut.model_validate(x) for x in items], total=total)
 
 
@@ -182,7 +179,7 @@ def get_losses(
     "/{run_id}/steps", response_model=Page[StepOut], responses=ex.responses(ex.page(ex.STEP), 404)
 )
 def get_steps(
-    run_id: RunId,
+    run: RunDep,
     session: SessionDep,
     filters: Annotated[StepFilter, Query()],
     limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
@@ -192,22 +189,12 @@ def get_steps(
     `global_ft`, the `final` model) each task's loss (`term` `task`) and each term the
     algorithm adds to it (`kd`: TAP's λ·KD per task), by client, model, stage, round, step,
     term and task."""
-    _existing_run(session, run_id)
-    items, total = metrics.query_steps(session, run_id, filters, limit, offset)
+    items, total = metrics.query_steps(session, run.id, filters, limit, offset)
     return Page[StepOut](items=[StepOut.model_validate(x) for x in items], total=total)
 
 
-def _existing_run(session: Session, run_id: int) -> Run:
-    return _existing(runs.get_run(session, run_id), run_id)
-
-
-def _owned_run(session: Session, run_id: int, user: User) -> Run:
-    run = _existing_run(session, run_id)
-    require_owner(user, run.experiment.owner_id, f"run {run_id}")
-    return run
-
-
-def _existing(run: Run | None, run_id: int) -> Run:
+def _still_there(run: Run | None, run_id: int) -> Run:
+    """The run a lifecycle change returned; None if it was deleted while the request ran."""
     if run is None:
         raise not_found("run", run_id)
     return run

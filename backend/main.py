@@ -33,12 +33,10 @@ API_PREFIX = "/api/v1"
 @asynccontextmanager
 async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
     settings = get_settings()
-    assert settings.database_url is not None
     upgrade_database(settings.database_url)
     ensure_bootstrap_token(settings)
     reconciler = None
     if settings.reconcile_interval_s > 0:
-        assert settings.redis_url is not None
         reconciler = ReconcilerThread(
             session_factory(settings.database_url), celery_run_queue(settings.redis_url),
             settings, settings.reconcile_interval_s,

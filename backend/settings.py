@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # With late acknowledgement Redis hands a message that was not acknowledged within this time
@@ -22,22 +22,29 @@ MAX_RUN_TIME_LIMIT_S = VISIBILITY_TIMEOUT_S - 24 * 3600
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TAPFL_", extra="ignore")
 
-    home: Path = Path("var")
+    home: Path = Field(default=Path("var"), validate_default=True)
     """State directory: the SQLite database, run workdirs, the bootstrap token, logs."""
-    database_url: str | None = None
-    redis_url: str | None = None
+    # The fields given a placeholder default here are derived from the others when unset
+    # (see ``_derive_unset``), so readers always get a value.
+    database_url: str = ""
+    """Unset: the SQLite file ``home/tapfl.db``."""
+    redis_url: str = ""
+    """Unset: Redis on loopback at ``redis_port``."""
     redis_port: int = 6379
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     dashboard_port: int = 8501
-    api_url: str | None = None
+    api_url: str = ""
+    """Unset: ``http://api_host:api_port``."""
     token: str | None = None
     """The token clients (dashboard, CLI) send; see ``client_token``."""
-    runs_dir: Path | None = None
-    """Each run's engine workdir (checkpoints, artifacts) is ``runs_dir/<run_id>``."""
+    runs_dir: Path = Path()
+    """Each run's engine workdir (checkpoints, artifacts) is ``runs_dir/<run_id>``; unset:
+    ``home/runs``."""
     max_body_bytes: int = 1_000_000
-    cache_dir: Path | None = None
-    """Shared by every run (``TAPFL_CACHE_DIR`` in the engine's environment): preprocessed data."""
+    cache_dir: Path = Path()
+    """Shared by every run (``TAPFL_CACHE_DIR`` in the engine's environment): preprocessed data;
+    unset: ``home/cache``."""
 
     # The run lifecycle (docs/LIFECYCLE.md).
     heartbeat_interval_s: float = Field(default=15.0, gt=0)
@@ -59,19 +66,28 @@ class Settings(BaseSettings):
     run_log_level: str = "INFO"
     """Lowest level of the log lines a run keeps in SQL (``GET /runs/{id}/logs``)."""
 
-    @model_validator(mode="after")
-    def _derive_defaults(self) -> Settings:
+    @field_validator("home", "runs_dir", "cache_dir")
+    @classmethod
+    def _absolute(cls, path: Path) -> Path:
         # Absolute, so that a path stored in the database or handed to a child process
         # means the same thing whatever the reader's working directory is.
-        self.home = self.home.expanduser().resolve()
-        if self.database_url is None:
+        return path.expanduser().resolve()
+
+    @model_validator(mode="after")
+    def _derive_unset(self) -> Settings:
+        # Set means given, by the environment or the constructor: an explicit value is kept
+        # even when it equals the placeholder.
+        given = self.model_fields_set
+        if "database_url" not in given:
             self.database_url = f"sqlite:///{self.home / 'tapfl.db'}"
-        if self.redis_url is None:
+        if "redis_url" not in given:
             self.redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
-        if self.api_url is None:
+        if "api_url" not in given:
             self.api_url = f"http://{self.api_host}:{self.api_port}"
-        self.runs_dir = (self.runs_dir or self.home / "runs").expanduser().resolve()
-        self.cache_dir = (self.cache_dir or self.home / "cache").expanduser().resolve()
+        if "runs_dir" not in given:
+            self.runs_dir = self._absolute(self.home / "runs")
+        if "cache_dir" not in given:
+            self.cache_dir = self._absolute(self.home / "cache")
         if self.heartbeat_timeout_s < 2 * self.heartbeat_interval_s:
             raise ValueError(
                 f"heartbeat_timeout_s ({self.heartbeat_timeout_s:g}) must be at least twice "

@@ -235,8 +235,6 @@ def up(
         }.items()
         if v is not None
     }
-    if api_port is not None and "TAPFL_API_URL" not in os.environ:
-        explicit["api_url"] = None  # derive it from the new port
     settings = Settings(**explicit)
     external_redis = "TAPFL_REDIS_URL" in os.environ
     if exit_when_done and not demo:

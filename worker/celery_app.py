@@ -35,7 +35,6 @@ PREEMPT = threading.Event()
 """Set in a process whose worker is shutting down: its run stops and is re-queued."""
 
 _settings = get_settings()
-assert _settings.redis_url is not None
 
 app = Celery("tapfl", include=["worker.tasks"])
 app.conf.update(
@@ -59,7 +58,6 @@ app.conf.update(
 def _migrate(**_: Any) -> None:
     # Before any child starts, so that runs never meet an old schema.
     settings = get_settings()
-    assert settings.database_url is not None
     upgrade_database(settings.database_url)
 
 

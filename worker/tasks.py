@@ -101,7 +101,6 @@ def _run_engine(
         log.error("run %s: %s", run_id, context, exc_info=exc)
         return Outcome("failed", error=describe_failure(exc, context))
 
-    assert settings.runs_dir is not None and settings.cache_dir is not None
     workdir = settings.runs_dir / str(run_id)
     workdir.mkdir(parents=True, exist_ok=True)
     settings.cache_dir.mkdir(parents=True, exist_ok=True)
@@ -166,7 +165,6 @@ def _record(
                 done = runs.requeue_run(session, run_id, attempt, reason)
                 run = runs.fresh(session, run_id)
                 if done and run is not None:
-                    assert settings.redis_url is not None
                     queue = celery_run_queue(settings.redis_url)
                     send_runs(session, queue, [run], settings, source="worker")
             case _:

@@ -29,22 +29,22 @@ class Artifact:
     path: Path | None  # None: served from the database (the config)
 
 
-def run_dir(run: Run, runs_dir: Path | None) -> Path | None:
+def run_dir(run: Run, runs_dir: Path) -> Path:
     if run.workdir:
         return Path(run.workdir)
-    return runs_dir / str(run.id) if runs_dir is not None else None
+    return runs_dir / str(run.id)
 
 
 def config_bytes(run: Run) -> bytes:
     return json.dumps(run.config, indent=2).encode()
 
 
-def list_artifacts(run: Run, runs_dir: Path | None) -> list[Artifact]:
+def list_artifacts(run: Run, runs_dir: Path) -> list[Artifact]:
     items = [
         Artifact(CONFIG_NAME, "config", None, len(config_bytes(run)), "application/json", None)
     ]
     folder = run_dir(run, runs_dir)
-    if folder is not None and (folder / ARTIFACTS_DIR).is_dir():
+    if (folder / ARTIFACTS_DIR).is_dir():
         for path in sorted((folder / ARTIFACTS_DIR).iterdir()):
             match = _ADAPTER.match(path.name)
             if match and path.is_file():
@@ -54,5 +54,5 @@ def list_artifacts(run: Run, runs_dir: Path | None) -> list[Artifact]:
     return items
 
 
-def find_artifact(run: Run, runs_dir: Path | None, name: str) -> Artifact | None:
+def find_artifact(run: Run, runs_dir: Path, name: str) -> Artifact | None:
     return next((a for a in list_artifacts(run, runs_dir) if a.name == name), None)

@@ -223,7 +223,7 @@ class ExperimentBusy(ValueError):
     """The experiment still has runs that a worker may write to (the API answers 409)."""
 
 
-def delete_experiment(session: Session, experiment: Experiment, runs_dir: Path | None) -> None:
+def delete_experiment(session: Session, experiment: Experiment, runs_dir: Path) -> None:
     """Delete the experiment, its runs and every row of them (metrics, losses, stage-2
     steps, replacements, logs, transitions: the foreign keys cascade), then the runs'
     directories.
@@ -236,8 +236,7 @@ def delete_experiment(session: Session, experiment: Experiment, runs_dir: Path |
             f"experiment {experiment.id} has active runs {active}; cancel them first"
         )
     workdirs = [Path(r.workdir) for r in experiment.runs if r.workdir]
-    if runs_dir is not None:
-        workdirs += [runs_dir / str(r.id) for r in experiment.runs]
+    workdirs += [runs_dir / str(r.id) for r in experiment.runs]
     session.execute(delete(Experiment).where(Experiment.id == experiment.id))
     session.commit()
     for workdir in set(workdirs):

@@ -138,7 +138,6 @@ def reconcile_once(session: Session, queue: RunQueue, settings: Settings) -> Rep
 
 def take_turn(settings: Settings, period_s: float) -> bool:
     """Whether this reconciler runs now (no other one ran within ``period_s``)."""
-    assert settings.redis_url is not None
     client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=5)
     try:
         ttl_ms = max(1, int(period_s * 900))  # expires just before the next turn is due

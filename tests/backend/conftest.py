@@ -53,7 +53,6 @@ def settings(
 
 @pytest.fixture
 def sessions(settings: Settings) -> sessionmaker[Session]:
-    assert settings.database_url is not None
     upgrade_database(settings.database_url)
     return session_factory()
 

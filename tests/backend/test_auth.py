@@ -133,7 +133,7 @@ def test_bootstrap_uses_the_database_of_the_settings_it_is_given(
 ) -> None:
     # `tapfl up --home DIR` builds its own Settings; the process's env points elsewhere.
     other = Settings(home=tmp_path / "elsewhere")
-    assert other.database_url is not None and other.database_url != settings.database_url
+    assert other.database_url != settings.database_url
     upgrade_database(other.database_url)
     token = ensure_bootstrap_token(other)
     assert other.token_file.read_text().strip() == token

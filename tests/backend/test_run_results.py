@@ -48,7 +48,6 @@ def test_the_config_and_each_clients_final_adapters_are_listed_and_downloaded(
     base = f"/api/v1/runs/{run_id}/artifacts"
     assert [a["name"] for a in api.get(base).json()] == ["config.json"]  # before it finishes
 
-    assert settings.runs_dir is not None
     workdir = settings.runs_dir / str(run_id)
     states = {c: {"lora.A": torch.randn(4, 2) + c, "head.w": torch.arange(3.0)} for c in (0, 1)}
     for client, state in states.items():
@@ -77,7 +76,6 @@ def test_only_listed_artifacts_are_served(
 ) -> None:
     with sessions() as session:
         run_id = add_run(session).id
-    assert settings.runs_dir is not None
     (settings.runs_dir / str(run_id) / "artifacts").mkdir(parents=True)
     (settings.runs_dir / str(run_id) / "secret.txt").write_text("x")
     base = f"/api/v1/runs/{run_id}/artifacts"

@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from backend.settings import Settings
 
@@ -52,3 +53,26 @@ def test_client_token_prefers_the_setting_then_the_token_file(tmp_path: Path) ->
     (tmp_path / "token").write_text("from-file\n")
     assert s.client_token() == "from-file"
     assert Settings(home=tmp_path, token="explicit").client_token() == "explicit"
+
+
+def test_derived_paths_follow_home_and_given_ones_are_made_absolute(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    derived = Settings(home=tmp_path / "state")
+    assert (derived.runs_dir, derived.cache_dir) == (
+        tmp_path / "state" / "runs",
+        tmp_path / "state" / "cache",
+    )
+    # "." is a directory like any other, not "unset".
+    monkeypatch.setenv("TAPFL_RUNS_DIR", ".")
+    monkeypatch.setenv("TAPFL_CACHE_DIR", "cache-here")
+    given = Settings(home=tmp_path / "state")
+    assert (given.runs_dir, given.cache_dir) == (tmp_path, tmp_path / "cache-here")
+
+
+def test_a_bad_value_is_the_only_error_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TAPFL_API_PORT", "80a")
+    with pytest.raises(ValidationError) as info:
+        Settings()
+    assert [e["loc"] for e in info.value.errors()] == [("api_port",)]

@@ -20,7 +20,6 @@ router = APIRouter(tags=["health"])
 )
 def get_health(session: SessionDep, settings: SettingsDep, response: Response) -> Health:
     """Whether the API reaches its database and the queue broker. Needs no token."""
-    assert settings.redis_url is not None
     result = health.check(session, settings.redis_url)
     if result.status != "ok":
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE

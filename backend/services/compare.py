@@ -22,27 +22,10 @@ from sqlalchemy.orm import Session
 
 from backend.models import Metric, Run
 from backend.schemas import CompareCurve, CompareFinal, CompareGroup, CompareOut
+from tap_engine.catalog import higher_is_better
 
 # Fields that do not make two runs different experiments.
 IGNORED_FIELDS = frozenset({"seed", "name", "device"})
-HIGHER_IS_BETTER_PREFIXES = (
-    "accuracy",
-    "exact_match",
-    "meteor",
-    "chrf",
-    "bertscore_f1",
-    "token_accuracy",
-)
-LOWER_IS_BETTER_PREFIXES = ("loss", "mse", "perplexity")
-
-
-def higher_is_better(metric: str) -> bool:
-    """accuracy, exact_match, meteor*, chrf, bertscore_f1, token_accuracy: higher is better;
-    loss, mse, perplexity (and anything unknown ending in one of those): lower is better."""
-    name = metric.lower()
-    if name.startswith(HIGHER_IS_BETTER_PREFIXES) or name.endswith("accuracy"):
-        return True
-    return not (name.startswith(LOWER_IS_BETTER_PREFIXES) or name.endswith(("loss", "mse")))
 
 
 def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -119,9 +102,12 @@ def compare(session: Session, runs: list[Run], metric: str, split: str, model: s
             )
         )
     return CompareOut(
-        metric=metric, split=split, model=model, higher_is_better=higher_is_better(metric),
+        metric=metric,
+        split=split,
+        model=model,
+        higher_is_better=higher_is_better(metric),
         groups=out,
-    )  # fmt: skip
+    )
 
 
 def _selection(

@@ -9,15 +9,22 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.models import Metric
-from backend.services.compare import higher_is_better
+from tap_engine import catalog
 from tests.backend.conftest import Api, add_run
 
 URL = "/api/v1/compare"
 
 
 def _metric(run_id: int, rnd: int, value: float, **kw: Any) -> Metric:
-    fields = {"stage": "fl", "client": 0, "task": "t", "model": "personal", "split": "local",
-              "metric": "accuracy", "n": 8} | kw  # fmt: skip
+    fields = {
+        "stage": "fl",
+        "client": 0,
+        "task": "t",
+        "model": "personal",
+        "split": "local",
+        "metric": "accuracy",
+        "n": 8,
+    } | kw
     return Metric(run_id=run_id, round=rnd, value=value, **fields)
 
 
@@ -148,12 +155,26 @@ def test_unknown_runs_or_group_are_404(api: Api, runs: dict[str, list[int]]) -> 
     assert api.get(URL, params={"group": "nope", "metric": "accuracy"}).status_code == 404
 
 
-@pytest.mark.parametrize(
-    ("metric", "higher"),
-    [("accuracy", True), ("meteor", True), ("meteor_score", True), ("chrf", True),
-     ("bertscore_f1", True), ("token_accuracy", True), ("exact_match", True), ("loss", False),
-     ("mse", False),
-     ("perplexity", False)],
-)  # fmt: skip
-def test_higher_is_better_follows_the_metric_name(metric: str, higher: bool) -> None:
-    assert higher_is_better(metric) is higher
+def test_the_direction_of_a_metric_is_the_catalogs(
+    api: Api, sessions: sessionmaker[Session]
+) -> None:
+    with sessions() as session:
+        run_id = add_run(session).id
+    pinned = {
+        "accuracy": True,
+        "meteor": True,
+        "meteor_score": True,
+        "chrf": True,
+        "bertscore_f1": True,
+        "token_accuracy": True,
+        "exact_match": True,
+        "loss": False,
+        "mse": False,
+        "perplexity": False,
+    }
+    expected = {name: m.higher_is_better for name, m in catalog.METRICS.items()} | pinned
+    answered = {
+        name: api.get(URL, params={"runs": str(run_id), "metric": name}).json()["higher_is_better"]
+        for name in expected
+    }
+    assert answered == expected

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.exceptions import RequestValidationError
@@ -9,6 +9,7 @@ from backend.api import examples as ex
 from backend.api.deps import SessionDep, not_found
 from backend.schemas import CompareOut
 from backend.services import compare, runs
+from tap_engine.events import ModelKind, Split
 
 router = APIRouter(prefix="/compare", tags=["compare"])
 
@@ -32,8 +33,8 @@ def compare_runs(
         str | None,
         Query(max_length=64, description="a sweep's group id (the runs of one experiment)"),
     ] = None,
-    split: Literal["local", "pooled"] = "local",
-    model: Literal["global", "personal", "global_ft", "final", "constant"] = "personal",
+    split: Split = "local",
+    model: ModelKind = "personal",
 ) -> CompareOut:
     """Runs grouped by their resolved config without the seed; per group the mean ± std over
     its runs of `metric` for `model` on `split`, per client, task and round (`curves`), and

@@ -38,9 +38,11 @@ async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
     reconciler = None
     if settings.reconcile_interval_s > 0:
         reconciler = ReconcilerThread(
-            session_factory(settings.database_url), celery_run_queue(settings.redis_url),
-            settings, settings.reconcile_interval_s,
-        )  # fmt: skip
+            session_factory(settings.database_url),
+            celery_run_queue(settings.redis_url),
+            settings,
+            settings.reconcile_interval_s,
+        )
         reconciler.start()
     log.info("tapfl API ready; admin token in %s", settings.token_file)
     try:

@@ -44,6 +44,7 @@ def redis_server_binary() -> str:
 def start_redis(port: int, datadir: Path, log: Path | None = None) -> subprocess.Popen[bytes]:
     """A redis-server on loopback, persisting to ``datadir`` (AOF, so queued messages survive)."""
     datadir.mkdir(parents=True, exist_ok=True)
+    # One flag and its value a line; the formatter would put each on its own line.
     args = [
         redis_server_binary(),
         "--port", str(port),

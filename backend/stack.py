@@ -137,10 +137,21 @@ def start(settings: Settings, external_redis: bool) -> Stack:
             redis_dir.mkdir(parents=True, exist_ok=True)
             proc = stack.spawn(
                 "redis",
-                [redis_server_binary(), "--port", str(settings.redis_port), "--bind", LOOPBACK,
-                 "--dir", str(redis_dir), "--appendonly", "yes", "--save", ""],
+                [
+                    redis_server_binary(),
+                    "--port",
+                    str(settings.redis_port),
+                    "--bind",
+                    LOOPBACK,
+                    "--dir",
+                    str(redis_dir),
+                    "--appendonly",
+                    "yes",
+                    "--save",
+                    "",
+                ],
                 env,
-            )  # fmt: skip
+            )
             wait_for_redis(str(settings.redis_url), proc=proc)
 
         upgrade_database(str(settings.database_url))
@@ -149,24 +160,61 @@ def start(settings: Settings, external_redis: bool) -> Stack:
 
         api = stack.spawn(
             "api",
-            [sys.executable, "-m", "uvicorn", "backend.main:app", "--host", LOOPBACK,
-             "--port", str(settings.api_port), "--log-level", "info"],
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "backend.main:app",
+                "--host",
+                LOOPBACK,
+                "--port",
+                str(settings.api_port),
+                "--log-level",
+                "info",
+            ],
             env,
-        )  # fmt: skip
+        )
         stack.spawn(
             "worker",
-            [sys.executable, "-m", "celery", "-A", "worker.celery_app:app", "worker",
-             "-Q", "cpu,gpu", "--concurrency", "1", "--pool", "prefork",
-             "--hostname", f"tapfl-embedded-{settings.api_port}@%h", "--loglevel", "INFO"],
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "worker.celery_app:app",
+                "worker",
+                "-Q",
+                "cpu,gpu",
+                "--concurrency",
+                "1",
+                "--pool",
+                "prefork",
+                "--hostname",
+                f"tapfl-embedded-{settings.api_port}@%h",
+                "--loglevel",
+                "INFO",
+            ],
             env,
-        )  # fmt: skip
+        )
         dashboard = stack.spawn(
             "dashboard",
-            [sys.executable, "-m", "streamlit", "run", str(DASHBOARD_APP),
-             "--server.port", str(settings.dashboard_port), "--server.address", LOOPBACK,
-             "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+            [
+                sys.executable,
+                "-m",
+                "streamlit",
+                "run",
+                str(DASHBOARD_APP),
+                "--server.port",
+                str(settings.dashboard_port),
+                "--server.address",
+                LOOPBACK,
+                "--server.headless",
+                "true",
+                "--browser.gatherUsageStats",
+                "false",
+            ],
             env,
-        )  # fmt: skip
+        )
         wait_for_http(f"{settings.api_url}/api/v1/health", proc=api, name="API", timeout=90)
         wait_for_http(f"{stack.dashboard_url}/_stcore/health", proc=dashboard, name="dashboard")
         stack.check_children()

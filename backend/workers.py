@@ -45,12 +45,26 @@ class WorkerSpec:
 
     def command(self, loglevel: str) -> list[str]:
         return [
-            sys.executable, "-m", "celery", "-A", CELERY_APP, "worker",
-            "-Q", ",".join(self.queues), "--concurrency", str(self.concurrency),
-            "--pool", "prefork", "--hostname", self.node, "--loglevel", loglevel,
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            CELERY_APP,
+            "worker",
+            "-Q",
+            ",".join(self.queues),
+            "--concurrency",
+            str(self.concurrency),
+            "--pool",
+            "prefork",
+            "--hostname",
+            self.node,
+            "--loglevel",
+            loglevel,
             # Workers need not talk to each other (SQL coordinates the runs).
-            "--without-gossip", "--without-mingle",
-        ]  # fmt: skip
+            "--without-gossip",
+            "--without-mingle",
+        ]
 
 
 def parse_gpus(text: str) -> list[str]:
@@ -127,9 +141,12 @@ class Supervisor:
         try:
             # Own session: Ctrl-C reaches this supervisor only, which stops each worker once.
             proc = subprocess.Popen(
-                spec.command(self.loglevel), env=spec.env, start_new_session=True,
-                stdout=out, stderr=subprocess.STDOUT if out else None,  # type: ignore[arg-type]
-            )  # fmt: skip
+                spec.command(self.loglevel),
+                env=spec.env,
+                start_new_session=True,
+                stdout=out,
+                stderr=subprocess.STDOUT if out else None,  # type: ignore[arg-type]
+            )
         finally:
             if hasattr(out, "close"):
                 out.close()  # type: ignore[union-attr]
@@ -221,8 +238,9 @@ def worker(
     stopping = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopping.set())
-    supervisor = Supervisor(plan(gpu_list, queue_list, name, concurrency), loglevel, logs,
-                            stop_timeout)  # fmt: skip
+    supervisor = Supervisor(
+        plan(gpu_list, queue_list, name, concurrency), loglevel, logs, stop_timeout
+    )
     supervisor.start()
     try:
         while not stopping.wait(1.0):

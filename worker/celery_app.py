@@ -80,9 +80,12 @@ def _preempt_runs(**_: Any) -> None:
 
 @task_failure.connect
 def _hard_time_limit(
-    sender: Any = None, task_id: str | None = None, exception: Any = None,
-    args: Any = None, **_: Any,
-) -> None:  # fmt: skip
+    sender: Any = None,
+    task_id: str | None = None,
+    exception: Any = None,
+    args: Any = None,
+    **_: Any,
+) -> None:
     """The pool killed a run's process at its hard time limit: the run failed."""
     if not isinstance(exception, TimeLimitExceeded) or getattr(sender, "name", None) != RUN_TASK:
         return

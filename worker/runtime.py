@@ -135,9 +135,13 @@ class RunRuntime:
 
     def _line(self, level: str, message: str) -> dict[str, Any]:
         return {
-            "run_id": self.run_id, "time": datetime.now(UTC), "level": level, "source": "worker",
-            "attempt": self.attempt, "message": message,
-        }  # fmt: skip
+            "run_id": self.run_id,
+            "time": datetime.now(UTC),
+            "level": level,
+            "source": "worker",
+            "attempt": self.attempt,
+            "message": message,
+        }
 
     def _loop(self) -> None:
         last_beat = float("-inf")

@@ -62,33 +62,52 @@ class SqlObserver:
                 where = f"resuming after round {resumed}" if resumed else "from the start"
                 progress_log.info(
                     "engine started %s: %s, seed %s, %s rounds, %s clients, %s trainable of %s "
-                    "parameters", where, event.algorithm, event.seed, event.total_rounds,
-                    len(event.clients), f"{event.trainable_parameters:,}",
+                    "parameters",
+                    where,
+                    event.algorithm,
+                    event.seed,
+                    event.total_rounds,
+                    len(event.clients),
+                    f"{event.trainable_parameters:,}",
                     f"{event.trainable_parameters + event.frozen_parameters:,}",
-                )  # fmt: skip
+                )
             case ev.RoundStarted():
                 clients = ", ".join(map(str, event.participants))
                 progress_log.info(
-                    "round %s/%s: clients %s, lr %.3g", event.round, self._total_rounds or "?",
-                    clients, event.lr,
-                )  # fmt: skip
+                    "round %s/%s: clients %s, lr %.3g",
+                    event.round,
+                    self._total_rounds or "?",
+                    clients,
+                    event.lr,
+                )
             case ev.LocalTraining():
                 losses = ", ".join(f"{task} {loss:.4f}" for task, loss in event.losses.items())
                 progress_log.info(
-                    "round %s client %s (%s model): loss %s over %s steps", event.round,
-                    event.client, event.model, losses or "-", event.steps,
-                )  # fmt: skip
+                    "round %s client %s (%s model): loss %s over %s steps",
+                    event.round,
+                    event.client,
+                    event.model,
+                    losses or "-",
+                    event.steps,
+                )
             case ev.Replacement():
                 progress_log.info(
                     "round %s client %s: the personal model takes over %s (loss %.4f vs %.4f "
-                    "global, %s parameters)", event.round, event.client, event.task,
-                    event.personal_loss, event.global_loss, f"{event.parameters_copied:,}",
-                )  # fmt: skip
+                    "global, %s parameters)",
+                    event.round,
+                    event.client,
+                    event.task,
+                    event.personal_loss,
+                    event.global_loss,
+                    f"{event.parameters_copied:,}",
+                )
             case ev.RunFinished():
                 progress_log.info(
-                    "engine %s after %s rounds in %.1f s", event.status, event.rounds_completed,
+                    "engine %s after %s rounds in %.1f s",
+                    event.status,
+                    event.rounds_completed,
                     event.elapsed_s,
-                )  # fmt: skip
+                )
             case _:
                 pass
 

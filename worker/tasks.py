@@ -53,10 +53,13 @@ def execute(run_id: int, task_id: str | None = None, node: str | None = None) ->
     owner = runs.Owner.current(node or socket.gethostname())
     with sessions() as session:
         claimed = runs.claim_run(
-            session, run_id, owner, task_id=task_id,
+            session,
+            run_id,
+            owner,
+            task_id=task_id,
             heartbeat_timeout_s=settings.heartbeat_timeout_s,
             max_recoveries=settings.max_recoveries,
-        )  # fmt: skip
+        )
         if claimed is None:
             log.info("run %s not started: %s", run_id, _why_not(session, run_id))
             return "skipped"
@@ -111,18 +114,22 @@ def _run_engine(
     os.environ["TAPFL_RUN_GROUP"] = group_id
 
     log.info(
-        "run %s (attempt %s): %s, preset %s, seed %s, device %s, in %s", run_id, attempt,
-        config.algorithm, config.preset, config.seed, config.device, workdir,
-    )  # fmt: skip
+        "run %s (attempt %s): %s, preset %s, seed %s, device %s, in %s",
+        run_id,
+        attempt,
+        config.algorithm,
+        config.preset,
+        config.seed,
+        config.device,
+        workdir,
+    )
     should_stop = StopCheck(
-        run_id, sessions, settings.stop_poll_s, attempt=attempt, preempt=PREEMPT,
-        lost=runtime.lost,
-    )  # fmt: skip
+        run_id, sessions, settings.stop_poll_s, attempt=attempt, preempt=PREEMPT, lost=runtime.lost
+    )
     try:
         result = runner.run(
-            config, SqlObserver(run_id, sessions, attempt), workdir=workdir,
-            should_stop=should_stop,
-        )  # fmt: skip
+            config, SqlObserver(run_id, sessions, attempt), workdir=workdir, should_stop=should_stop
+        )
     except SoftTimeLimitExceeded:
         error = (
             f"time limit reached: the attempt ran for its {time_limit:.0f} s limit and was "
@@ -172,8 +179,11 @@ def _record(
     if not done:
         log.warning(
             "run %s no longer belongs to attempt %s (taken over or ended elsewhere); "
-            "this attempt's ending (%s) is not recorded", run_id, attempt, outcome.status,
-        )  # fmt: skip
+            "this attempt's ending (%s) is not recorded",
+            run_id,
+            attempt,
+            outcome.status,
+        )
         return "abandoned"
     log.info("run %s %s", run_id, outcome.status)
     return outcome.status

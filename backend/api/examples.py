@@ -9,24 +9,54 @@ from __future__ import annotations
 from typing import Any
 
 CONFIG = {
-    "name": "demo", "preset": "demo", "algorithm": "tap", "seed": 42, "rounds": 6,
-    "clients": 3, "clients_per_round": 3, "device": "cpu",
+    "name": "demo",
+    "preset": "demo",
+    "algorithm": "tap",
+    "seed": 42,
+    "rounds": 6,
+    "clients": 3,
+    "clients_per_round": 3,
+    "device": "cpu",
     "backbone": {"name": "tiny", "tiny_hidden_size": 32},
-}  # fmt: skip
+}
 
 RUN = {
-    "id": 12, "experiment_id": 7, "experiment_name": "tap vs fedavg", "preset": "demo",
-    "algorithm": "tap", "seed": 42, "status": "running", "stage": "fl", "round": 3,
-    "total_rounds": 6, "progress": 0.5, "eta_s": 41.5, "error": None,
-    "created_at": "2026-11-24T18:00:00Z", "queued_at": "2026-11-24T18:00:00Z",
-    "started_at": "2026-11-24T18:00:02Z", "claimed_at": "2026-11-24T18:00:02Z",
-    "finished_at": None, "heartbeat_at": "2026-11-24T18:00:40Z", "attempt": 1,
-    "worker": "gpu-node-1 pid 4242", "group_id": "5f1c0e9a2b7d4c3e8f6a1b2c3d4e5f60",
-    "sweep": {"seed": 42}, "time_limit_s": None, "config": CONFIG,
-}  # fmt: skip
+    "id": 12,
+    "experiment_id": 7,
+    "experiment_name": "tap vs fedavg",
+    "preset": "demo",
+    "algorithm": "tap",
+    "seed": 42,
+    "status": "running",
+    "stage": "fl",
+    "round": 3,
+    "total_rounds": 6,
+    "progress": 0.5,
+    "eta_s": 41.5,
+    "error": None,
+    "created_at": "2026-11-24T18:00:00Z",
+    "queued_at": "2026-11-24T18:00:00Z",
+    "started_at": "2026-11-24T18:00:02Z",
+    "claimed_at": "2026-11-24T18:00:02Z",
+    "finished_at": None,
+    "heartbeat_at": "2026-11-24T18:00:40Z",
+    "attempt": 1,
+    "worker": "gpu-node-1 pid 4242",
+    "group_id": "5f1c0e9a2b7d4c3e8f6a1b2c3d4e5f60",
+    "sweep": {"seed": 42},
+    "time_limit_s": None,
+    "config": CONFIG,
+}
 
-LOSS = {"round": 3, "stage": "fl", "client": 0, "model": "personal", "task": "vqa",
-        "loss": 0.73, "steps": 2}  # fmt: skip
+LOSS = {
+    "round": 3,
+    "stage": "fl",
+    "client": 0,
+    "model": "personal",
+    "task": "vqa",
+    "loss": 0.73,
+    "steps": 2,
+}
 
 # A step of the student: TAP's lambda x KD on one task, as added to its loss.
 STEP = {
@@ -45,63 +75,149 @@ RUN_DETAIL = {
     **RUN,
     "latest_losses": [LOSS],
     "transitions": [
-        {"at": "2026-11-24T18:00:00Z", "from_status": None, "to_status": "queued",
-         "attempt": 0, "reason": "submitted by ada"},
-        {"at": "2026-11-24T18:00:02Z", "from_status": "queued", "to_status": "running",
-         "attempt": 1, "reason": "taken by gpu-node-1 pid 4242"},
+        {
+            "at": "2026-11-24T18:00:00Z",
+            "from_status": None,
+            "to_status": "queued",
+            "attempt": 0,
+            "reason": "submitted by ada",
+        },
+        {
+            "at": "2026-11-24T18:00:02Z",
+            "from_status": "queued",
+            "to_status": "running",
+            "attempt": 1,
+            "reason": "taken by gpu-node-1 pid 4242",
+        },
     ],
-}  # fmt: skip
+}
 
 EXPERIMENT = {
-    "id": 7, "name": "tap vs fedavg", "preset": "demo", "owner": "ada",
-    "created_at": "2026-11-24T18:00:00Z", "runs": [RUN],
-}  # fmt: skip
+    "id": 7,
+    "name": "tap vs fedavg",
+    "preset": "demo",
+    "owner": "ada",
+    "created_at": "2026-11-24T18:00:00Z",
+    "runs": [RUN],
+}
 
-METRIC = {"round": 3, "stage": "fl", "client": 0, "task": "vqa", "model": "personal",
-          "split": "local", "metric": "accuracy", "value": 0.81, "n": 64}  # fmt: skip
+METRIC = {
+    "round": 3,
+    "stage": "fl",
+    "client": 0,
+    "task": "vqa",
+    "model": "personal",
+    "split": "local",
+    "metric": "accuracy",
+    "value": 0.81,
+    "n": 64,
+}
 
 METRICS_CSV = (
     "round,stage,client,task,model,split,metric,value,n\n"
     "3,fl,0,vqa,personal,local,accuracy,0.81,64\n"
 )
 
-REPLACEMENT = {"round": 3, "client": 0, "task": "vqa", "global_loss": 0.91,
-               "personal_loss": 0.74, "margin": 0.0, "parameters_copied": 18432}  # fmt: skip
+REPLACEMENT = {
+    "round": 3,
+    "client": 0,
+    "task": "vqa",
+    "global_loss": 0.91,
+    "personal_loss": 0.74,
+    "margin": 0.0,
+    "parameters_copied": 18432,
+}
 
-LOG_LINE = {"seq": 5, "time": "2026-11-24T18:00:03Z", "level": "INFO", "source": "engine",
-            "message": "round 1/6: 3 clients"}  # fmt: skip
+LOG_LINE = {
+    "seq": 5,
+    "time": "2026-11-24T18:00:03Z",
+    "level": "INFO",
+    "source": "engine",
+    "message": "round 1/6: 3 clients",
+}
 
 LOGS_TEXT = "2026-11-24T18:00:03.000+00:00 INFO    [engine] round 1/6: 3 clients\n"
 
 ARTIFACTS = [
-    {"name": "config.json", "kind": "config", "client": None, "size": 1432,
-     "media_type": "application/json"},
-    {"name": "client-000.safetensors", "kind": "adapter", "client": 0, "size": 73816,
-     "media_type": "application/octet-stream"},
-]  # fmt: skip
+    {
+        "name": "config.json",
+        "kind": "config",
+        "client": None,
+        "size": 1432,
+        "media_type": "application/json",
+    },
+    {
+        "name": "client-000.safetensors",
+        "kind": "adapter",
+        "client": 0,
+        "size": 73816,
+        "media_type": "application/octet-stream",
+    },
+]
 
-PRESET = {"name": "demo", "description": "three clients, tiny model, CPU", "algorithm": "tap",
-          "rounds": 6, "clients": 3, "backbone": "tiny"}  # fmt: skip
+PRESET = {
+    "name": "demo",
+    "description": "three clients, tiny model, CPU",
+    "algorithm": "tap",
+    "rounds": 6,
+    "clients": 3,
+    "backbone": "tiny",
+}
 PRESETS = {"items": [PRESET]}
 
 COMPARE = {
-    "metric": "accuracy", "split": "local", "model": "personal", "higher_is_better": True,
+    "metric": "accuracy",
+    "split": "local",
+    "model": "personal",
+    "higher_is_better": True,
     "groups": [
-        {"key": "3f9a0c1d2e4b5a69", "algorithm": "tap", "label": "tap", "run_ids": [12, 13],
-         "seeds": [41, 42],
-         "curves": [{"client": 0, "task": "vqa", "rounds": [1, 2], "mean": [0.55, 0.62],
-                     "std": [0.01, 0.02], "n": [2, 2]}],
-         "final": [{"client": 0, "task": "vqa", "mean": 0.62, "std": 0.02, "n": 2}]},
-        {"key": "a81b44c0de9f1270", "algorithm": "fedavg", "label": "fedavg",
-         "run_ids": [14, 15], "seeds": [41, 42],
-         "curves": [{"client": 0, "task": "vqa", "rounds": [1, 2], "mean": [0.5, 0.53],
-                     "std": [0.0, 0.01], "n": [2, 2]}],
-         "final": [{"client": 0, "task": "vqa", "mean": 0.53, "std": 0.01, "n": 2}]},
+        {
+            "key": "3f9a0c1d2e4b5a69",
+            "algorithm": "tap",
+            "label": "tap",
+            "run_ids": [12, 13],
+            "seeds": [41, 42],
+            "curves": [
+                {
+                    "client": 0,
+                    "task": "vqa",
+                    "rounds": [1, 2],
+                    "mean": [0.55, 0.62],
+                    "std": [0.01, 0.02],
+                    "n": [2, 2],
+                }
+            ],
+            "final": [{"client": 0, "task": "vqa", "mean": 0.62, "std": 0.02, "n": 2}],
+        },
+        {
+            "key": "a81b44c0de9f1270",
+            "algorithm": "fedavg",
+            "label": "fedavg",
+            "run_ids": [14, 15],
+            "seeds": [41, 42],
+            "curves": [
+                {
+                    "client": 0,
+                    "task": "vqa",
+                    "rounds": [1, 2],
+                    "mean": [0.5, 0.53],
+                    "std": [0.0, 0.01],
+                    "n": [2, 2],
+                }
+            ],
+            "final": [{"client": 0, "task": "vqa", "mean": 0.53, "std": 0.01, "n": 2}],
+        },
     ],
-}  # fmt: skip
+}
 
-USER = {"id": 2, "name": "ada", "is_admin": False, "token_prefix": "q7XbZ1",
-        "created_at": "2026-11-24T18:00:00Z", "revoked_at": None}  # fmt: skip
+USER = {
+    "id": 2,
+    "name": "ada",
+    "is_admin": False,
+    "token_prefix": "q7XbZ1",
+    "created_at": "2026-11-24T18:00:00Z",
+    "revoked_at": None,
+}
 USER_CREATED = {**USER, "token": "q7XbZ1...the whole token, shown once..."}
 
 HEALTH = {"status": "ok", "database": True, "redis": True}

@@ -130,9 +130,11 @@ def _curves(
     group, where = _selection(index, metric, split, model)
     stages = set(session.scalars(select(Metric.stage).where(*where).distinct()))
     stage = "fl" if "fl" in stages else "post"
-    rows = select(
-        group, Metric.client, Metric.task, Metric.round, Metric.value
-    ).where(*where, Metric.stage == stage).cte("selected")  # fmt: skip
+    rows = (
+        select(group, Metric.client, Metric.task, Metric.round, Metric.value)
+        .where(*where, Metric.stage == stage)
+        .cte("selected")
+    )
     query = _mean_and_variance(rows, ("g", "client", "task", "round"), "means")
     series: dict[tuple[int, int, str], CompareCurve] = {}
     for g, client, task, rnd, mean, n, var in session.execute(query):
@@ -160,12 +162,16 @@ def _finals(
         partition_by=(Metric.run_id, Metric.client, Metric.task),
         order_by=(Metric.stage.desc(), Metric.round.desc()),
     )
-    ranked = select(group, Metric.client, Metric.task, Metric.value, order.label("k")).where(
-        *where
-    ).subquery()  # fmt: skip
-    last = select(ranked.c.g, ranked.c.client, ranked.c.task, ranked.c.value).where(
-        ranked.c.k == 1
-    ).cte("last")  # fmt: skip
+    ranked = (
+        select(group, Metric.client, Metric.task, Metric.value, order.label("k"))
+        .where(*where)
+        .subquery()
+    )
+    last = (
+        select(ranked.c.g, ranked.c.client, ranked.c.task, ranked.c.value)
+        .where(ranked.c.k == 1)
+        .cte("last")
+    )
     query = _mean_and_variance(last, ("g", "client", "task"), "final_means")
     out: dict[int, list[CompareFinal]] = defaultdict(list)
     for g, client, task, mean, n, var in session.execute(query):

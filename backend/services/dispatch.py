@@ -42,11 +42,14 @@ def send_runs(
             )
             for waiting in to_send[sent:]:
                 add_log(
-                    session, waiting.id,
+                    session,
+                    waiting.id,
                     f"the run queue is unreachable ({type(exc).__name__}: {exc}); the run "
                     "stays queued and is sent as soon as the queue answers again",
-                    level="WARNING", source=source, attempt=waiting.attempt,
-                )  # fmt: skip
+                    level="WARNING",
+                    source=source,
+                    attempt=waiting.attempt,
+                )
             session.commit()
             return sent
         runs.mark_sent(session, run.id, task_id)

@@ -81,17 +81,26 @@ def record_event(
             upsert(session, Replacement, [{"run_id": run_id, **row}], REPLACEMENT_KEY)
         case ev.RunStarted():
             _update_run(
-                session, run_id, attempt, stage="fl", round=event.resumed_from_round,
+                session,
+                run_id,
+                attempt,
+                stage="fl",
+                round=event.resumed_from_round,
                 total_rounds=event.total_rounds,
-            )  # fmt: skip
+            )
         case ev.RoundStarted():
             _update_run(session, run_id, attempt, stage="fl", round=event.round)
         case ev.Progress():
             _update_run(
-                session, run_id, attempt, stage=event.stage, round=event.round,
-                total_rounds=event.total_rounds, progress=min(max(event.fraction, 0.0), 1.0),
+                session,
+                run_id,
+                attempt,
+                stage=event.stage,
+                round=event.round,
+                total_rounds=event.total_rounds,
+                progress=min(max(event.fraction, 0.0), 1.0),
                 eta_s=event.eta_s,
-            )  # fmt: skip
+            )
         case ev.RunFinished():
             pass  # the task records the outcome once the engine has returned
 

@@ -55,9 +55,14 @@ def resolve_runs(body: ExperimentCreate) -> list[tuple[RunConfig, dict[str, Any]
     combos = sweep_combinations(body.sweep)
     if len(combos) > MAX_RUNS_PER_EXPERIMENT:
         raise SubmissionError(
-            [_error(("body", "sweep"), f"the sweep gives {len(combos)} runs; at most "
-                    f"{MAX_RUNS_PER_EXPERIMENT} fit in one experiment")]
-        )  # fmt: skip
+            [
+                _error(
+                    ("body", "sweep"),
+                    f"the sweep gives {len(combos)} runs; at most "
+                    f"{MAX_RUNS_PER_EXPERIMENT} fit in one experiment",
+                )
+            ]
+        )
     configs: list[tuple[RunConfig, dict[str, Any]]] = []
     errors: list[dict[str, Any]] = []
     for combo in combos:

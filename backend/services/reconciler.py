@@ -123,10 +123,14 @@ def reconcile_once(session: Session, queue: RunQueue, settings: Settings) -> Rep
     lost = find_lost_messages(session, queue, settings, utcnow())
     for run in lost:
         add_log(
-            session, run.id, "the run queue holds no message for this queued run (was Redis "
+            session,
+            run.id,
+            "the run queue holds no message for this queued run (was Redis "
             "restarted without its data, or flushed?); sending it again",
-            level="WARNING", source="reconciler", attempt=run.attempt,
-        )  # fmt: skip
+            level="WARNING",
+            source="reconciler",
+            attempt=run.attempt,
+        )
     session.commit()
     sent = send_runs(session, queue, [*to_send, *lost], settings, source="reconciler")
     # send_runs goes in order and stops at the first failure: the first ``sent`` went out.

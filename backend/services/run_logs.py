@@ -35,10 +35,14 @@ def add_log(
     """Add one line; the caller commits (with the change the line is about)."""
     session.add(
         RunLog(
-            run_id=run_id, time=time or utcnow(), level=level, source=source, attempt=attempt,
+            run_id=run_id,
+            time=time or utcnow(),
+            level=level,
+            source=source,
+            attempt=attempt,
             message=clip(message),
         )
-    )  # fmt: skip
+    )
 
 
 def add_logs(session: Session, rows: Iterable[dict[str, Any]]) -> int:

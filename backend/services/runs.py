@@ -155,14 +155,23 @@ def _cas(session: Session, run: Run, change: Change, source: str, now: datetime)
     attempt = change.values.get("attempt", attempt)
     session.add(
         RunTransition(
-            run_id=run.id, at=now, from_status=before, to_status=change.to, attempt=attempt,
+            run_id=run.id,
+            at=now,
+            from_status=before,
+            to_status=change.to,
+            attempt=attempt,
             reason=change.reason,
         )
-    )  # fmt: skip
+    )
     add_log(
-        session, run.id, f"{before} -> {change.to}: {change.reason}", level=change.level,
-        source=source, attempt=attempt, time=now,
-    )  # fmt: skip
+        session,
+        run.id,
+        f"{before} -> {change.to}: {change.reason}",
+        level=change.level,
+        source=source,
+        attempt=attempt,
+        time=now,
+    )
     session.commit()
     return True
 
@@ -198,9 +207,15 @@ def record_created(session: Session, runs: list[Run], reason: str) -> None:
     now = utcnow()
     for run in runs:
         session.add(
-            RunTransition(run_id=run.id, at=now, from_status=None, to_status=run.status,
-                          attempt=0, reason=reason)
-        )  # fmt: skip
+            RunTransition(
+                run_id=run.id,
+                at=now,
+                from_status=None,
+                to_status=run.status,
+                attempt=0,
+                reason=reason,
+            )
+        )
         add_log(session, run.id, f"-> {run.status}: {reason}", source="api", attempt=0, time=now)
 
 
@@ -241,10 +256,16 @@ def claim_run(
 
     def take(run: Run, now: datetime) -> dict[str, Any]:
         values: dict[str, Any] = {
-            "attempt": run.attempt + 1, "worker": owner.name, "lease": owner.lease,
-            "task_id": task_id or run.task_id, "claimed_at": now, "heartbeat_at": now,
-            "stage": SETUP_STAGE, "eta_s": None, "error": None,
-        }  # fmt: skip
+            "attempt": run.attempt + 1,
+            "worker": owner.name,
+            "lease": owner.lease,
+            "task_id": task_id or run.task_id,
+            "claimed_at": now,
+            "heartbeat_at": now,
+            "stage": SETUP_STAGE,
+            "eta_s": None,
+            "error": None,
+        }
         if run.started_at is None:
             values["started_at"] = now
         return values
@@ -252,8 +273,9 @@ def claim_run(
     def decide(run: Run, now: datetime) -> Change | None:
         if run.status == RunStatus.QUEUED:
             attempt = run.attempt + 1
-            return Change(RunStatus.RUNNING, f"taken by {owner.name} (attempt {attempt})",
-                          take(run, now))  # fmt: skip
+            return Change(
+                RunStatus.RUNNING, f"taken by {owner.name} (attempt {attempt})", take(run, now)
+            )
         if run.status not in (RunStatus.RUNNING, RunStatus.CANCELLING):
             return None
         lost = owner_lost(run, now, heartbeat_timeout_s)
@@ -371,9 +393,13 @@ def requeue_run(session: Session, run_id: int, attempt: int, reason: str) -> boo
 
 def requeued_values(now: datetime) -> dict[str, Any]:
     return {
-        "queued_at": now, "sent_at": None, "worker": None, "lease": None, "eta_s": None,
+        "queued_at": now,
+        "sent_at": None,
+        "worker": None,
+        "lease": None,
+        "eta_s": None,
         "finished_at": None,
-    }  # fmt: skip
+    }
 
 
 def cancel_run(session: Session, run_id: int, by: str, heartbeat_timeout_s: float) -> Run | None:

@@ -68,9 +68,8 @@ def test_runs_are_grouped_by_config_without_seed_with_mean_std_and_n(
     response = api.get(URL, params={"runs": _ids(runs), "metric": "accuracy"})
     assert response.status_code == 200, response.text
     body = response.json()
-    assert (body["metric"], body["split"], body["model"], body["higher_is_better"]) == (
-        "accuracy", "local", "personal", True,
-    )  # fmt: skip
+    query = (body["metric"], body["split"], body["model"], body["higher_is_better"])
+    assert query == ("accuracy", "local", "personal", True)
     tap, tap_kd, fedavg = body["groups"]
     assert (tap["run_ids"], tap["seeds"]) == (runs["tap"], [1, 2])
     assert (tap_kd["run_ids"], fedavg["run_ids"]) == (runs["tap_kd"], runs["fedavg"])

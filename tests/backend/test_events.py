@@ -11,9 +11,16 @@ from tests.backend.conftest import add_run
 
 def _evaluation(value: float, **changes: object) -> ev.Evaluation:
     fields = dict(
-        round=2, stage="fl", client=3, task="digits", model="personal", split="local",
-        metric="accuracy", value=value, n=40,
-    )  # fmt: skip
+        round=2,
+        stage="fl",
+        client=3,
+        task="digits",
+        model="personal",
+        split="local",
+        metric="accuracy",
+        value=value,
+        n=40,
+    )
     return ev.Evaluation(**{**fields, **changes})
 
 
@@ -42,9 +49,15 @@ def test_evaluations_differing_in_any_key_field_are_separate_rows(
         run_id = add_run(session).id
         other_run = add_run(session).id
     variants = [
-        {}, {"round": 3}, {"stage": "post"}, {"client": 4}, {"task": "t2"}, {"model": "global"},
-        {"split": "pooled"}, {"metric": "loss"},
-    ]  # fmt: skip
+        {},
+        {"round": 3},
+        {"stage": "post"},
+        {"client": 4},
+        {"task": "t2"},
+        {"model": "global"},
+        {"split": "pooled"},
+        {"metric": "loss"},
+    ]
     _record(sessions, run_id, *(_evaluation(0.1, **v) for v in variants))
     _record(sessions, other_run, _evaluation(0.1))
     with sessions() as session:
@@ -129,9 +142,14 @@ def test_replacements_are_stored_once_per_round_client_and_task(
     with sessions() as session:
         run_id = add_run(session).id
     event = ev.Replacement(
-        round=2, client=1, task="cls", global_loss=1.0, personal_loss=0.5, margin=0.5,
+        round=2,
+        client=1,
+        task="cls",
+        global_loss=1.0,
+        personal_loss=0.5,
+        margin=0.5,
         parameters_copied=1234,
-    )  # fmt: skip
+    )
     _record(sessions, run_id, event, event)
     with sessions() as session:
         [row] = session.scalars(select(Replacement)).all()
@@ -150,8 +168,7 @@ def test_progress_and_round_events_update_the_run_row(sessions: sessionmaker[Ses
     with sessions() as session:
         run = session.get(Run, run_id)
         assert run is not None
-        assert (run.stage, run.round, run.total_rounds, run.progress, run.eta_s) == (
-            "fl", 3, 8, 0.4, 15,
-        )  # fmt: skip
+        progress = (run.stage, run.round, run.total_rounds, run.progress, run.eta_s)
+        assert progress == ("fl", 3, 8, 0.4, 15)
         assert run.heartbeat_at is not None and run.heartbeat_at.tzinfo is not None
         assert run.status == "queued"  # events never change the status

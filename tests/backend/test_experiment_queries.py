@@ -35,8 +35,14 @@ def test_experiments_filter_by_owner_status_algorithm_preset_and_text(
 ) -> None:
     token = api.post("/api/v1/users", json={"name": "bob"}).json()["token"]
     api.post(URL, json={"name": "tap margin study", "preset": "demo", "algorithm": "tap"})
-    api.post(URL, json={"name": "Baselines 50%", "preset": "demo",
-                        "sweep": {"algorithm": ["fedavg", "local"]}})  # fmt: skip
+    api.post(
+        URL,
+        json={
+            "name": "Baselines 50%",
+            "preset": "demo",
+            "sweep": {"algorithm": ["fedavg", "local"]},
+        },
+    )
     bobs = api.client.post(
         URL, headers={"Authorization": f"Bearer {token}"}, json={"name": "bob's", "preset": "demo"}
     ).json()
@@ -125,7 +131,7 @@ def test_deleting_an_experiment_removes_its_runs_rows_and_directories(
                 )
             )
             (settings.runs_dir / str(run_id) / "artifacts").mkdir(parents=True)
-        session.commit()  # fmt: skip
+        session.commit()
 
     response = api.client.delete(f"{URL}/{doomed['id']}", headers=api.auth)
     assert response.status_code == 204

@@ -22,9 +22,13 @@ TIMEOUT = 60.0
 
 def _claim(session: Session, run_id: int, owner: runs.Owner = ME, max_recoveries: int = 3):
     return runs.claim_run(
-        session, run_id, owner, task_id="t-1", heartbeat_timeout_s=TIMEOUT,
+        session,
+        run_id,
+        owner,
+        task_id="t-1",
+        heartbeat_timeout_s=TIMEOUT,
         max_recoveries=max_recoveries,
-    )  # fmt: skip
+    )
 
 
 def _set(sessions: sessionmaker[Session], run_id: int, **values: object) -> None:

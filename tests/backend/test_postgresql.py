@@ -49,27 +49,40 @@ def _upgrade_over_old_rows(url: str) -> None:
     command.upgrade(config, "0001")
     engine = create_engine(url)
     with engine.begin() as db:
-        db.execute(text("INSERT INTO users (id, name, token_hash, is_admin, created_at) "
-                        "VALUES (1, 'old', 'h', true, CURRENT_TIMESTAMP)"))  # fmt: skip
-        db.execute(text("INSERT INTO experiments (id, name, preset, owner_id, spec, created_at) "
-                        "VALUES (7, 'e', 'demo', 1, '{}', CURRENT_TIMESTAMP)"))  # fmt: skip
+        db.execute(
+            text(
+                "INSERT INTO users (id, name, token_hash, is_admin, created_at) "
+                "VALUES (1, 'old', 'h', true, CURRENT_TIMESTAMP)"
+            )
+        )
+        db.execute(
+            text(
+                "INSERT INTO experiments (id, name, preset, owner_id, spec, created_at) "
+                "VALUES (7, 'e', 'demo', 1, '{}', CURRENT_TIMESTAMP)"
+            )
+        )
         for run_id, started in ((1, "NULL"), (2, "CURRENT_TIMESTAMP")):
-            db.execute(text(
-                "INSERT INTO runs (id, experiment_id, algorithm, seed, config, status, round, "
-                "total_rounds, progress, created_at, started_at) VALUES "
-                f"({run_id}, 7, 'fedavg', 1, '{{}}', 'queued', 0, 3, 0, CURRENT_TIMESTAMP, "
-                f"{started})"
-            ))  # fmt: skip
+            db.execute(
+                text(
+                    "INSERT INTO runs (id, experiment_id, algorithm, seed, config, status, round, "
+                    "total_rounds, progress, created_at, started_at) VALUES "
+                    f"({run_id}, 7, 'fedavg', 1, '{{}}', 'queued', 0, 3, 0, CURRENT_TIMESTAMP, "
+                    f"{started})"
+                )
+            )
     upgrade_database(url)
     with engine.connect() as db:
         rows = db.execute(
-            text("SELECT id, group_id, attempt, recoveries, queued_at IS NOT NULL FROM runs "
-                 "ORDER BY id")
-        ).all()  # fmt: skip
+            text(
+                "SELECT id, group_id, attempt, recoveries, queued_at IS NOT NULL FROM runs "
+                "ORDER BY id"
+            )
+        ).all()
     engine.dispose()
     assert [tuple(r) for r in rows] == [
-        (1, "experiment-7", 0, 0, True), (2, "experiment-7", 1, 0, True),
-    ]  # fmt: skip
+        (1, "experiment-7", 0, 0, True),
+        (2, "experiment-7", 1, 0, True),
+    ]
     assert _diff(url) == []
     command.downgrade(config, "0001")  # and back, for a rollback of a bad release
     command.upgrade(config, "head")
@@ -100,8 +113,17 @@ def test_racing_claims_and_reconcilers_on_postgresql(
         owner = runs.Owner(f"w{i}", Lease(f"host{i}", "boot", "ns", 100 + i, "1").encode())
         start.wait()
         with pg_sessions() as session:
-            return runs.claim_run(session, run_id, owner, task_id=f"m{i}",
-                                  heartbeat_timeout_s=30, max_recoveries=3) is not None  # fmt: skip
+            return (
+                runs.claim_run(
+                    session,
+                    run_id,
+                    owner,
+                    task_id=f"m{i}",
+                    heartbeat_timeout_s=30,
+                    max_recoveries=3,
+                )
+                is not None
+            )
 
     with ThreadPoolExecutor(6) as pool:
         assert list(pool.map(claim, range(6))).count(True) == 1

@@ -66,9 +66,8 @@ def test_a_run_whose_worker_went_silent_is_queued_and_sent_again(
     report = _reconcile(sessions, queue, tuned)
     assert report.requeued == [silent] and queue.sent == [(silent, "auto")]
     run = _get(sessions, silent)
-    assert (run.status, run.recoveries, run.worker, run.sent_at is not None) == (
-        "queued", 1, None, True,
-    )  # fmt: skip
+    state = (run.status, run.recoveries, run.worker, run.sent_at is not None)
+    assert state == ("queued", 1, None, True)
     assert _get(sessions, alive).status == "running"
     with sessions() as session:
         [line] = session.scalars(

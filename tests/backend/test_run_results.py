@@ -22,18 +22,32 @@ def test_replacements_come_in_round_order_and_filter_by_client(
     with sessions() as session:
         run = add_run(session)
         for rnd, client in ((2, 1), (1, 1), (1, 0)):
-            session.add(Replacement(run_id=run.id, round=rnd, client=client, task="vqa",
-                                    global_loss=1.0, personal_loss=0.6, margin=0.05,
-                                    parameters_copied=128))  # fmt: skip
+            session.add(
+                Replacement(
+                    run_id=run.id,
+                    round=rnd,
+                    client=client,
+                    task="vqa",
+                    global_loss=1.0,
+                    personal_loss=0.6,
+                    margin=0.05,
+                    parameters_copied=128,
+                )
+            )
         session.commit()
         run_id = run.id
     page = api.get(f"/api/v1/runs/{run_id}/replacements").json()
     assert page["total"] == 3
     assert [(r["round"], r["client"]) for r in page["items"]] == [(1, 0), (1, 1), (2, 1)]
     assert page["items"][0] == {
-        "round": 1, "client": 0, "task": "vqa", "global_loss": 1.0, "personal_loss": 0.6,
-        "margin": 0.05, "parameters_copied": 128,
-    }  # fmt: skip
+        "round": 1,
+        "client": 0,
+        "task": "vqa",
+        "global_loss": 1.0,
+        "personal_loss": 0.6,
+        "margin": 0.05,
+        "parameters_copied": 128,
+    }
     one = api.get(f"/api/v1/runs/{run_id}/replacements", params={"client": 1}).json()
     assert [r["round"] for r in one["items"]] == [1, 2]
     assert api.get("/api/v1/runs/999/replacements").status_code == 404

@@ -31,10 +31,24 @@ def test_a_run_shows_its_experiment_progress_and_config(api: Api) -> None:
     experiment = api.post("/api/v1/experiments", json={"name": "e", "preset": "demo"}).json()
     run = api.get(f"/api/v1/runs/{experiment['runs'][0]['id']}").json()
     assert set(run) >= {
-        "id", "experiment_id", "experiment_name", "preset", "algorithm", "seed", "status",
-        "stage", "round", "total_rounds", "progress", "eta_s", "error", "created_at",
-        "started_at", "finished_at", "config",
-    }  # fmt: skip
+        "id",
+        "experiment_id",
+        "experiment_name",
+        "preset",
+        "algorithm",
+        "seed",
+        "status",
+        "stage",
+        "round",
+        "total_rounds",
+        "progress",
+        "eta_s",
+        "error",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "config",
+    }
     assert (run["experiment_name"], run["preset"], run["status"]) == ("e", "demo", "queued")
     assert run["created_at"].endswith("Z")  # UTC, even from SQLite
 
@@ -59,15 +73,30 @@ def run_with_metrics(api: Api, sessions: sessionmaker[Session]) -> int:
                     for model in ("global", "personal"):
                         session.add(
                             Metric(
-                                run_id=run_id, round=rnd, stage="fl", client=client,
-                                task="digits", model=model, split="local", metric="accuracy",
-                                value=rnd / 10 + client, n=50,
+                                run_id=run_id,
+                                round=rnd,
+                                stage="fl",
+                                client=client,
+                                task="digits",
+                                model=model,
+                                split="local",
+                                metric="accuracy",
+                                value=rnd / 10 + client,
+                                n=50,
                             )
-                        )  # fmt: skip
+                        )
         session.add(
-            TrainingLoss(run_id=run.id, stage="fl", round=1, client=0, model="global",
-                         task="digits", loss=2.5, steps=30)
-        )  # fmt: skip
+            TrainingLoss(
+                run_id=run.id,
+                stage="fl",
+                round=1,
+                client=0,
+                model="global",
+                task="digits",
+                loss=2.5,
+                steps=30,
+            )
+        )
         run.status = RunStatus.SUCCEEDED
         session.commit()
         return run.id
@@ -79,8 +108,15 @@ def test_metrics_of_a_run_come_in_series_order(api: Api, run_with_metrics: int) 
     keys = [(m["client"], m["model"], m["round"]) for m in page["items"]]
     assert keys == sorted(keys)
     assert set(page["items"][0]) >= {
-        "round", "stage", "client", "task", "model", "split", "metric", "value",
-    }  # fmt: skip
+        "round",
+        "stage",
+        "client",
+        "task",
+        "model",
+        "split",
+        "metric",
+        "value",
+    }
 
 
 def test_metrics_filter_by_field_and_round_range(api: Api, run_with_metrics: int) -> None:
@@ -114,11 +150,18 @@ def test_losses_of_a_run(api: Api, run_with_metrics: int) -> None:
     page = api.get(f"/api/v1/runs/{run_with_metrics}/losses").json()
     assert page == {
         "items": [
-            {"round": 1, "stage": "fl", "client": 0, "model": "global", "task": "digits",
-             "loss": 2.5, "steps": 30}
+            {
+                "round": 1,
+                "stage": "fl",
+                "client": 0,
+                "model": "global",
+                "task": "digits",
+                "loss": 2.5,
+                "steps": 30,
+            }
         ],
         "total": 1,
-    }  # fmt: skip
+    }
     assert api.get(f"/api/v1/runs/{run_with_metrics}/losses", params={"client": 1}).json() == {
         "items": [],
         "total": 0,
@@ -255,8 +298,11 @@ def test_a_run_shows_each_clients_latest_losses_and_its_sweep_group(
     groups = {r["group_id"] for r in experiment["runs"]}
     assert len(groups) == 1
     assert sorted((r["sweep"]["seed"], r["sweep"]["algorithm"]) for r in experiment["runs"]) == [
-        (1, "fedavg"), (1, "local"), (2, "fedavg"), (2, "local"),
-    ]  # fmt: skip
+        (1, "fedavg"),
+        (1, "local"),
+        (2, "fedavg"),
+        (2, "local"),
+    ]
     other = api.post("/api/v1/experiments", json={"preset": "demo"}).json()["runs"][0]
     assert other["group_id"] not in groups and other["sweep"] is None
     page = api.get("/api/v1/runs", params={"group_id": groups.pop()}).json()
@@ -266,9 +312,17 @@ def test_a_run_shows_each_clients_latest_losses_and_its_sweep_group(
     with sessions() as session:
         for rnd, client, loss in ((1, 0, 2.0), (2, 0, 1.5), (1, 1, 2.2), (3, 1, 1.1)):
             session.add(
-                TrainingLoss(run_id=run_id, stage="fl", round=rnd, client=client,
-                             model="global", task="digits", loss=loss, steps=10)
-            )  # fmt: skip
+                TrainingLoss(
+                    run_id=run_id,
+                    stage="fl",
+                    round=rnd,
+                    client=client,
+                    model="global",
+                    task="digits",
+                    loss=loss,
+                    steps=10,
+                )
+            )
         session.commit()
     latest = api.get(f"/api/v1/runs/{run_id}").json()["latest_losses"]
     assert [(x["client"], x["round"], x["loss"]) for x in latest] == [(0, 2, 1.5), (1, 3, 1.1)]
@@ -280,8 +334,14 @@ def test_logs_come_in_order_after_a_cursor_and_as_text(
     run_id = api.post("/api/v1/experiments", json={"preset": "demo"}).json()["runs"][0]["id"]
     with sessions() as session:
         for i in range(5):
-            add_log(session, run_id, f"line {i}", level="WARNING" if i == 3 else "INFO",
-                    source="engine", attempt=1)  # fmt: skip
+            add_log(
+                session,
+                run_id,
+                f"line {i}",
+                level="WARNING" if i == 3 else "INFO",
+                source="engine",
+                attempt=1,
+            )
         session.commit()
     page = api.get(f"/api/v1/runs/{run_id}/logs").json()
     assert page["total"] == 6  # the submission, then the five lines

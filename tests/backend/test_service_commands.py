@@ -21,8 +21,9 @@ from tests.backend.conftest import add_run
 def test_one_gpu_worker_per_gpu_each_with_only_its_gpu_and_a_node_name_of_its_own() -> None:
     specs = workers.plan(["0", "1"], None, "lab", 1)
     assert [(s.env["CUDA_VISIBLE_DEVICES"], s.queues, s.concurrency) for s in specs] == [
-        ("0", ["gpu"], 1), ("1", ["gpu"], 1),
-    ]  # fmt: skip
+        ("0", ["gpu"], 1),
+        ("1", ["gpu"], 1),
+    ]
     assert [s.node.split("@")[0] for s in specs] == ["lab-gpu0", "lab-gpu1"]
     command = specs[1].command("INFO")
     assert command[command.index("-Q") + 1] == "gpu"

@@ -106,7 +106,7 @@ def test_with_another_users_token_a_run_is_read_but_cancel_retry_delete_are_403(
         f"{EXPERIMENTS}/{experiment['id']}",
         f"/api/v1/runs/{run_id}/artifacts",
     ):
-        assert api.client.get(url, headers=bob).status_code == 200, url  # fmt: skip
+        assert api.client.get(url, headers=bob).status_code == 200, url
 
     cancel = api.client.post(f"/api/v1/runs/{run_id}/cancel", headers=bob)
     assert cancel.status_code == 403

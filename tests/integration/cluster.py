@@ -36,9 +36,13 @@ ALGORITHM = "fedavg"
 
 def quick(rounds: int, local_steps: int = 2, **more: object) -> dict[str, object]:
     return {
-        "rounds": rounds, "local_steps": local_steps, "clients_per_round": 1,
-        "eval_every": 2 if rounds > 1 else 1, "eval_max_samples": 16, **more,
-    }  # fmt: skip
+        "rounds": rounds,
+        "local_steps": local_steps,
+        "clients_per_round": 1,
+        "eval_every": 2 if rounds > 1 else 1,
+        "eval_max_samples": 16,
+        **more,
+    }
 
 
 FAST_LIFECYCLE = {
@@ -83,9 +87,17 @@ class Cluster:
         port = free_port()
         self.api = self._spawn(
             "api",
-            [sys.executable, "-m", "uvicorn", "backend.main:app", "--host", "127.0.0.1",
-             "--port", str(port)],
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "backend.main:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+        )
         self.api_url = f"http://127.0.0.1:{port}"
         wait_for_http(f"{self.api_url}/api/v1/health", timeout=90, proc=self.api, name="API")
         self.token = (self.home / "token").read_text().strip()
@@ -93,10 +105,25 @@ class Cluster:
     def start_worker(self, name: str, queues: str = "cpu,gpu") -> subprocess.Popen[bytes]:
         proc = self._spawn(
             name,
-            [sys.executable, "-m", "celery", "-A", "worker.celery_app:app", "worker",
-             "-Q", queues, "--concurrency", "1", "--pool", "prefork", "--hostname",
-             f"{name}@%h", "--loglevel", "INFO"],
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "worker.celery_app:app",
+                "worker",
+                "-Q",
+                queues,
+                "--concurrency",
+                "1",
+                "--pool",
+                "prefork",
+                "--hostname",
+                f"{name}@%h",
+                "--loglevel",
+                "INFO",
+            ],
+        )
         self.workers[name] = proc
         return proc
 

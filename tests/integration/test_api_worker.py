@@ -22,8 +22,21 @@ from tests.conftest import clean_env
 pytestmark = pytest.mark.integration
 
 RUN_TIMEOUT_S = 600
-WORKER = ["-m", "celery", "-A", "worker.celery_app:app", "worker", "-Q", "cpu,gpu",
-          "--concurrency", "1", "--pool", "prefork", "--loglevel", "INFO"]  # fmt: skip
+WORKER = [
+    "-m",
+    "celery",
+    "-A",
+    "worker.celery_app:app",
+    "worker",
+    "-Q",
+    "cpu,gpu",
+    "--concurrency",
+    "1",
+    "--pool",
+    "prefork",
+    "--loglevel",
+    "INFO",
+]
 
 
 @dataclass

@@ -141,9 +141,12 @@ def test_a_worker_killed_mid_run_is_replaced_and_the_run_ends_as_if_uninterrupte
     assert run["status"] == "succeeded", f"{run['error']}{cluster.dump()}"
     assert run["attempt"] == 2 and run["worker"].startswith("w2@")
     assert _transitions(run) == [
-        (None, "queued"), ("queued", "running"), ("running", "queued"), ("queued", "running"),
+        (None, "queued"),
+        ("queued", "running"),
+        ("running", "queued"),
+        ("queued", "running"),
         ("running", "succeeded"),
-    ]  # fmt: skip
+    ]
     # The reconciler saw it: the dead process here (the API shares the machine), else silence.
     lost = run["transitions"][2]["reason"]
     assert "w1@" in lost and ("is gone" in lost or "no heartbeat" in lost), lost
@@ -294,9 +297,12 @@ def test_fifty_experiments_submitted_at_once_are_all_stored_and_queued_once(
     # A reconciler turn that takes every queued run as sent long ago (resend after 1 ms) finds
     # each one's message in Redis and sends none again.
     turn = subprocess.run(
-        tapfl_command("reconcile"), env={**cluster.env, "TAPFL_RESEND_AFTER_S": "0.001"},
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        tapfl_command("reconcile"),
+        env={**cluster.env, "TAPFL_RESEND_AFTER_S": "0.001"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert turn.returncode == 0, turn.stderr
     assert "re-sent []" in turn.stdout, turn.stdout
     assert sorted(queue_contents(cluster.redis_url)) == sorted(run_ids)
@@ -307,9 +313,12 @@ def test_a_run_whose_data_cannot_load_fails_readably_and_the_worker_goes_on(
 ) -> None:
     cluster.start_worker("w1")
     broken = cluster.submit(
-        {**SHORT, "scenario.datasets.digits.source": "disk",
-         "scenario.datasets.digits.name": "/nonexistent/digits"}
-    )["runs"][0]  # fmt: skip
+        {
+            **SHORT,
+            "scenario.datasets.digits.source": "disk",
+            "scenario.datasets.digits.name": "/nonexistent/digits",
+        }
+    )["runs"][0]
     healthy = cluster.submit(SHORT)["runs"][0]
 
     broken = cluster.wait_done(broken["id"])

@@ -33,9 +33,12 @@ def _start(cluster: Cluster, *args: str) -> subprocess.Popen[bytes]:
     log = (cluster.logs / "tapfl-worker.log").open("ab")
     with log:
         return subprocess.Popen(
-            tapfl_command("worker", *args), env=cluster.env, stdout=log,
-            stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+            tapfl_command("worker", *args),
+            env=cluster.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 def _children(pid: int) -> list[int]:
@@ -82,9 +85,10 @@ def test_one_worker_per_gpu_each_seeing_only_its_gpu_restarted_if_it_dies(
         for pid in workers:
             cmdline, env = _cmdline(pid), _environ(pid)
             seen[env["CUDA_VISIBLE_DEVICES"]] = (
-                _option(cmdline, "-Q"), _option(cmdline, "--concurrency"),
+                _option(cmdline, "-Q"),
+                _option(cmdline, "--concurrency"),
                 _option(cmdline, "--hostname").split("@")[0],
-            )  # fmt: skip
+            )
             assert "worker.celery_app:app" in cmdline
         assert seen == {"0": ("gpu", "1", "t-gpu0"), "1": ("gpu", "1", "t-gpu1")}
 
@@ -132,8 +136,11 @@ def test_bad_options_are_refused_naming_them(tmp_path: Path, args: list[str], wo
     from tests.conftest import clean_env
 
     done = subprocess.run(
-        tapfl_command("worker", *args), capture_output=True, text=True, timeout=60,
+        tapfl_command("worker", *args),
+        capture_output=True,
+        text=True,
+        timeout=60,
         env=clean_env(TAPFL_HOME=str(tmp_path), COLUMNS="200"),
-    )  # fmt: skip
+    )
     assert done.returncode == 2
     assert words in " ".join(done.stderr.split()), done.stderr

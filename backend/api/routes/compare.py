@@ -41,16 +41,28 @@ def compare_runs(
     at each run's last evaluated round (`final`). `label` says what sets a group apart."""
     if (runs_ is None) == (group is None):
         raise RequestValidationError(
-            [{"type": "missing", "loc": ("query", "runs"), "msg": "give `runs` or `group`, "
-              "not both", "input": None}]
-        )  # fmt: skip
+            [
+                {
+                    "type": "missing",
+                    "loc": ("query", "runs"),
+                    "msg": "give `runs` or `group`, not both",
+                    "input": None,
+                }
+            ]
+        )
     if runs_ is not None:
         ids = list(dict.fromkeys(int(x) for x in runs_.split(",")))
         if len(ids) > MAX_COMPARED_RUNS:
             raise RequestValidationError(
-                [{"type": "too_long", "loc": ("query", "runs"), "input": runs_,
-                  "msg": f"at most {MAX_COMPARED_RUNS} runs"}]
-            )  # fmt: skip
+                [
+                    {
+                        "type": "too_long",
+                        "loc": ("query", "runs"),
+                        "input": runs_,
+                        "msg": f"at most {MAX_COMPARED_RUNS} runs",
+                    }
+                ]
+            )
         found = compare.runs_by_id(session, ids)
         missing = sorted(set(ids) - {r.id for r in found})
         if missing:

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
-from backend.client import CatalogAlgorithm
+from backend.client.types import CatalogAlgorithm
 
 OTHER_COLOR = "#7d4cdb"
 SMALL_HEIGHT = 260

@@ -15,18 +15,8 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from backend.client import (
-    Catalog,
-    Comparison,
-    Health,
-    LogPage,
-    Preset,
-    Run,
-    RunPage,
-    TapflClient,
-    api_url_from_env,
-    token_from_env,
-)
+from backend.client import TapflClient, api_url_from_env, token_from_env
+from backend.client.types import Catalog, Comparison, Health, LogPage, Preset, Run, RunPage
 
 LIVE_TTL_S = 2  # runs and metrics that may still change
 FINISHED_TTL_S = 600  # a finished run's numbers never change

@@ -4,22 +4,15 @@ a task, friendly API errors and the sidebar's connection panel."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
+import plotly.graph_objects as go
 import streamlit as st
 
-from backend.client import (
-    ACTIVE_STATUSES,
-    ApiError,
-    ApiUnreachable,
-    Catalog,
-    Run,
-    Unauthorized,
-    api_url_from_env,
-    token_from_env,
-)
+from backend.client import ApiError, ApiUnreachable, Unauthorized, api_url_from_env, token_from_env
+from backend.client.types import ACTIVE_STATUSES, Catalog, Run
 from dashboard import data
 
 T = TypeVar("T")
@@ -145,6 +138,14 @@ def batched(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     """Rows of a grid (``itertools.batched`` arrives only in Python 3.12)."""
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def chart_grid(panels: Sequence[tuple[Any, ...]], figure: Callable[..., go.Figure]) -> None:
+    """Small multiples, ``GRID_COLUMNS`` to a row: ``figure(*panel)`` for each panel."""
+    for row in batched(panels, GRID_COLUMNS):
+        for column, panel in zip(st.columns(GRID_COLUMNS), row, strict=False):
+            with column:
+                st.plotly_chart(figure(*panel), config={"displayModeBar": False})
 
 
 def client_page(key: str, clients: list[int], per_page: int = CLIENTS_PER_PAGE) -> list[int]:

@@ -11,11 +11,12 @@ from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 
-from backend.client import Comparison, Run
+from backend.client.types import Comparison, Run
 from dashboard import chart_style, compare, compare_charts, data, ui
-from dashboard.ui import GRID_COLUMNS, MAIN, SPLIT_LABELS
+from dashboard.ui import MAIN, SPLIT_LABELS
 
 SWEEP, RUNS = "A sweep", "Runs"
 
@@ -144,19 +145,15 @@ def curves_section(curves: pd.DataFrame, colors: dict[str, str], split: str, mod
     shown = ui.client_page("compare_page", clients)
     curves = curves[curves["client"].isin(shown)]
     panels = sorted({(int(c), str(t)) for c, t in curves[["client", "task"]].itertuples(False)})
-    for row in ui.batched(panels, GRID_COLUMNS):
-        for column, (client, task) in zip(st.columns(GRID_COLUMNS), row, strict=False):
-            panel = curves[(curves["client"] == client) & (curves["task"] == task)]
-            with column:
-                st.plotly_chart(
-                    compare_charts.compare_figure(
-                        panel,
-                        metric=str(panel["metric"].iloc[0]),
-                        title=f"Client {client} · {task}",
-                        colors=colors,
-                    ),
-                    config={"displayModeBar": False},
-                )
+
+    def figure(client: int, task: str) -> go.Figure:
+        panel = curves[(curves["client"] == client) & (curves["task"] == task)]
+        return compare_charts.compare_figure(
+            panel, metric=str(panel["metric"].iloc[0]), title=f"Client {client} · {task}",
+            colors=colors,
+        )  # fmt: skip
+
+    ui.chart_grid(panels, figure)
 
 
 # -- the page ----------------------------------------------------------------------------------

@@ -11,9 +11,10 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from backend.client import ApiError, Catalog, Run
+from backend.client import ApiError
+from backend.client.types import Catalog, Run
 from dashboard import data, run_charts, ui
-from dashboard.ui import GRID_COLUMNS, MAIN, SPLIT_LABELS
+from dashboard.ui import MAIN, SPLIT_LABELS
 
 LOG_LINES = 300
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -174,19 +175,15 @@ def curves(run_id: int, live: bool, run: Run) -> list[int] | None:
 
     st.markdown(legend(sorted(frame["model"].unique()), not events.empty))
     replaced = replacement_rounds(events)
-    for row in ui.batched(run_charts.panels(frame), GRID_COLUMNS):
-        for column, (client, task) in zip(st.columns(GRID_COLUMNS), row, strict=False):
-            panel = frame[(frame["client"] == client) & (frame["task"] == task)]
-            with column:
-                st.plotly_chart(
-                    run_charts.metric_figure(
-                        panel,
-                        metric=shown[task],
-                        title=f"Client {client} · {task}",
-                        replacement_rounds=replaced.get((client, task)),
-                    ),
-                    config={"displayModeBar": False},
-                )
+    ui.chart_grid(
+        run_charts.panels(frame),
+        lambda client, task: run_charts.metric_figure(
+            frame[(frame["client"] == client) & (frame["task"] == task)],
+            metric=shown[task],
+            title=f"Client {client} · {task}",
+            replacement_rounds=replaced.get((client, task)),
+        ),
+    )
 
     replacement_events(events, page_clients, frame)
 
@@ -349,15 +346,12 @@ def training_losses(run_id: int, live: bool, clients: list[int] | None) -> None:
     if frame.empty:
         st.caption("No local training has finished yet.")
         return
-    for row in ui.batched(sorted(frame["client"].unique()), GRID_COLUMNS):
-        for column, client in zip(st.columns(GRID_COLUMNS), row, strict=False):
-            with column:
-                st.plotly_chart(
-                    run_charts.loss_figure(
-                        frame[frame["client"] == client], title=f"Client {client}"
-                    ),
-                    config={"displayModeBar": False},
-                )
+    ui.chart_grid(
+        [(client,) for client in sorted(frame["client"].unique())],
+        lambda client: run_charts.loss_figure(
+            frame[frame["client"] == client], title=f"Client {client}"
+        ),
+    )
 
 
 def stage_two_steps(run_id: int, live: bool, clients: list[int] | None) -> None:
@@ -382,15 +376,12 @@ def stage_two_steps(run_id: int, live: bool, clients: list[int] | None) -> None:
         "student's loss; the axis is logarithmic because λ·KD is often a thousandth of a "
         "task loss."
     )
-    for row in ui.batched(sorted(frame["client"].unique()), GRID_COLUMNS):
-        for column, client in zip(st.columns(GRID_COLUMNS), row, strict=False):
-            with column:
-                st.plotly_chart(
-                    run_charts.step_figure(
-                        frame[frame["client"] == client], title=f"Client {client} · stage 2"
-                    ),
-                    config={"displayModeBar": False},
-                )
+    ui.chart_grid(
+        [(client,) for client in sorted(frame["client"].unique())],
+        lambda client: run_charts.step_figure(
+            frame[frame["client"] == client], title=f"Client {client} · stage 2"
+        ),
+    )
 
 
 def logs(run_id: int) -> None:

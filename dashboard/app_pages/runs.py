@@ -6,7 +6,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from backend.client import RUN_STATUSES, ApiError, Run
+from backend.client import ApiError
+from backend.client.types import RUN_STATUSES, Run
 from dashboard import data, ui
 
 PAGE_SIZE = 50

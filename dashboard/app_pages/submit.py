@@ -13,7 +13,8 @@ from typing import Any
 
 import streamlit as st
 
-from backend.client import ApiError, Catalog, CatalogPreset, Experiment
+from backend.client import ApiError
+from backend.client.types import Catalog, CatalogPreset, Experiment
 from dashboard import data, ui
 
 

@@ -6,8 +6,8 @@ import json
 
 import httpx
 import pytest
-
 from dashboard.client import ApiError, ApiUnreachable, TapflClient, Unauthorized
+
 from tests.dashboard.conftest import unused_port
 
 

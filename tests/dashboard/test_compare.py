@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from dashboard import compare
 from dashboard.client import Comparison
+
+from dashboard import compare
 
 
 def comparison(metric: str, finals: dict[str, tuple[float, float]], *, n: int = 3) -> Comparison:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dashboard.client import Comparison
-
+from backend.client.types import Comparison
 from dashboard import compare
 
 

@@ -16,6 +16,7 @@ import streamlit as st
 import uvicorn
 from streamlit.testing.v1 import AppTest
 
+from backend.api.catalog_schemas import EXAMPLE, Catalog
 from backend.client import TapflClient, Unauthorized
 from backend.db import dispose_engines
 from backend.main import app
@@ -141,3 +142,7 @@ def test_without_the_plugin_the_catalog_no_longer_lists_it(api_in_process: str) 
     with TapflClient() as api:
         names = [a["name"] for a in api.catalog()["algorithms"]]
     assert TOY.name not in names and names == list(catalog.algorithm_names())
+
+
+def test_the_openapi_example_is_a_valid_catalog() -> None:
+    assert Catalog.model_validate(EXAMPLE).presets[0].defaults.clients == 7

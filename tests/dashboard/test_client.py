@@ -121,7 +121,7 @@ def test_token_falls_back_to_the_token_file_under_tapfl_home(
     assert TapflClient().token == "from-env"
 
 
-def test_all_metrics_reads_page_after_page_until_the_total() -> None:
+def test_metrics_reads_page_after_page_until_the_total() -> None:
     rows = [{"round": r, "value": r / 10} for r in range(25)]
 
     def pages(request: httpx.Request) -> httpx.Response:
@@ -198,7 +198,7 @@ def test_delete_answers_nothing_and_logs_page_by_seq() -> None:
     assert [r.url.params.get("after") for r in seen[1:]] == [None, "7"]
 
 
-def test_all_steps_sends_the_filters_and_reads_every_page() -> None:
+def test_steps_sends_the_filters_and_reads_every_page() -> None:
     rows = [{"step": s, "term": "kd", "value": 0.001} for s in range(1, 16)]
 
     def pages(request: httpx.Request) -> httpx.Response:

@@ -8,7 +8,8 @@ from functools import cache
 from fastapi import APIRouter
 from pydantic import ValidationError
 
-from backend.api.catalog_schemas import Catalog, CatalogPreset, PresetDefaults
+from backend.api import examples as ex
+from backend.api.catalog_schemas import EXAMPLE, Catalog, CatalogPreset, PresetDefaults
 from backend.services.presets import describe
 from tap_engine import catalog as engine_catalog
 from tap_engine import config as engine_config
@@ -18,7 +19,7 @@ log = logging.getLogger(__name__)
 router = APIRouter(tags=["catalog"])
 
 
-@router.get("/catalog", response_model=Catalog)
+@router.get("/catalog", response_model=Catalog, responses=ex.responses(EXAMPLE))
 def get_catalog() -> Catalog:
     """What this server offers: every algorithm it runs (with a one-line description and
     a chart colour), the task families, the metrics (which way is better, the main metric

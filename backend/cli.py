@@ -45,6 +45,29 @@ def reconcile(
             return
 
 
+def create_user(
+    name: str, admin: Annotated[bool, typer.Option("--admin", help="may manage users")] = False
+) -> None:
+    """Create a user straight in the server's database (TAPFL_DATABASE_URL / TAPFL_HOME) and
+    print its token: for the person who runs the server, when the API is not up or no admin
+    token is at hand. With a token, ``tapfl users create`` does the same over the API."""
+    from backend.db import session_factory, upgrade_database
+    from backend.services import users
+    from backend.settings import get_settings
+
+    url = get_settings().database_url
+    assert url is not None
+    upgrade_database(url)
+    with session_factory(url)() as session:
+        try:
+            user, token = users.create(session, name, admin)
+        except users.UserError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from None
+    typer.echo(f"created {'admin ' if user.is_admin else ''}user {user.name}; token:", err=True)
+    typer.echo(token)
+
+
 def register(app: typer.Typer) -> None:
     from backend import client_cli
     from backend.stack import up
@@ -53,4 +76,5 @@ def register(app: typer.Typer) -> None:
     app.command(help=up.__doc__)(up)
     app.command(help=worker.__doc__)(worker)
     app.command(help=reconcile.__doc__)(reconcile)
+    app.command("create-user", help=create_user.__doc__)(create_user)
     client_cli.register(app)

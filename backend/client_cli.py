@@ -1,7 +1,7 @@
-"""``tapfl submit | list | show | cancel | retry | metrics | compare | export`` over the REST
-API (``backend.client``), reading ``TAPFL_API_URL`` and ``TAPFL_TOKEN``; and ``tapfl users
-create | list | revoke``, which works on the server's database directly (for the person who
-runs the server, before anyone has a token)."""
+"""``tapfl submit | list | show | cancel | retry | metrics | compare | export | users`` over
+the REST API (``backend.client``), reading ``TAPFL_API_URL`` and ``TAPFL_TOKEN`` (else the
+token file under ``TAPFL_HOME``). ``tapfl create-user`` (``backend.cli``) is the one that
+writes to the server's database itself."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
-import httpx
 import typer
 
 from backend.client import ApiError, TapflClient
@@ -24,11 +23,8 @@ def _api() -> Iterator[TapflClient]:
     client = TapflClient.from_env()
     try:
         yield client
-    except ApiError as exc:
+    except ApiError as exc:  # refused, or unreachable (ApiUnreachable)
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
-    except httpx.TransportError as exc:
-        typer.echo(f"error: cannot reach the API at {client.http.base_url} ({exc})", err=True)
         raise typer.Exit(1) from None
     finally:
         client.close()
@@ -137,14 +133,14 @@ def show(run_id: int, as_json: Json = False) -> None:
 def cancel(run_id: int, as_json: Json = False) -> None:
     """Cancel a run (yours, or any as an admin)."""
     with _api() as api:
-        run = api.cancel(run_id)
+        run = api.cancel_run(run_id)
     _print_json(run) if as_json else typer.echo(f"run {run_id}: {run['status']}")
 
 
 def retry(run_id: int, as_json: Json = False) -> None:
     """Queue a failed or cancelled run again; it resumes from its last checkpoint."""
     with _api() as api:
-        run = api.retry(run_id)
+        run = api.retry_run(run_id)
     _print_json(run) if as_json else typer.echo(f"run {run_id}: {run['status']}")
 
 
@@ -217,7 +213,7 @@ def export(
         (folder / "metrics.csv").write_bytes(api.metrics_csv(run_id))
         for name, rows in (("losses", api.losses(run_id)), ("steps", api.steps(run_id)),
                            ("replacements", api.replacements(run_id)),
-                           ("logs", api.logs(run_id))):  # fmt: skip
+                           ("logs", api.all_logs(run_id))):  # fmt: skip
             (folder / f"{name}.json").write_text(json.dumps(rows, indent=2))
         names = [a["name"] for a in api.artifacts(run_id)]
         (folder / "artifacts").mkdir(exist_ok=True)
@@ -227,66 +223,50 @@ def export(
 
 
 users_app = typer.Typer(
-    help="Team members and their API tokens, straight in the server's database "
-    "(TAPFL_DATABASE_URL / TAPFL_HOME). Over the API: /api/v1/users (admins).",
+    help="Team members and their API tokens, over the API (/api/v1/users; admins only).",
     no_args_is_help=True,
 )
 
 
-@contextlib.contextmanager
-def _db() -> Iterator[Any]:
-    from backend.db import session_factory, upgrade_database
-    from backend.settings import get_settings
-
-    url = get_settings().database_url
-    assert url is not None
-    upgrade_database(url)
-    with session_factory(url)() as session:
-        yield session
-
-
 @users_app.command("create")
 def users_create(
-    name: str, admin: Annotated[bool, typer.Option("--admin", help="may manage users")] = False
+    name: str,
+    admin: Annotated[bool, typer.Option("--admin", help="may manage users")] = False,
+    as_json: Json = False,
 ) -> None:
     """Create a user and print its token (shown this once; only its hash is stored)."""
-    from backend.services import users
-
-    with _db() as session:
-        try:
-            user, token = users.create(session, name, admin)
-        except users.UserError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(1) from None
-    typer.echo(f"created {'admin ' if user.is_admin else ''}user {user.name}; token:", err=True)
-    typer.echo(token)
+    with _api() as api:
+        user = api.create_user(name, admin)
+    if as_json:
+        _print_json(user)
+        return
+    typer.echo(
+        f"created {'admin ' if user['is_admin'] else ''}user {user['name']}; token:", err=True
+    )
+    typer.echo(user["token"])
 
 
 @users_app.command("list")
-def users_list() -> None:
+def users_list(as_json: Json = False) -> None:
     """Every user: admin or not, token prefix, created, revoked."""
-    from backend.services import users
-
-    with _db() as session:
-        rows = [
-            (u.name, "yes" if u.is_admin else "", (u.token_prefix or "?") + "…",
-             u.created_at.isoformat()[:19], u.revoked_at.isoformat()[:19] if u.revoked_at else "")
-            for u in users.list_users(session)
-        ]  # fmt: skip
+    with _api() as api:
+        users = api.users()
+    if as_json:
+        _print_json(users)
+        return
+    rows = [
+        (u["name"], "yes" if u["is_admin"] else "", (u["token_prefix"] or "?") + "…",
+         u["created_at"][:19], (u["revoked_at"] or "")[:19])
+        for u in users
+    ]  # fmt: skip
     _table(rows, ("name", "admin", "token", "created", "revoked"))
 
 
 @users_app.command("revoke")
 def users_revoke(name: str) -> None:
     """Revoke a user's token: the API answers its requests with 401 from now on."""
-    from backend.services import users
-
-    with _db() as session:
-        try:
-            users.revoke(session, name)
-        except users.UserError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(1) from None
+    with _api() as api:
+        api.revoke_user(name)
     typer.echo(f"revoked {name}")
 
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 import pandas as pd
 
-from dashboard.client import Comparison
+from backend.client.types import Comparison
 
 CURVE_COLUMNS = ["label", "algorithm", "client", "task", "metric", "round", "mean", "std", "n"]
 FINAL_COLUMNS = ["label", "algorithm", "client", "task", "metric", "mean", "std", "n"]

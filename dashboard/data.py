@@ -1,4 +1,4 @@
-"""Cached reads for the pages: thin ``st.cache_data`` wrappers over ``client.TapflClient``.
+"""Cached reads for the pages: thin ``st.cache_data`` wrappers over ``backend.client``.
 
 Every cached function takes the API's base URL and token as its first arguments, so two
 dashboards in one process (or two tests) pointed at different APIs never share an entry.
@@ -15,24 +15,15 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from dashboard.client import (
-    ApiError,
-    Comparison,
-    Health,
-    LogPage,
-    Preset,
-    Run,
-    RunPage,
-    TapflClient,
-    api_url_from_env,
-    is_missing_route,
-    token_from_env,
-)
+from backend.client import TapflClient, api_url_from_env, token_from_env
+from backend.client.types import Catalog, Comparison, Health, LogPage, Preset, Run, RunPage
 
 LIVE_TTL_S = 2  # runs and metrics that may still change
 FINISHED_TTL_S = 600  # a finished run's numbers never change
 FACETS_LIVE_TTL_S = 30  # which metrics/clients a live run has changes rarely
 PRESETS_TTL_S = 300
+CATALOG_TTL_S = 300  # changes only when the server restarts with other plugins
+REQUEST_TIMEOUT_S = 10.0
 COMPARE_TTL_S = 10  # a sweep's aggregates change as its runs finish
 OWNERS_TTL_S = 30
 
@@ -73,7 +64,7 @@ def api() -> TapflClient:
 @st.cache_resource(show_spinner=False)
 def _client(base_url: str, token: str) -> TapflClient:
     # One connection pool per API and token for the life of the server process.
-    return TapflClient(base_url, token)
+    return TapflClient(base_url, token, timeout=REQUEST_TIMEOUT_S)
 
 
 # -- service ----------------------------------------------------------------------------
@@ -95,6 +86,16 @@ def presets() -> list[Preset]:
 @st.cache_data(ttl=PRESETS_TTL_S, show_spinner=False)
 def _presets(base_url: str, token: str) -> list[Preset]:
     return _client(base_url, token).presets()
+
+
+def catalog() -> Catalog:
+    """Algorithms (descriptions, colours), task families, metrics and preset defaults."""
+    return _catalog(*target())
+
+
+@st.cache_data(ttl=CATALOG_TTL_S, show_spinner=False)
+def _catalog(base_url: str, token: str) -> Catalog:
+    return _client(base_url, token).catalog()
 
 
 # -- runs -------------------------------------------------------------------------------
@@ -162,7 +163,7 @@ def metrics(run_id: int, *, live: bool, **filters: Any) -> pd.DataFrame:
 
 
 def _metrics_frame(base_url: str, token: str, run_id: int, filters: tuple) -> pd.DataFrame:
-    rows = _client(base_url, token).all_metrics(run_id, **dict(filters))
+    rows = _client(base_url, token).metrics(run_id, **dict(filters))
     return pd.DataFrame(rows, columns=METRIC_COLUMNS)
 
 
@@ -229,7 +230,7 @@ def losses(run_id: int, *, live: bool, **filters: Any) -> pd.DataFrame:
 
 
 def _losses_frame(base_url: str, token: str, run_id: int, filters: tuple) -> pd.DataFrame:
-    rows = _client(base_url, token).all_losses(run_id, **dict(filters))
+    rows = _client(base_url, token).losses(run_id, **dict(filters))
     return pd.DataFrame(rows, columns=LOSS_COLUMNS)
 
 
@@ -243,56 +244,46 @@ def _losses_finished(base_url: str, token: str, run_id: int, filters: tuple) -> 
     return _losses_frame(base_url, token, run_id, filters)
 
 
-def steps(run_id: int, *, live: bool, **filters: Any) -> pd.DataFrame | None:
+def steps(run_id: int, *, live: bool, **filters: Any) -> pd.DataFrame:
     """Stage 2 step by step: a row per optimizer step, model, term and task (``client=``
-    etc. filter on the server); None when this API has no such endpoint."""
+    etc. filter on the server)."""
     fetch = _steps_live if live else _steps_finished
     return fetch(*target(), run_id, tuple(sorted(filters.items())))
 
 
-def _steps_frame(base_url: str, token: str, run_id: int, filters: tuple) -> pd.DataFrame | None:
-    try:
-        rows = _client(base_url, token).all_steps(run_id, **dict(filters))
-    except ApiError as err:
-        if is_missing_route(err):
-            return None
-        raise
+def _steps_frame(base_url: str, token: str, run_id: int, filters: tuple) -> pd.DataFrame:
+    rows = _client(base_url, token).steps(run_id, **dict(filters))
     return pd.DataFrame(rows, columns=STEP_COLUMNS)
 
 
 @st.cache_data(ttl=LIVE_TTL_S, show_spinner=False)
-def _steps_live(base_url: str, token: str, run_id: int, filters: tuple) -> pd.DataFrame | None:
+def _steps_live(base_url: str, token: str, run_id: int, filters: tuple) -> pd.DataFrame:
     return _steps_frame(base_url, token, run_id, filters)
 
 
 @st.cache_data(ttl=FINISHED_TTL_S, show_spinner=False)
-def _steps_finished(base_url: str, token: str, run_id: int, filters: tuple) -> pd.DataFrame | None:
+def _steps_finished(base_url: str, token: str, run_id: int, filters: tuple) -> pd.DataFrame:
     return _steps_frame(base_url, token, run_id, filters)
 
 
-def replacements(run_id: int, *, live: bool) -> pd.DataFrame | None:
-    """TAP's replacement events as a frame; None when this API has no such endpoint."""
+def replacements(run_id: int, *, live: bool) -> pd.DataFrame:
+    """TAP's replacement events as a frame, every page of them."""
     fetch = _replacements_live if live else _replacements_finished
     return fetch(*target(), run_id)
 
 
-def _replacements_frame(base_url: str, token: str, run_id: int) -> pd.DataFrame | None:
-    try:
-        rows = _client(base_url, token).replacements(run_id)
-    except ApiError as err:
-        if is_missing_route(err):
-            return None
-        raise
+def _replacements_frame(base_url: str, token: str, run_id: int) -> pd.DataFrame:
+    rows = _client(base_url, token).replacements(run_id)
     return pd.DataFrame(rows, columns=REPLACEMENT_COLUMNS)
 
 
 @st.cache_data(ttl=LIVE_TTL_S, show_spinner=False)
-def _replacements_live(base_url: str, token: str, run_id: int) -> pd.DataFrame | None:
+def _replacements_live(base_url: str, token: str, run_id: int) -> pd.DataFrame:
     return _replacements_frame(base_url, token, run_id)
 
 
 @st.cache_data(ttl=FINISHED_TTL_S, show_spinner=False)
-def _replacements_finished(base_url: str, token: str, run_id: int) -> pd.DataFrame | None:
+def _replacements_finished(base_url: str, token: str, run_id: int) -> pd.DataFrame:
     return _replacements_frame(base_url, token, run_id)
 
 

@@ -1,30 +1,28 @@
-"""Small pieces the pages share: status badges, formatting, and friendly API errors."""
+"""Small pieces the pages share: status badges, formatting, run labels, the main metric of
+a task, friendly API errors and the sidebar's connection panel."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
+import plotly.graph_objects as go
 import streamlit as st
 
+from backend.client import ApiError, ApiUnreachable, Unauthorized, api_url_from_env, token_from_env
+from backend.client.types import ACTIVE_STATUSES, Catalog, Run
 from dashboard import data
-from dashboard.client import (
-    ACTIVE_STATUSES,
-    ApiError,
-    ApiUnreachable,
-    Run,
-    Unauthorized,
-    api_url_from_env,
-    token_from_env,
-)
 
 T = TypeVar("T")
 
 LIVE_REFRESH_S = 3  # while something is running, panels refresh this often
 IDLE_REFRESH_S = 30  # the runs list still notices runs that other people submit
 CLIENTS_PER_PAGE = 9  # small multiples per page (three rows of three)
+GRID_COLUMNS = 3
+MAIN = "__main__"  # metric choice: each task's main metric, so every client gets a chart
+SPLIT_LABELS = {"local": "local · personalization", "pooled": "pooled · generalization"}
 
 RUN_PAGE = "app_pages/run.py"
 RUNS_PAGE = "app_pages/runs.py"
@@ -56,6 +54,40 @@ STATUS_CELL_STYLES = {
     "failed": "background-color: rgba(255, 43, 43, 0.18)",
     "cancelled": "background-color: rgba(128, 61, 245, 0.15)",
 }
+
+
+def run_label(run: Run) -> str:
+    name = run.get("experiment_name") or f"experiment #{run['experiment_id']}"
+    return f"#{run['id']} · {name} · {run['algorithm']} · seed {run['seed']} · {run['status']}"
+
+
+def first_eval_round(run: Run) -> int | None:
+    """The first round with evaluations (the config's ``eval_every``), if the config says."""
+    every = (run.get("config") or {}).get("eval_every")
+    return int(every) if isinstance(every, int) and every > 0 else None
+
+
+def main_metric(metrics: list[str], catalog: Catalog) -> str:
+    """The metric a task is judged on, among those it reports: the catalog's main metric of
+    a task family (never a loss), else its first quality metric, else the first."""
+    mains = [m["name"] for m in catalog["metrics"] if m["main_for"]]
+    quality = [m["name"] for m in catalog["metrics"] if m["quality"]]
+    return next((m for m in (*mains, *quality) if m in metrics), metrics[0])
+
+
+def metric_choice(
+    column: Any, facets: dict[str, Any], catalog: Catalog, key: str
+) -> tuple[str, list[str]]:
+    """The Metric picker of the Run and Compare pages: a metric, or ``MAIN`` (each task's
+    main metric); and the main metrics of the tasks in ``facets``."""
+    mains = sorted({main_metric(metrics, catalog) for metrics in facets["task_metrics"].values()})
+    choice = column.selectbox(
+        "Metric",
+        [MAIN, *facets["metric"]],
+        format_func=lambda m: f"main metric per task ({', '.join(mains)})" if m == MAIN else m,
+        key=key,
+    )
+    return choice, mains
 
 
 def is_active(run: Run) -> bool:
@@ -106,6 +138,14 @@ def batched(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     """Rows of a grid (``itertools.batched`` arrives only in Python 3.12)."""
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def chart_grid(panels: Sequence[tuple[Any, ...]], figure: Callable[..., go.Figure]) -> None:
+    """Small multiples, ``GRID_COLUMNS`` to a row: ``figure(*panel)`` for each panel."""
+    for row in batched(panels, GRID_COLUMNS):
+        for column, panel in zip(st.columns(GRID_COLUMNS), row, strict=False):
+            with column:
+                st.plotly_chart(figure(*panel), config={"displayModeBar": False})
 
 
 def client_page(key: str, clients: list[int], per_page: int = CLIENTS_PER_PAGE) -> list[int]:

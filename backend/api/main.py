@@ -5,7 +5,16 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from backend.api.deps import get_current_user
-from backend.api.routes import compare, experiments, health, presets, run_results, runs, users
+from backend.api.routes import (
+    catalog,
+    compare,
+    experiments,
+    health,
+    presets,
+    run_results,
+    runs,
+    users,
+)
 
 api_router = APIRouter()
 api_router.include_router(health.router)
@@ -15,6 +24,7 @@ _protected = APIRouter(
     dependencies=[Depends(get_current_user)],
     responses={401: {"description": "missing, unknown or revoked token"}},
 )
+_protected.include_router(catalog.router)
 _protected.include_router(presets.router)
 _protected.include_router(experiments.router)
 _protected.include_router(runs.router)

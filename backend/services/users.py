@@ -1,7 +1,8 @@
 """Team members and their tokens: create (the token is shown once), list, revoke.
 
-Both ``tapfl users ...`` (straight to the database) and ``/api/v1/users`` (admins only) go
-through here. A revoked user keeps its row, so the experiments it owns still name it.
+``/api/v1/users`` (admins only; ``tapfl users`` calls it) and ``tapfl create-user``
+(straight to the database) go through here. A revoked user keeps its row, so the
+experiments it owns still name it.
 """
 
 from __future__ import annotations

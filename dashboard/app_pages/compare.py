@@ -11,25 +11,14 @@ from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard import charts, compare, data, ui
-from dashboard.client import ApiError, Comparison, Run, is_missing_route
+from backend.client.types import Comparison, Run
+from dashboard import chart_style, compare, compare_charts, data, ui
+from dashboard.ui import MAIN, SPLIT_LABELS
 
-GRID_COLUMNS = 3
-MAIN = "__main__"
-PREFERRED_METRICS = ("accuracy", "mse", "chrf", "loss")
 SWEEP, RUNS = "A sweep", "Runs"
-SPLIT_LABELS = {"local": "local · personalization", "pooled": "pooled · generalization"}
-
-
-def main_metric(metrics: list[str]) -> str:
-    return next((m for m in PREFERRED_METRICS if m in metrics), metrics[0])
-
-
-def run_label(run: Run) -> str:
-    name = run.get("experiment_name") or f"experiment #{run['experiment_id']}"
-    return f"#{run['id']} · {name} · {run['algorithm']} · seed {run['seed']} · {run['status']}"
 
 
 def sweep_groups(runs: list[Run]) -> dict[str, list[Run]]:
@@ -69,7 +58,7 @@ def pick_runs(recent: list[Run]) -> tuple[list[Run], str | None]:
         chosen = st.multiselect(
             "Runs",
             list(by_id),
-            format_func=lambda run_id: run_label(by_id[run_id]),
+            format_func=lambda run_id: ui.run_label(by_id[run_id]),
             placeholder="pick runs: same config but the seed make one group",
             key="compare_runs",
         )
@@ -105,19 +94,6 @@ def comparisons(
         ]
 
     return fetch
-
-
-def no_compare_endpoint(err: ApiError) -> None:
-    if is_missing_route(err):
-        st.warning(
-            "**This API cannot compare runs yet**: it has no `GET /api/v1/compare` endpoint "
-            "(it comes with a newer tapfl server). Each run's own curves are on the **Run** "
-            "page.",
-            icon=":material/construction:",
-        )
-    else:
-        ui.show_api_error(err)
-    st.stop()
 
 
 def verdict_style(value: Any) -> str:
@@ -169,19 +145,15 @@ def curves_section(curves: pd.DataFrame, colors: dict[str, str], split: str, mod
     shown = ui.client_page("compare_page", clients)
     curves = curves[curves["client"].isin(shown)]
     panels = sorted({(int(c), str(t)) for c, t in curves[["client", "task"]].itertuples(False)})
-    for row in ui.batched(panels, GRID_COLUMNS):
-        for column, (client, task) in zip(st.columns(GRID_COLUMNS), row, strict=False):
-            panel = curves[(curves["client"] == client) & (curves["task"] == task)]
-            with column:
-                st.plotly_chart(
-                    charts.compare_figure(
-                        panel,
-                        metric=str(panel["metric"].iloc[0]),
-                        title=f"Client {client} · {task}",
-                        colors=colors,
-                    ),
-                    config={"displayModeBar": False},
-                )
+
+    def figure(client: int, task: str) -> go.Figure:
+        panel = curves[(curves["client"] == client) & (curves["task"] == task)]
+        return compare_charts.compare_figure(
+            panel, metric=str(panel["metric"].iloc[0]), title=f"Client {client} · {task}",
+            colors=colors,
+        )  # fmt: skip
+
+    ui.chart_grid(panels, figure)
 
 
 # -- the page ----------------------------------------------------------------------------------
@@ -202,12 +174,12 @@ if not runs:
 # Which metrics and models there are: from the first run with evaluations.
 facets: dict[str, Any] = {"metric": []}
 with ui.api_errors():
+    catalog = data.catalog()
     for candidate in runs:
-        every = (candidate.get("config") or {}).get("eval_every")
         facets = data.metric_facets(
             candidate["id"],
             live=ui.is_active(candidate),
-            first_rounds=every if isinstance(every, int) else None,
+            first_rounds=ui.first_eval_round(candidate),
         )
         if facets["metric"]:
             break
@@ -216,13 +188,7 @@ if not facets["metric"]:
     st.stop()
 
 metric_col, split_col, model_col, final_col = st.columns(4)
-mains = sorted({main_metric(m) for m in facets["task_metrics"].values()})
-choice = metric_col.selectbox(
-    "Metric",
-    [MAIN, *facets["metric"]],
-    format_func=lambda m: f"main metric per task ({', '.join(mains)})" if m == MAIN else m,
-    key="compare_metric",
-)
+choice, mains = ui.metric_choice(metric_col, facets, catalog, key="compare_metric")
 curve_split = split_col.segmented_control(
     "Curves on", ["local", "pooled"], default="local", format_func=SPLIT_LABELS.get,
     key="compare_split",
@@ -243,16 +209,16 @@ final_model = final_col.selectbox(
 )
 
 fetch = comparisons(mains if choice == MAIN else [choice], runs, group)
-try:
+with ui.api_errors():
     local_final = compare.finals_frame(fetch("local", final_model))
     pooled_final = compare.finals_frame(fetch("pooled", final_model))
     curve_data = fetch(curve_split or "local", curve_model)
-except ApiError as err:
-    no_compare_endpoint(err)
 better = compare.higher_is_better(curve_data)
 curves = compare.curves_frame(curve_data)
 pairs = [(g["label"], g["algorithm"]) for comp in curve_data for g in comp["groups"]]
-colors = charts.group_colors(list(dict.fromkeys(pairs)))
+colors = chart_style.group_colors(
+    list(dict.fromkeys(pairs)), chart_style.algorithm_colors(catalog["algorithms"])
+)
 groups = list(dict.fromkeys(label for label, _ in pairs))
 st.caption(
     f"{len(runs)} runs in {len(groups)} group{'s' if len(groups) != 1 else ''}: "
@@ -288,4 +254,6 @@ if points.empty:
     st.caption("No final values on both test sets yet.")
 for metric, rows in points.groupby("metric", sort=True):
     st.markdown(f"**{metric}** · a point per client and task; colour = group")
-    st.plotly_chart(charts.tradeoff_figure(rows, colors=colors), config={"displayModeBar": False})
+    st.plotly_chart(
+        compare_charts.tradeoff_figure(rows, colors=colors), config={"displayModeBar": False}
+    )

@@ -11,29 +11,20 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, data, ui
-from dashboard.client import ApiError, Run
+from backend.client import ApiError
+from backend.client.types import Catalog, Run
+from dashboard import data, run_charts, ui
+from dashboard.ui import MAIN, SPLIT_LABELS
 
-GRID_COLUMNS = 3
 LOG_LINES = 300
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-SPLIT_LABELS = {"local": "local · personalization", "pooled": "pooled · generalization"}
-# A task's main metric: the first it has (text generation: answer-only chrF, beside which
-# the constant answer shows chance).
-PREFERRED_METRICS = ("accuracy", "mse", "chrf", "loss")
-MAIN = "__main__"  # metric choice: each task's main metric, so every client gets a chart
-
-
-def run_label(run: Run) -> str:
-    name = run.get("experiment_name") or f"experiment #{run['experiment_id']}"
-    return f"#{run['id']} · {name} · {run['algorithm']} · seed {run['seed']} · {run['status']}"
 
 
 def pick_run() -> int | None:
     """The run picker, kept in step with ``?run=ID`` in both directions."""
     with ui.api_errors():
         recent = data.runs(limit=100)["items"]
-    labels = {run["id"]: run_label(run) for run in recent}
+    labels = {run["id"]: ui.run_label(run) for run in recent}
     wanted = ui.query_run_id()
     if wanted is not None:
         labels.setdefault(wanted, f"#{wanted}")  # an older run, beyond the recent ones
@@ -145,18 +136,13 @@ def actions(run: Run) -> None:
     st.rerun()
 
 
-def first_eval_round(run: Run) -> int | None:
-    """The first round with evaluations (the config's ``eval_every``), if the config says."""
-    every = (run.get("config") or {}).get("eval_every")
-    return int(every) if isinstance(every, int) and every > 0 else None
-
-
 def curves(run_id: int, live: bool, run: Run) -> list[int] | None:
     """The small multiples; returns the clients shown, None for all of them (the loss
     charts follow the curves' page of clients)."""
     st.subheader("Personalization and generalization")
     with ui.api_errors():
-        facets = data.metric_facets(run_id, live=live, first_rounds=first_eval_round(run))
+        facets = data.metric_facets(run_id, live=live, first_rounds=ui.first_eval_round(run))
+        catalog = data.catalog()
     if not facets["metric"]:
         st.info(
             "No evaluations yet: the curves appear after the first evaluation round.",
@@ -164,10 +150,10 @@ def curves(run_id: int, live: bool, run: Run) -> list[int] | None:
         )
         return None
 
-    choice, stage, models, splits, clients = curve_controls(run_id, facets)
+    choice, stage, models, splits, clients = curve_controls(run_id, facets, catalog)
     # task -> the metric its charts show: the one picked, or each task's main metric.
     shown = {
-        task: choice if choice != MAIN else main_metric(metrics)
+        task: choice if choice != MAIN else ui.main_metric(metrics, catalog)
         for task, metrics in facets["task_metrics"].items()
         if choice == MAIN or choice in metrics
     }
@@ -187,26 +173,22 @@ def curves(run_id: int, live: bool, run: Run) -> list[int] | None:
         st.info("No values for this selection.", icon=":material/filter_alt_off:")
         return None if every_client else page_clients
 
-    st.markdown(legend(sorted(frame["model"].unique()), events is not None and not events.empty))
+    st.markdown(legend(sorted(frame["model"].unique()), not events.empty))
     replaced = replacement_rounds(events)
-    for row in ui.batched(charts.panels(frame), GRID_COLUMNS):
-        for column, (client, task) in zip(st.columns(GRID_COLUMNS), row, strict=False):
-            panel = frame[(frame["client"] == client) & (frame["task"] == task)]
-            with column:
-                st.plotly_chart(
-                    charts.metric_figure(
-                        panel,
-                        metric=shown[task],
-                        title=f"Client {client} · {task}",
-                        replacement_rounds=replaced.get((client, task)),
-                    ),
-                    config={"displayModeBar": False},
-                )
+    ui.chart_grid(
+        run_charts.panels(frame),
+        lambda client, task: run_charts.metric_figure(
+            frame[(frame["client"] == client) & (frame["task"] == task)],
+            metric=shown[task],
+            title=f"Client {client} · {task}",
+            replacement_rounds=replaced.get((client, task)),
+        ),
+    )
 
     replacement_events(events, page_clients, frame)
 
     st.markdown("**Last evaluated value** per client and task (`final`: the stage-2 model)")
-    st.dataframe(charts.latest_values(frame).round(4), hide_index=True)
+    st.dataframe(run_charts.latest_values(frame).round(4), hide_index=True)
     st.download_button(
         "Download these metrics (CSV)",
         data=frame.to_csv(index=False),
@@ -239,23 +221,15 @@ def fetch_metrics(
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
-def replacement_rounds(events: pd.DataFrame | None) -> dict[tuple[int, str], list[int]]:
-    if events is None or events.empty:
-        return {}
+def replacement_rounds(events: pd.DataFrame) -> dict[tuple[int, str], list[int]]:
     return {
         (int(client), str(task)): sorted(rows["round"].astype(int).tolist())
         for (client, task), rows in events.groupby(["client", "task"])
     }
 
 
-def replacement_events(events: pd.DataFrame | None, clients: list[int], frame: pd.DataFrame):
+def replacement_events(events: pd.DataFrame, clients: list[int], frame: pd.DataFrame) -> None:
     """TAP's replacements of the clients shown, on the rounds axis of the curves."""
-    if events is None:
-        st.caption(
-            "Replacement events: this API does not serve them "
-            "(`GET /api/v1/runs/{id}/replacements` is missing)."
-        )
-        return
     shown = events[events["client"].isin(clients)]
     if shown.empty:
         st.caption("No replacement events for these clients.")
@@ -263,29 +237,19 @@ def replacement_events(events: pd.DataFrame | None, clients: list[int], frame: p
     with st.expander(f"Replacement events ({len(shown)})", icon=":material/swap_horiz:"):
         rounds = (int(frame["round"].min()), int(frame["round"].max()))
         st.plotly_chart(
-            charts.replacement_timeline(shown, rounds=rounds), config={"displayModeBar": False}
+            run_charts.replacement_timeline(shown, rounds=rounds), config={"displayModeBar": False}
         )
         st.dataframe(shown.sort_values(["round", "client"]), hide_index=True)
 
 
-def main_metric(metrics: list[str]) -> str:
-    return next((m for m in PREFERRED_METRICS if m in metrics), metrics[0])
-
-
 def curve_controls(
-    run_id: int, facets: dict[str, Any]
+    run_id: int, facets: dict[str, Any], catalog: Catalog
 ) -> tuple[str, str | None, list[str], list[str], list[int]]:
     metric_col, stage_col, client_col = st.columns([3, 2, 3])
     model_col, split_col = st.columns([3, 5])
-    mains = sorted({main_metric(metrics) for metrics in facets["task_metrics"].values()})
     # Keys carry the run and the options: another run, or a model that only just showed
     # up (e.g. "final" after FL), starts from the defaults instead of a stale choice.
-    choice = metric_col.selectbox(
-        "Metric",
-        [MAIN, *facets["metric"]],
-        format_func=lambda m: f"main metric per task ({', '.join(mains)})" if m == MAIN else m,
-        key=f"metric_{run_id}",
-    )
+    choice, _ = ui.metric_choice(metric_col, facets, catalog, key=f"metric_{run_id}")
     stage = None
     if len(facets["stage"]) > 1:
         stage = stage_col.segmented_control(
@@ -296,7 +260,7 @@ def curve_controls(
         facets["model"],
         selection_mode="multi",
         default=facets["model"],
-        format_func=charts.model_label,
+        format_func=run_charts.model_label,
         key=f"models_{run_id}_{'-'.join(facets['model'])}",
     )
     splits = split_col.pills(
@@ -353,7 +317,7 @@ LEGEND_COLOURS = {
 def legend(models: list[str], replacements: bool = False) -> str:
     parts = [
         f":{LEGEND_COLOURS.get(m, 'violet')}[**{'┈┈' if m == 'constant' else '━━'} "
-        f"{charts.model_label(m)}**]"
+        f"{run_charts.model_label(m)}**]"
         for m in models
     ]
     return (
@@ -382,24 +346,23 @@ def training_losses(run_id: int, live: bool, clients: list[int] | None) -> None:
     if frame.empty:
         st.caption("No local training has finished yet.")
         return
-    for row in ui.batched(sorted(frame["client"].unique()), GRID_COLUMNS):
-        for column, client in zip(st.columns(GRID_COLUMNS), row, strict=False):
-            with column:
-                st.plotly_chart(
-                    charts.loss_figure(frame[frame["client"] == client], title=f"Client {client}"),
-                    config={"displayModeBar": False},
-                )
+    ui.chart_grid(
+        [(client,) for client in sorted(frame["client"].unique())],
+        lambda client: run_charts.loss_figure(
+            frame[frame["client"] == client], title=f"Client {client}"
+        ),
+    )
 
 
 def stage_two_steps(run_id: int, live: bool, clients: list[int] | None) -> None:
     """Per client, the post-FL fine-tunings optimizer step by optimizer step; only for runs
-    that report them (and APIs that serve them)."""
+    that report them."""
     with ui.api_errors():
         if clients:  # the clients of the curves' page, filtered by the API
             parts = [data.steps(run_id, live=live, client=c) for c in clients]
         else:
             parts = [data.steps(run_id, live=live)]
-    found = [part for part in parts if part is not None and not part.empty]
+    found = [part for part in parts if not part.empty]
     if not found:
         return
     frame = pd.concat(found, ignore_index=True)
@@ -413,15 +376,12 @@ def stage_two_steps(run_id: int, live: bool, clients: list[int] | None) -> None:
         "student's loss; the axis is logarithmic because λ·KD is often a thousandth of a "
         "task loss."
     )
-    for row in ui.batched(sorted(frame["client"].unique()), GRID_COLUMNS):
-        for column, client in zip(st.columns(GRID_COLUMNS), row, strict=False):
-            with column:
-                st.plotly_chart(
-                    charts.step_figure(
-                        frame[frame["client"] == client], title=f"Client {client} · stage 2"
-                    ),
-                    config={"displayModeBar": False},
-                )
+    ui.chart_grid(
+        [(client,) for client in sorted(frame["client"].unique())],
+        lambda client: run_charts.step_figure(
+            frame[frame["client"] == client], title=f"Client {client} · stage 2"
+        ),
+    )
 
 
 def logs(run_id: int) -> None:

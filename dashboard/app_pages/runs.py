@@ -6,8 +6,9 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from backend.client import ApiError
+from backend.client.types import RUN_STATUSES, Run
 from dashboard import data, ui
-from dashboard.client import RUN_STATUSES, ApiError, Run
 
 PAGE_SIZE = 50
 RECENT = 500  # the search and the algorithm/owner/preset filters look at this many runs

@@ -1,8 +1,9 @@
 """Submit: start an experiment from a preset, with its main hyperparameters overridden.
 
-The API validates everything; its 422 messages appear under the field they are about.
-Several algorithms or seeds make a sweep (one run per combination), and the page says how
-many runs that queues before anything is sent.
+The algorithms, task families and presets (with the values each field keeps when left
+empty) are the API's catalog. The API validates everything; its 422 messages appear under
+the field they are about. Several algorithms or seeds make a sweep (one run per
+combination), and the page says how many runs that queues before anything is sent.
 """
 
 from __future__ import annotations
@@ -12,26 +13,9 @@ from typing import Any
 
 import streamlit as st
 
+from backend.client import ApiError
+from backend.client.types import Catalog, CatalogPreset, Experiment
 from dashboard import data, ui
-from dashboard.client import ApiError, Experiment, Preset
-
-# Suggestions (the engine's algorithms); the API has the final word, and others can be typed.
-KNOWN_ALGORITHMS = [
-    "tap",
-    "tap_no_kd",
-    "fedavg",
-    "fedavg_ft",
-    "fedavg_ft2x",
-    "disentafl",
-    "disentafl_ft",
-    "local",
-]
-TASK_FAMILIES = (
-    "image_classification",
-    "text_classification",
-    "image_generation",
-    "text_generation",
-)
 
 
 @dataclass(frozen=True)
@@ -62,7 +46,7 @@ def margin_key(family: str) -> str:
     return f"margins.{family}"
 
 
-def field_of(where: str) -> str:
+def field_of(where: str, families: list[str]) -> str:
     """The form field a 422's location (``overrides.rounds``, ``sweep.seed`` …) is about;
     "" for anything else (e.g. the preset's own config), shown above the Submit button."""
     parts = where.split(".")
@@ -76,7 +60,7 @@ def field_of(where: str) -> str:
             return "seed"
         if key.startswith("margins."):
             family = parts[2]
-            return margin_key(family) if family in TASK_FAMILIES else "margins"
+            return margin_key(family) if family in families else "margins"
         if key == "margins":
             return "margins"
         if key in {hyper.key for hyper in HYPERPARAMETERS}:
@@ -117,9 +101,9 @@ def request_body(
     return algorithm, overrides, sweep
 
 
-def sweep_preview(algorithms: list[str], seeds: list[int], preset: Preset) -> str:
+def sweep_preview(algorithms: list[str], seeds: list[int], preset: CatalogPreset) -> str:
     """ "6 runs will be queued: tap, fedavg for seeds 41, 42, 43." """
-    algos = algorithms or [f"{preset.get('algorithm', 'the preset algorithm')} (preset)"]
+    algos = algorithms or [f"{preset['defaults']['algorithm']} (preset)"]
     seed_list = seeds or []
     count = len(algos) * max(len(seed_list), 1)
     seed_text = f"seeds {', '.join(map(str, seed_list))}" if seed_list else "the preset's seed"
@@ -127,15 +111,31 @@ def sweep_preview(algorithms: list[str], seeds: list[int], preset: Preset) -> st
     return f"**{count} {noun}** will be queued: {', '.join(algos)} for {seed_text}."
 
 
-def preset_summary(preset: Preset) -> str:
+def preset_summary(preset: CatalogPreset) -> str:
+    defaults = preset["defaults"]
     facts = [
-        preset.get("description", ""),
-        f"algorithm {preset['algorithm']}" if preset.get("algorithm") else "",
-        f"{preset['rounds']} rounds" if preset.get("rounds") else "",
-        f"{preset['clients']} clients" if preset.get("clients") else "",
-        f"backbone {preset['backbone']}" if preset.get("backbone") else "",
+        preset["description"],
+        f"algorithm {defaults['algorithm']}",
+        f"{defaults['rounds']} rounds",
+        f"{defaults['clients']} clients",
+        f"backbone {defaults['backbone']}",
     ]
     return " · ".join(fact for fact in facts if fact)
+
+
+def algorithm_help(catalog: Catalog) -> str:
+    """Each algorithm with its one-line description, for the Algorithm field's help."""
+    lines = [f"- **{a['name']}**: {a['description']}" for a in catalog["algorithms"]]
+    return "Several algorithms start a sweep: one run per algorithm and seed.\n\n" + "\n".join(
+        lines
+    )
+
+
+def algorithm_caption(chosen: list[str], catalog: Catalog, preset: CatalogPreset) -> str:
+    """What the chosen algorithms (or the preset's, when none is chosen) do, one line each."""
+    described = {a["name"]: a["description"] for a in catalog["algorithms"]}
+    names = chosen or [preset["defaults"]["algorithm"]]
+    return "  \n".join(f"**{n}**: {described[n]}" for n in names if n in described)
 
 
 def show_created(experiment: Experiment) -> None:
@@ -155,8 +155,8 @@ def show_created(experiment: Experiment) -> None:
         )
 
 
-def number_field(hyper: Hyper, preset: Preset) -> Any:
-    default = preset.get(hyper.key) if hyper.key in ("rounds",) else None
+def number_field(hyper: Hyper, preset: CatalogPreset) -> Any:
+    default = preset["defaults"].get(hyper.key)
     # No min/max here on purpose: the API's validation is the one that counts.
     return st.number_input(
         hyper.label,
@@ -172,7 +172,9 @@ def number_field(hyper: Hyper, preset: Preset) -> Any:
 st.title("Submit an experiment")
 
 with ui.api_errors():
-    presets = data.presets()
+    catalog = data.catalog()
+presets = catalog["presets"]
+families = catalog["task_families"]
 if not presets:
     st.warning("The API offers no presets, so there is nothing to start.")
     st.stop()
@@ -191,15 +193,15 @@ slots["preset"] = st.empty()
 
 left, right = st.columns(2)
 with left:
+    # The catalog's algorithms; a name typed in anyway is for the API to refuse.
     algorithms = st.multiselect(
         "Algorithm",
-        KNOWN_ALGORITHMS,
-        placeholder=f"the preset's ({chosen['algorithm']})"
-        if chosen.get("algorithm")
-        else "the preset's",
+        [a["name"] for a in catalog["algorithms"]],
+        placeholder=f"the preset's ({chosen['defaults']['algorithm']})",
         accept_new_options=True,
-        help="Several algorithms start a sweep: one run per algorithm and seed.",
+        help=algorithm_help(catalog),
     )
+    st.caption(algorithm_caption(algorithms, catalog, chosen))
     slots["algorithm"] = st.empty()
 with right:
     seeds_text = st.text_input(
@@ -216,14 +218,15 @@ for row in ui.batched(HYPERPARAMETERS, 3):
             slots[hyper.key] = st.empty()
 
 st.markdown("**Replacement margins** per task family (TAP) · empty: the backbone's default")
-for column, family in zip(st.columns(len(TASK_FAMILIES)), TASK_FAMILIES, strict=True):
+margins = chosen["defaults"]["margins"]
+for column, family in zip(st.columns(len(families)), families, strict=True):
     with column:
         values[margin_key(family)] = st.number_input(
             f"Margin: {family.replace('_', ' ')}",
             value=None,
             step=0.001,
             format="%.4g",
-            placeholder="default",
+            placeholder=f"the preset's ({margins[family]:g})" if family in margins else "default",
             key=f"submit_margin_{family}",
         )
         slots[margin_key(family)] = st.empty()
@@ -244,7 +247,7 @@ general = st.container()  # messages not about a single field
 if st.button("Submit", type="primary", icon=":material/send:", disabled=bool(seed_problem)):
     algorithm, overrides, sweep = request_body(algorithms, seeds, values)
     try:
-        experiment = data.api().create_experiment(
+        experiment = data.api().submit(
             preset, name=name or None, algorithm=algorithm, overrides=overrides, sweep=sweep
         )
     except ApiError as err:
@@ -253,7 +256,7 @@ if st.button("Submit", type="primary", icon=":material/send:", disabled=bool(see
                 ui.show_api_error(err)
             st.stop()
         for where, messages in err.field_errors().items():
-            field = field_of(where)
+            field = field_of(where, families)
             if field:
                 slots[field].error(" ".join(messages))
             else:  # e.g. a preset's own config, or the request as a whole

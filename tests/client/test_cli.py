@@ -1,6 +1,6 @@
-"""``tapfl submit | list | show | cancel | retry | metrics | compare | export`` and ``tapfl
-users`` against a real uvicorn server (the CLI runs in-process through typer's runner,
-except one test that runs the installed entry point as a subprocess)."""
+"""``tapfl submit | list | show | cancel | retry | metrics | compare | export | users`` and
+``tapfl create-user`` against a real uvicorn server (the CLI runs in-process through typer's
+runner, except the tests that run the installed entry point as a subprocess)."""
 
 from __future__ import annotations
 
@@ -118,20 +118,29 @@ def _installed(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
-def test_users_are_managed_in_the_database_by_the_installed_command(live_api: LiveApi) -> None:
-    def tapfl(*args: str) -> subprocess.CompletedProcess[str]:
-        return _installed(*args, TAPFL_HOME=str(live_api.home), TAPFL_API_URL=live_api.url)
-
-    created = tapfl("users", "create", "dave")
-    assert created.returncode == 0, created.stderr
-    token = created.stdout.strip()
-    assert "created user dave" in created.stderr
+def test_users_are_managed_over_the_api(
+    tapfl: Tapfl, live_api: LiveApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = tapfl("users", "create", "dave").strip().splitlines()[-1]
     listed = tapfl("users", "list")
-    assert "dave" in listed.stdout and token[:6] + "…" in listed.stdout
-    assert token not in listed.stdout
-    as_dave = _installed("list", "--json", TAPFL_API_URL=live_api.url, TAPFL_TOKEN=token)
-    assert as_dave.returncode == 0, as_dave.stderr
-    assert tapfl("users", "create", "dave").returncode == 1  # exists
-    assert tapfl("users", "revoke", "dave").returncode == 0
-    refused = _installed("list", TAPFL_API_URL=live_api.url, TAPFL_TOKEN=token)
-    assert refused.returncode == 1 and "HTTP 401" in refused.stderr
+    assert "dave" in listed and token[:6] + "…" in listed and token not in listed
+    assert tapfl("users", "create", "dave", code=1).startswith("error:")  # exists
+    monkeypatch.setenv("TAPFL_TOKEN", token)
+    assert "HTTP 403" in tapfl("users", "list", code=1)  # dave is no admin
+    json.loads(tapfl("list", "--json"))
+    monkeypatch.setenv("TAPFL_TOKEN", live_api.admin_token)
+    assert tapfl("users", "revoke", "dave").strip() == "revoked dave"
+    monkeypatch.setenv("TAPFL_TOKEN", token)
+    assert "HTTP 401" in tapfl("list", code=1)
+
+
+def test_the_server_command_creates_a_user_in_the_database(live_api: LiveApi) -> None:
+    created = _installed("create-user", "erin", "--admin", TAPFL_HOME=str(live_api.home))
+    assert created.returncode == 0, created.stderr
+    assert "created admin user erin" in created.stderr
+    token = created.stdout.strip()
+    as_erin = _installed("users", "list", TAPFL_API_URL=live_api.url, TAPFL_TOKEN=token)
+    assert as_erin.returncode == 0, as_erin.stderr
+    assert "erin" in as_erin.stdout
+    again = _installed("create-user", "erin", TAPFL_HOME=str(live_api.home))
+    assert again.returncode == 1 and "erin" in again.stderr

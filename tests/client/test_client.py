@@ -38,9 +38,11 @@ def test_submit_list_show_cancel_retry(admin: TapflClient) -> None:
     assert [e["id"] for e in listed["items"]] == [experiment["id"]]
     run_id = experiment["runs"][0]["id"]
     assert admin.run(run_id)["status"] == "queued"
-    assert admin.cancel(run_id)["status"] == "cancelled"
-    assert admin.retry(run_id)["status"] == "queued"
-    assert any("retried" in line["message"] for line in admin.logs(run_id))
+    assert admin.cancel_run(run_id)["status"] == "cancelled"
+    assert admin.retry_run(run_id)["status"] == "queued"
+    assert any("retried" in line["message"] for line in admin.all_logs(run_id))
+    page = admin.logs(run_id, limit=1)
+    assert len(page["items"]) == 1 and page["total"] == len(admin.all_logs(run_id)) > 1
 
 
 def test_bad_input_and_unknown_ids_raise_api_errors_with_field_paths(admin: TapflClient) -> None:
@@ -48,7 +50,8 @@ def test_bad_input_and_unknown_ids_raise_api_errors_with_field_paths(admin: Tapf
         admin.submit("demo", overrides={"rounds": 0})
     assert raised.value.status == 422
     assert raised.value.detail[0]["loc"] == ["body", "overrides", "rounds"]
-    assert "body.overrides.rounds" in str(raised.value)
+    assert "HTTP 422" in str(raised.value) and "body.overrides.rounds" in str(raised.value)
+    assert list(raised.value.field_errors()) == ["overrides.rounds"]
     with pytest.raises(ApiError) as missing:
         admin.run(987654)
     assert missing.value.status == 404
@@ -62,7 +65,7 @@ def test_another_users_run_is_readable_but_not_cancellable(
     with TapflClient(live_api.url, token) as carol:
         assert carol.run(run_id)["id"] == run_id
         with pytest.raises(ApiError) as raised:
-            carol.cancel(run_id)
+            carol.cancel_run(run_id)
         assert raised.value.status == 403
     assert "carol" in [u["name"] for u in admin.users()]
     admin.revoke_user("carol")
@@ -111,7 +114,7 @@ def test_steps_reads_every_page_of_a_runs_stage_two(
                 row = {"step": step, "micro_batches": 4, "term": term, "task": "t"}
                 session.add(TrainingStepLoss(**where, **row, value=value))
         session.commit()
-    monkeypatch.setattr("backend.client.PAGE", 2)  # 6 rows: three requests
+    monkeypatch.setattr("backend.client.http.PAGE_LIMIT", 2)  # 6 rows: three requests
     rows = admin.steps(run_id)
     assert [(r["step"], r["term"]) for r in rows] == [
         (step, term) for step in (1, 2, 3) for term in ("kd", "task")
@@ -121,3 +124,33 @@ def test_steps_reads_every_page_of_a_runs_stage_two(
     with pytest.raises(ApiError) as missing:
         admin.steps(987654)
     assert missing.value.status == 404
+
+
+def test_an_experiment_is_read_then_deleted_once_its_runs_are_cancelled(
+    admin: TapflClient,
+) -> None:
+    experiment = admin.submit("demo", name="to delete", time_limit_s=90)
+    assert admin.experiment(experiment["id"])["name"] == "to delete"
+    with pytest.raises(ApiError) as busy:
+        admin.delete_experiment(experiment["id"])
+    assert busy.value.status == 409
+    admin.cancel_run(experiment["runs"][0]["id"])
+    admin.delete_experiment(experiment["id"])
+    with pytest.raises(ApiError) as gone:
+        admin.experiment(experiment["id"])
+    assert gone.value.status == 404
+
+
+def test_replacements_read_every_page(
+    admin: TapflClient, live_api: LiveApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_id = admin.submit("demo")["runs"][0]["id"]
+    with live_api.sessions()() as session:
+        for rnd in range(1, 6):
+            session.add(Replacement(run_id=run_id, round=rnd, client=rnd % 2, task="t",
+                                    global_loss=1.0, personal_loss=0.5, margin=0.0,
+                                    parameters_copied=rnd))  # fmt: skip
+        session.commit()
+    monkeypatch.setattr("backend.client.http.PAGE_LIMIT", 2)  # 5 rows: three requests
+    assert [r["round"] for r in admin.replacements(run_id)] == [1, 2, 3, 4, 5]
+    assert [r["round"] for r in admin.replacements(run_id, client=1)] == [1, 3, 5]

@@ -1,22 +1,75 @@
-"""Figures: one visual language (colour = model, solid = local, dashed = pooled)."""
+"""Figures: one visual language (colour = model, solid = local, dashed = pooled), and
+colours per algorithm from the catalog."""
 
 from __future__ import annotations
 
-import pandas as pd
+import itertools
+from typing import Any
 
-from dashboard import charts
-from tests.dashboard.fake_tapfl_api import (
-    CLASSIFY,
-    GENERATE,
-    PANELS,
-    canned_losses,
-    canned_metrics,
-    canned_steps,
-)
+import pandas as pd
+import pytest
+
+from dashboard import chart_style, compare_charts
+from dashboard import run_charts as charts
+from tap_engine import catalog
+
+CLASSIFY = "digits_image_classification"
+GENERATE = "digits_image_generation"
+# client -> tasks, like a small demo preset: client 1 holds two tasks.
+CLIENT_TASKS: dict[int, list[str]] = {0: [CLASSIFY], 1: [CLASSIFY, GENERATE], 2: [GENERATE]}
+TASK_METRICS = {CLASSIFY: ["accuracy", "loss"], GENERATE: ["mse", "loss"]}
+PANELS = [(client, task) for client, tasks in CLIENT_TASKS.items() for task in tasks]
+
+
+def metric_rows(rounds: tuple[int, ...] = (0, 2, 4)) -> list[dict[str, Any]]:
+    """FL rounds: global and personal models; after FL (stage post): the final model."""
+    rows = []
+    for client, tasks in CLIENT_TASKS.items():
+        for task, metric in ((t, m) for t in tasks for m in TASK_METRICS[t]):
+            lines = [("fl", model, split, r) for model, split in
+                     itertools.product(("global", "personal"), ("local", "pooled"))
+                     for r in rounds]  # fmt: skip
+            lines += [("post", "final", split, rounds[-1]) for split in ("local", "pooled")]
+            for stage, model, split, r in lines:
+                value = 0.5 + 0.08 * r + (0.05 if model != "global" else 0.0) + 0.01 * client
+                value = value if metric == "accuracy" else 1 / (1 + value)
+                rows.append({"round": r, "stage": stage, "client": client, "task": task,
+                             "model": model, "split": split, "metric": metric,
+                             "value": value})  # fmt: skip
+    return rows
 
 
 def metrics_frame() -> pd.DataFrame:
-    return pd.DataFrame(canned_metrics())
+    return pd.DataFrame(metric_rows())
+
+
+def loss_rows(rounds: int = 4) -> list[dict[str, Any]]:
+    return [
+        {"round": r, "stage": "fl", "client": client, "model": model, "task": task,
+         "loss": 2.0 / (r + 1) + (0.1 if model == "global" else 0.0), "steps": 15}
+        for client, tasks in CLIENT_TASKS.items()
+        for task in tasks
+        for model in ("global", "personal")
+        for r in range(1, rounds + 1)
+    ]  # fmt: skip
+
+
+def step_rows(
+    steps: int = 4, round_: int = 4, client_tasks: dict[int, list[str]] = CLIENT_TASKS
+) -> list[dict[str, Any]]:
+    """A TAP run's stage 2 step by step: the teacher's (global_ft) and the student's (final)
+    task losses, and the student's lambda x KD per task, three orders of magnitude smaller."""
+    rows = []
+    for client, tasks in client_tasks.items():
+        for model in ("global_ft", "final"):
+            terms = ["task", "kd"] if model == "final" else ["task"]
+            for step, term, task in itertools.product(range(1, steps + 1), terms, tasks):
+                loss = 2.0 / step + (0.2 if model == "final" else 0.0)
+                value = loss if term == "task" else 0.002 / step
+                rows.append({"round": round_, "stage": "post", "client": client,
+                             "model": model, "step": step, "micro_batches": 4, "term": term,
+                             "task": task, "value": value})  # fmt: skip
+    return rows
 
 
 def test_panels_are_every_client_task_pair_in_reading_order() -> None:
@@ -60,7 +113,7 @@ def test_stages_are_named_once_some_line_spans_two() -> None:
 
 
 def test_loss_figure_has_a_line_per_model_and_task() -> None:
-    frame = pd.DataFrame(canned_losses())
+    frame = pd.DataFrame(loss_rows())
     figure = charts.loss_figure(frame[frame.client == 1], title="Client 1")
     assert len(figure.data) == 4  # global/personal x two tasks
     assert {trace.line.dash for trace in figure.data} == {"solid", "dot"}
@@ -118,7 +171,7 @@ def test_latest_values_put_the_constant_answer_last() -> None:
 
 
 def test_step_figure_draws_teacher_student_and_kd_per_task_on_a_log_axis() -> None:
-    frame = pd.DataFrame(canned_steps(steps=3))
+    frame = pd.DataFrame(step_rows(steps=3))
     figure = charts.step_figure(frame[frame.client == 1], title="Client 1 · stage 2")
     lines = {t.name: t for t in figure.data}
     assert list(lines) == [
@@ -141,7 +194,7 @@ def test_step_figure_draws_teacher_student_and_kd_per_task_on_a_log_axis() -> No
 
 
 def test_a_term_of_the_whole_batch_and_a_second_fine_tuning_are_named_apart() -> None:
-    rows = canned_steps(steps=2, client_tasks={0: [CLASSIFY]})
+    rows = step_rows(steps=2, client_tasks={0: [CLASSIFY]})
     batch = {**rows[-1], "term": "orthogonality", "task": "", "value": 0.05}
     again = [{**row, "round": 5} for row in rows if row["model"] == "final"]
     figure = charts.step_figure(pd.DataFrame([*rows, batch, *again]), title="")
@@ -153,6 +206,51 @@ def test_a_term_of_the_whole_batch_and_a_second_fine_tuning_are_named_apart() ->
 
 def test_without_a_teacher_the_fine_tuned_model_keeps_its_own_name() -> None:
     # fedavg_ft fine-tunes the global model into "final": there is no student.
-    rows = [r for r in canned_steps(steps=2, client_tasks={0: [CLASSIFY]}) if r["term"] == "task"]
+    rows = [r for r in step_rows(steps=2, client_tasks={0: [CLASSIFY]}) if r["term"] == "task"]
     final = pd.DataFrame([r for r in rows if r["model"] == "final"])
     assert [t.name for t in charts.step_figure(final, title="").data] == [f"final · {CLASSIFY}"]
+
+
+# -- colours ----------------------------------------------------------------------------------
+
+
+def served(*extra: dict[str, Any]) -> list[dict[str, Any]]:
+    """The algorithms as ``GET /catalog`` lists them, with ``extra`` ones after them."""
+    return [*catalog.as_dict()["algorithms"], *extra]
+
+
+def test_algorithms_keep_the_catalogs_colour_and_others_get_free_ones_in_order() -> None:
+    new = [{"name": f"plugin{i}", "description": "", "color": None} for i in range(3)]
+    colors = chart_style.algorithm_colors(served(*new))
+    assert colors["tap"] == catalog.algorithm("tap").color
+    built_in = {a.color for a in catalog.algorithms().values()}
+    spare = [colors[f"plugin{i}"] for i in range(3)]
+    assert len(set(spare)) == 3 and not set(spare) & built_in
+    # By catalog order: the first plugin's colour does not depend on those after it.
+    assert chart_style.algorithm_colors(served(new[0]))["plugin0"] == spare[0]
+
+
+def test_a_second_group_of_one_algorithm_gets_its_own_colour() -> None:
+    colors = chart_style.algorithm_colors(served())
+    groups = chart_style.group_colors(
+        [("tap seed sweep", "tap"), ("tap lr=1e-3", "tap"), ("fedavg", "fedavg"),
+         ("unknown", "not_in_catalog")], colors,
+    )  # fmt: skip
+    assert groups["tap seed sweep"] == colors["tap"]
+    assert groups["fedavg"] == colors["fedavg"]
+    assert len(set(groups.values())) == 4
+    assert groups["tap lr=1e-3"] not in colors.values()
+
+
+def test_compare_figure_draws_a_band_and_a_line_per_group_in_its_colour() -> None:
+    curves = pd.DataFrame(
+        [{"label": label, "round": r, "mean": 0.5 + r / 10, "std": 0.02, "n": 3}
+         for label in ("tap", "fedavg") for r in (1, 2, 3)]
+    )  # fmt: skip
+    colors = {"tap": "#ff8700", "fedavg": "#1c83e1"}
+    figure = compare_charts.compare_figure(curves, metric="accuracy", title="", colors=colors)
+    lines = [t for t in figure.data if t.fill is None]
+    bands = [t for t in figure.data if t.fill == "toself"]
+    assert [(t.name, t.line.color) for t in lines] == [("tap", "#ff8700"), ("fedavg", "#1c83e1")]
+    assert bands[0].fillcolor == "rgba(255, 135, 0, 0.18)"
+    assert list(bands[0].y) == pytest.approx([0.62, 0.72, 0.82, 0.78, 0.68, 0.58])

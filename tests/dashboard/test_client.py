@@ -1,4 +1,5 @@
-"""The HTTP client: requests it sends and the errors pages rely on."""
+"""The HTTP client (``backend.client``) over a mock transport: the requests it sends and the
+errors the dashboard's pages rely on."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ import json
 import httpx
 import pytest
 
-from dashboard.client import ApiError, ApiUnreachable, TapflClient, Unauthorized
-from tests.dashboard.conftest import unused_port
+from backend.client import ApiError, ApiUnreachable, TapflClient, Unauthorized
+from backend.processes import free_port
 
 
 def client_with(handler) -> tuple[TapflClient, list[httpx.Request]]:  # type: ignore[no-untyped-def]
@@ -30,17 +31,19 @@ def test_every_call_carries_the_bearer_token_under_api_v1() -> None:
 
 def test_unset_metric_filters_are_left_out_of_the_query() -> None:
     client, seen = client_with(lambda r: httpx.Response(200, json={"items": [], "total": 0}))
-    client.metrics(7, client=0, metric="accuracy", model=None, round_min=0)
-    assert dict(seen[0].url.params) == {"client": "0", "metric": "accuracy", "round_min": "0"}
+    client.metrics(7, client=0, metric="accuracy", model=None, round_min=0)  # type: ignore[typeddict-item]
+    assert dict(seen[0].url.params) == {
+        "client": "0", "metric": "accuracy", "round_min": "0", "limit": "10000", "offset": "0"
+    }  # fmt: skip
     client.metrics_csv(7, split="pooled")
     assert seen[1].url.path == "/api/v1/runs/7/metrics.csv"
     assert dict(seen[1].url.params) == {"split": "pooled"}
 
 
-def test_create_experiment_sends_only_the_fields_given() -> None:
+def test_submit_sends_only_the_fields_given() -> None:
     body = {"id": 1, "name": "x", "preset": "demo", "created_at": "", "runs": []}
     client, seen = client_with(lambda r: httpx.Response(201, json=body))
-    client.create_experiment("demo", overrides={"rounds": 3}, sweep={"seed": [1, 2]})
+    client.submit("demo", overrides={"rounds": 3}, sweep={"seed": [1, 2]})
     assert json.loads(seen[0].content) == {
         "preset": "demo",
         "overrides": {"rounds": 3},
@@ -56,7 +59,7 @@ def test_validation_errors_are_keyed_by_the_field_they_are_about() -> None:
     ]
     client, _ = client_with(lambda r: httpx.Response(422, json={"detail": detail}))
     with pytest.raises(ApiError) as caught:
-        client.create_experiment("demo")
+        client.submit("demo")
     assert caught.value.status == 422
     assert caught.value.field_errors() == {
         "overrides.rounds": ["must be >= 1"],
@@ -89,7 +92,7 @@ def test_a_non_json_server_error_still_says_its_status() -> None:
 
 
 def test_nothing_listening_raises_unreachable_with_the_address() -> None:
-    url = f"http://127.0.0.1:{unused_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     with TapflClient(url, "t") as client, pytest.raises(ApiUnreachable) as caught:
         client.health()
     assert caught.value.status is None
@@ -118,7 +121,7 @@ def test_token_falls_back_to_the_token_file_under_tapfl_home(
     assert TapflClient().token == "from-env"
 
 
-def test_all_metrics_reads_page_after_page_until_the_total() -> None:
+def test_metrics_reads_page_after_page_until_the_total() -> None:
     rows = [{"round": r, "value": r / 10} for r in range(25)]
 
     def pages(request: httpx.Request) -> httpx.Response:
@@ -127,8 +130,8 @@ def test_all_metrics_reads_page_after_page_until_the_total() -> None:
 
     client, seen = client_with(pages)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("dashboard.client.PAGE_LIMIT", 10)
-        assert client.all_metrics(3, metric="mse", client=None) == rows
+        patch.setattr("backend.client.http.PAGE_LIMIT", 10)
+        assert client.metrics(3, metric="mse", client=None) == rows  # type: ignore[typeddict-item]
     assert [r.url.params["offset"] for r in seen] == ["0", "10", "20"]
     assert all(r.url.params["metric"] == "mse" and "client" not in r.url.params for r in seen)
 
@@ -155,29 +158,47 @@ def test_compare_sends_the_runs_as_one_comma_separated_parameter() -> None:
     assert seen[1].url == "http://api.test/api/v1/compare?metric=mse&group=g1&split=pooled"
 
 
-def test_a_missing_route_is_told_apart_from_a_missing_run() -> None:
-    from dashboard.client import is_missing_route
+def test_replacements_read_every_page() -> None:
+    events = [{"round": r, "client": 0, "task": "t", "global_loss": 1.0, "personal_loss": 1.1,
+               "margin": 0.01, "parameters_copied": 10} for r in range(5)]  # fmt: skip
 
-    client, _ = client_with(lambda r: httpx.Response(404, json={"detail": "Not Found"}))
-    with pytest.raises(ApiError) as route:
-        client.replacements(1)
-    assert is_missing_route(route.value)
-    client, _ = client_with(lambda r: httpx.Response(404, json={"detail": "run 9 not found"}))
-    with pytest.raises(ApiError) as run:
-        client.replacements(9)
-    assert not is_missing_route(run.value)
+    def pages(request: httpx.Request) -> httpx.Response:
+        offset, limit = int(request.url.params["offset"]), int(request.url.params["limit"])
+        return httpx.Response(200, json={"items": events[offset : offset + limit], "total": 5})
 
-
-def test_replacements_accept_a_page_or_a_plain_list() -> None:
-    event = {"round": 2, "client": 0, "task": "t", "global_loss": 1.0, "personal_loss": 1.1,
-             "margin": 0.01, "parameters_copied": 10}  # fmt: skip
-    client, _ = client_with(lambda r: httpx.Response(200, json={"items": [event], "total": 1}))
-    assert client.replacements(1) == [event]
-    client, _ = client_with(lambda r: httpx.Response(200, json=[event]))
-    assert client.replacements(1) == [event]
+    client, seen = client_with(pages)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("backend.client.http.PAGE_LIMIT", 2)
+        assert client.replacements(1, client=0) == events
+    assert [r.url.params["offset"] for r in seen] == ["0", "2", "4"]
+    assert all(r.url.params["client"] == "0" for r in seen)
 
 
-def test_all_steps_sends_the_filters_and_reads_every_page() -> None:
+def test_the_catalog_is_read_from_catalog() -> None:
+    body = {"algorithms": [], "task_families": [], "metrics": [], "presets": []}
+    client, seen = client_with(lambda r: httpx.Response(200, json=body))
+    assert client.catalog() == body
+    assert seen[0].url == "http://api.test/api/v1/catalog"
+
+
+def test_delete_answers_nothing_and_logs_page_by_seq() -> None:
+    lines = [{"seq": s, "time": "", "level": "INFO", "source": "api", "message": str(s)}
+             for s in (3, 7, 9)]  # fmt: skip
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.method == "DELETE":
+            return httpx.Response(204)
+        after = int(request.url.params.get("after", 0))
+        rest = [line for line in lines if line["seq"] > after][:2]
+        return httpx.Response(200, json={"items": rest, "total": 3})
+
+    client, seen = client_with(answer)
+    assert client.delete_experiment(4) is None
+    assert [line["seq"] for line in client.all_logs(1)] == [3, 7, 9]
+    assert [r.url.params.get("after") for r in seen[1:]] == [None, "7"]
+
+
+def test_steps_sends_the_filters_and_reads_every_page() -> None:
     rows = [{"step": s, "term": "kd", "value": 0.001} for s in range(1, 16)]
 
     def pages(request: httpx.Request) -> httpx.Response:
@@ -186,11 +207,8 @@ def test_all_steps_sends_the_filters_and_reads_every_page() -> None:
 
     client, seen = client_with(pages)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("dashboard.client.PAGE_LIMIT", 10)
-        assert client.all_steps(5, client=2, term="kd", task=None) == rows
+        patch.setattr("backend.client.http.PAGE_LIMIT", 10)
+        assert client.steps(5, client=2, term="kd", task=None) == rows  # type: ignore[typeddict-item]
     assert [r.url.path for r in seen] == ["/api/v1/runs/5/steps"] * 2
     assert [r.url.params["offset"] for r in seen] == ["0", "10"]
     assert all(r.url.params["client"] == "2" and "task" not in r.url.params for r in seen)
-    client, seen = client_with(lambda r: httpx.Response(200, json={"items": [], "total": 0}))
-    client.steps(5, model="final", limit=3)
-    assert dict(seen[0].url.params) == {"model": "final", "limit": "3"}

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from backend.client.types import Comparison
 from dashboard import compare
-from dashboard.client import Comparison
 
 
 def comparison(metric: str, finals: dict[str, tuple[float, float]], *, n: int = 3) -> Comparison:

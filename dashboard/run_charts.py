@@ -1,8 +1,7 @@
-"""Plotly figures for the run page; pure functions from data frames to figures.
+"""Plotly figures of the Run page; pure functions from data frames to figures.
 
 One visual language everywhere: colour says which model (global / global_ft / personal /
-final), line
-style says which test data — solid for the client's own held-out data (local, i.e.
+final), line style says which test data — solid for the client's own held-out data (local, i.e.
 personalization), dashed for every client's held-out data of that task (pooled, i.e.
 generalization), with open markers for pooled values so that a single evaluation
 still shows which is which. The ``constant`` model (text generation's chance level: the
@@ -14,6 +13,8 @@ from __future__ import annotations
 
 import pandas as pd
 import plotly.graph_objects as go
+
+from dashboard import chart_style as style
 
 MODEL_ORDER = ("global", "global_ft", "personal", "final", "constant")
 SPLIT_ORDER = ("local", "pooled")
@@ -27,14 +28,12 @@ MODEL_COLORS = {
     "constant": "#9a9ca5",  # chance level: neutral grey
 }
 MODEL_LABELS = {"constant": "constant answer (chance)"}
-OTHER_COLOR = "#7d4cdb"
 SPLIT_DASH = {"local": "solid", "pooled": "dash"}
 # Models drawn in their own line style; the split still shows (dotted vs dash-dotted).
 MODEL_SPLIT_DASH = {"constant": {"local": "dot", "pooled": "dashdot"}}
 STAGE_SYMBOL = {"fl": "circle", "post": "diamond"}
 TASK_DASHES = ("solid", "dot", "dashdot", "longdash")
 
-SMALL_HEIGHT = 260
 POST_MARKER_SIZE = 12  # stage-2 (final) values stand out from the FL rounds
 REPLACEMENT = "replacement"
 REPLACEMENT_COLOR = "#808495"
@@ -104,7 +103,7 @@ def metric_figure(
                 name=name,
                 mode="lines+markers",
                 line={
-                    "color": MODEL_COLORS.get(model, OTHER_COLOR),
+                    "color": MODEL_COLORS.get(model, style.OTHER_COLOR),
                     "dash": line_dash(model, split),
                 },
                 marker={
@@ -133,7 +132,7 @@ def metric_figure(
                 hovertemplate="replacement at round %{x}<extra></extra>",
             )
         )
-    _small_layout(figure, title=title, y_title=metric)
+    style.small_layout(figure, title=title, y_title=metric)
     return figure
 
 
@@ -189,18 +188,18 @@ def loss_figure(frame: pd.DataFrame, *, title: str) -> go.Figure:
                 y=rows["loss"],
                 name=name,
                 mode="lines+markers",
-                line={"color": MODEL_COLORS.get(model, OTHER_COLOR), "dash": dash},
+                line={"color": MODEL_COLORS.get(model, style.OTHER_COLOR), "dash": dash},
                 marker={"symbol": STAGE_SYMBOL.get(stage, "square"), "size": 5},
                 hovertemplate=f"%{{y:.4g}}<extra>{name}</extra>",
             )
         )
-    _small_layout(figure, title=title, y_title="training loss")
+    style.small_layout(figure, title=title, y_title="training loss")
     # Task names are long; a legend is the only place they fit.
     figure.update_layout(
         showlegend=True,
         legend={"orientation": "h", "yanchor": "top", "y": -0.12, "font": {"size": 10}},
         xaxis={"title": None},  # the legend sits where the axis title would; x is the round
-        height=SMALL_HEIGHT + 40,
+        height=style.SMALL_HEIGHT + 40,
     )
     return figure
 
@@ -241,7 +240,11 @@ def step_figure(frame: pd.DataFrame, *, title: str) -> go.Figure:
         name = step_trace_name(model, term, task, roles=roles)
         name += f" · round {rnd}" if several else ""
         loss = term == TASK_LOSS_TERM
-        color = MODEL_COLORS.get(model, OTHER_COLOR) if loss else TERM_COLORS.get(term, OTHER_COLOR)
+        color = (
+            MODEL_COLORS.get(model, style.OTHER_COLOR)
+            if loss
+            else TERM_COLORS.get(term, style.OTHER_COLOR)
+        )
         dash = TASK_DASHES[tasks.index(task) % len(TASK_DASHES)] if task else "solid"
         figure.add_trace(
             go.Scatter(
@@ -255,14 +258,14 @@ def step_figure(frame: pd.DataFrame, *, title: str) -> go.Figure:
                 hovertemplate=f"%{{y:.4g}} (%{{customdata}} micro-batches)<extra>{name}</extra>",
             )
         )
-    _small_layout(figure, title=title, y_title="per step (log)")
+    style.small_layout(figure, title=title, y_title="per step (log)")
     figure.update_layout(
         showlegend=True,
         legend={"orientation": "h", "yanchor": "top", "y": -0.22, "font": {"size": 10}},
         # λ·KD can be a thousandth of a task loss: a log axis shows both.
         yaxis={"type": "log"},
         xaxis={"title": "optimizer step"},
-        height=SMALL_HEIGHT + 80,
+        height=style.SMALL_HEIGHT + 80,
     )
     return figure
 
@@ -275,23 +278,6 @@ def _symbol(stage: str, split: str) -> str:
 def _stage_matters(frame: pd.DataFrame, keys: list[str]) -> bool:
     """True when some line (e.g. one model on one split) has values in several stages."""
     return not frame.empty and bool(frame.groupby(keys)["stage"].nunique().max() > 1)
-
-
-def _small_layout(figure: go.Figure, *, title: str, y_title: str) -> None:
-    figure.update_layout(
-        title={"text": title, "font": {"size": 14}},
-        height=SMALL_HEIGHT,
-        margin={"l": 10, "r": 10, "t": 40, "b": 10},
-        showlegend=False,  # the page shows one legend for all small multiples
-        hovermode="x unified",
-        xaxis={"title": "round", "dtick": 1 if _few_rounds(figure) else None},
-        yaxis={"title": y_title},
-    )
-
-
-def _few_rounds(figure: go.Figure) -> bool:
-    rounds = {x for trace in figure.data for x in (trace.x if trace.x is not None else ())}
-    return len(rounds) <= 12
 
 
 def latest_values(frame: pd.DataFrame) -> pd.DataFrame:
@@ -310,110 +296,3 @@ def latest_values(frame: pd.DataFrame) -> pd.DataFrame:
     # Ranked by model and split themselves: a column's name may be a model's label.
     rank = {trace_name(m, s): (_rank(MODEL_ORDER, m), _rank(SPLIT_ORDER, s)) for m, s in set(pairs)}
     return table[sorted(table.columns, key=rank.__getitem__)].reset_index()
-
-
-# -- compare ----------------------------------------------------------------------------------
-
-ALGORITHM_COLORS = {
-    "tap": "#ff8700",
-    "tap_no_kd": "#ffbd45",
-    "fedavg": "#1c83e1",
-    "fedavg_ft": "#0054a3",
-    "fedavg_ft2x": "#83c9ff",
-    "disentafl": "#7d4cdb",
-    "disentafl_ft": "#b27eff",
-    "local": "#21c354",
-}
-EXTRA_COLORS = ("#e84393", "#00a3a3", "#b8860b", "#6d3fc0", "#ff4b4b")
-
-
-def group_colors(labels_algorithms: list[tuple[str, str]]) -> dict[str, str]:
-    """A colour per group label: the algorithm's colour for its first group, then others."""
-    colors: dict[str, str] = {}
-    used: set[str] = set()
-    spare = iter(EXTRA_COLORS * 4)
-    for label, algorithm in labels_algorithms:
-        color = ALGORITHM_COLORS.get(algorithm)
-        if color is None or color in used:
-            color = next(spare)
-        colors[label] = color
-        used.add(color)
-    return colors
-
-
-def _rgba(hex_color: str, alpha: float) -> str:
-    red, green, blue = (int(hex_color[i : i + 2], 16) for i in (1, 3, 5))
-    return f"rgba({red}, {green}, {blue}, {alpha})"
-
-
-def compare_figure(
-    curves: pd.DataFrame, *, metric: str, title: str, colors: dict[str, str]
-) -> go.Figure:
-    """One client's one task: a line per group (mean over seeds) in a band of ± one std."""
-    figure = go.Figure()
-    for label, rows in curves.groupby("label", sort=False):
-        rows = rows.sort_values("round")
-        color = colors.get(str(label), OTHER_COLOR)
-        upper = rows["mean"] + rows["std"].fillna(0)
-        lower = rows["mean"] - rows["std"].fillna(0)
-        figure.add_trace(
-            go.Scatter(
-                x=list(rows["round"]) + list(rows["round"])[::-1],
-                y=list(upper) + list(lower)[::-1],
-                fill="toself",
-                fillcolor=_rgba(color, 0.18),
-                line={"width": 0},
-                hoverinfo="skip",
-                showlegend=False,
-                name=f"{label} ± std",
-            )
-        )
-        figure.add_trace(
-            go.Scatter(
-                x=rows["round"],
-                y=rows["mean"],
-                name=str(label),
-                mode="lines+markers",
-                line={"color": color},
-                marker={"size": 5},
-                customdata=rows[["std", "n"]].to_numpy(),
-                hovertemplate=(
-                    f"%{{y:.4g}} ± %{{customdata[0]:.2g}} (n=%{{customdata[1]}})<extra>{label}"
-                    "</extra>"
-                ),
-            )
-        )
-    _small_layout(figure, title=title, y_title=metric)
-    return figure
-
-
-def tradeoff_figure(points: pd.DataFrame, *, colors: dict[str, str]) -> go.Figure:
-    """Personalization (y) against generalization (x): a point per client and task, a
-    colour per group; up and to the right is better on both (for accuracy-like metrics)."""
-    figure = go.Figure()
-    for label, rows in points.groupby("label", sort=False):
-        figure.add_trace(
-            go.Scatter(
-                x=rows["generalization"],
-                y=rows["personalization"],
-                name=str(label),
-                mode="markers",
-                marker={"size": 10, "color": colors.get(str(label), OTHER_COLOR), "opacity": 0.85},
-                text=[
-                    f"client {c} · {t}" for c, t in zip(rows["client"], rows["task"], strict=True)
-                ],
-                hovertemplate=(
-                    "%{text}<br>personalization %{y:.4g} · generalization %{x:.4g}"
-                    f"<extra>{label}</extra>"
-                ),
-            )
-        )
-    metric = str(points["metric"].iloc[0]) if not points.empty else ""
-    figure.update_layout(
-        height=420,
-        margin={"l": 10, "r": 10, "t": 30, "b": 10},
-        xaxis={"title": f"generalization: {metric} on pooled test data"},
-        yaxis={"title": f"personalization: {metric} on own test data"},
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02},
-    )
-    return figure

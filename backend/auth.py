@@ -108,9 +108,11 @@ def _ensure_admin(session: Session, path: Path, stored: str) -> str:
 
 def _admin(token: str) -> User:
     return User(
-        name=BOOTSTRAP_USER, token_hash=hash_token(token), token_prefix=token_prefix(token),
+        name=BOOTSTRAP_USER,
+        token_hash=hash_token(token),
+        token_prefix=token_prefix(token),
         is_admin=True,
-    )  # fmt: skip
+    )
 
 
 def _write_secret(path: Path, secret: str) -> None:

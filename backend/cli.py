@@ -27,7 +27,6 @@ def reconcile(
     from backend.settings import get_settings
 
     settings = get_settings()
-    assert settings.database_url is not None and settings.redis_url is not None
     upgrade_database(settings.database_url)
     queue = celery_run_queue(settings.redis_url)
     stopping = threading.Event()

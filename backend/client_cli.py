@@ -68,9 +68,13 @@ def submit(
     sweeps = {k: v if isinstance(v, list) else [v] for k, v in _pairs(sweep, "--sweep").items()}
     with _api() as api:
         experiment = api.submit(
-            preset, name=name, algorithm=algorithm, overrides=_pairs(set_, "--set") or None,
-            sweep=sweeps or None, time_limit_s=time_limit_s,
-        )  # fmt: skip
+            preset,
+            name=name,
+            algorithm=algorithm,
+            overrides=_pairs(set_, "--set") or None,
+            sweep=sweeps or None,
+            time_limit_s=time_limit_s,
+        )
     if as_json:
         _print_json(experiment)
         return
@@ -80,10 +84,12 @@ def submit(
 
 def _run_table(runs: list[dict[str, Any]]) -> None:
     _table(
-        [(r["id"], r["algorithm"], r["seed"], r["status"], f"{r['round']}/{r['total_rounds']}")
-         for r in runs],
+        [
+            (r["id"], r["algorithm"], r["seed"], r["status"], f"{r['round']}/{r['total_rounds']}")
+            for r in runs
+        ],
         ("run", "algorithm", "seed", "status", "round"),
-    )  # fmt: skip
+    )
 
 
 def list_(
@@ -98,16 +104,29 @@ def list_(
 ) -> None:
     """List experiments, newest first, with their runs."""
     with _api() as api:
-        page = api.experiments(limit=limit, offset=offset, owner=owner, status=status,
-                               algorithm=algorithm, preset=preset, q=search)  # fmt: skip
+        page = api.experiments(
+            limit=limit,
+            offset=offset,
+            owner=owner,
+            status=status,
+            algorithm=algorithm,
+            preset=preset,
+            q=search,
+        )
     if as_json:
         _print_json(page)
         return
     rows = [
-        (e["id"], e["name"], e["preset"], e["owner"], e["created_at"][:19],
-         " ".join(f"{r['id']}:{r['algorithm']}/{r['status']}" for r in e["runs"]))
+        (
+            e["id"],
+            e["name"],
+            e["preset"],
+            e["owner"],
+            e["created_at"][:19],
+            " ".join(f"{r['id']}:{r['algorithm']}/{r['status']}" for r in e["runs"]),
+        )
         for e in page["items"]
-    ]  # fmt: skip
+    ]
     _table(rows, ("id", "name", "preset", "owner", "created", "runs"))
     typer.echo(f"({len(page['items'])} of {page['total']})")
 
@@ -120,8 +139,19 @@ def show(run_id: int, as_json: Json = False) -> None:
         _print_json(run)
         return
     typer.echo(f"run {run['id']} of experiment {run['experiment_id']} ({run['experiment_name']})")
-    for key in ("algorithm", "seed", "status", "stage", "round", "total_rounds", "progress",
-                "eta_s", "worker", "group_id", "error"):  # fmt: skip
+    for key in (
+        "algorithm",
+        "seed",
+        "status",
+        "stage",
+        "round",
+        "total_rounds",
+        "progress",
+        "eta_s",
+        "worker",
+        "group_id",
+        "error",
+    ):
         if run.get(key) is not None:
             typer.echo(f"  {key}: {run[key]}")
     for t in run.get("transitions", []):
@@ -159,8 +189,15 @@ def metrics(
     as_json: Json = False,
 ) -> None:
     """A run's metric rows (long format), filtered."""
-    filters = {"client": client, "task": task, "model": model, "split": split,
-               "metric": metric, "round_min": round_min, "round_max": round_max}  # fmt: skip
+    filters = {
+        "client": client,
+        "task": task,
+        "model": model,
+        "split": split,
+        "metric": metric,
+        "round_min": round_min,
+        "round_max": round_max,
+    }
     with _api() as api:
         if csv:
             typer.echo(api.metrics_csv(run_id, **filters).decode(), nl=False)
@@ -191,10 +228,17 @@ def compare(
     better = "higher" if result["higher_is_better"] else "lower"
     typer.echo(f"{metric} ({model} model, {split} split; {better} is better), final values:")
     rows = [
-        (g["label"], ",".join(map(str, g["run_ids"])), f["client"], f["task"],
-         f"{f['mean']:.4f} ± {f['std']:.4f}", f["n"])
-        for g in result["groups"] for f in g["final"]
-    ]  # fmt: skip
+        (
+            g["label"],
+            ",".join(map(str, g["run_ids"])),
+            f["client"],
+            f["task"],
+            f"{f['mean']:.4f} ± {f['std']:.4f}",
+            f["n"],
+        )
+        for g in result["groups"]
+        for f in g["final"]
+    ]
     _table(rows, ("group", "runs", "client", "task", "mean ± std", "n"))
 
 
@@ -211,9 +255,12 @@ def export(
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "run.json").write_text(json.dumps(run, indent=2))
         (folder / "metrics.csv").write_bytes(api.metrics_csv(run_id))
-        for name, rows in (("losses", api.losses(run_id)), ("steps", api.steps(run_id)),
-                           ("replacements", api.replacements(run_id)),
-                           ("logs", api.all_logs(run_id))):  # fmt: skip
+        for name, rows in (
+            ("losses", api.losses(run_id)),
+            ("steps", api.steps(run_id)),
+            ("replacements", api.replacements(run_id)),
+            ("logs", api.all_logs(run_id)),
+        ):
             (folder / f"{name}.json").write_text(json.dumps(rows, indent=2))
         names = [a["name"] for a in api.artifacts(run_id)]
         (folder / "artifacts").mkdir(exist_ok=True)
@@ -255,10 +302,15 @@ def users_list(as_json: Json = False) -> None:
         _print_json(users)
         return
     rows = [
-        (u["name"], "yes" if u["is_admin"] else "", (u["token_prefix"] or "?") + "…",
-         u["created_at"][:19], (u["revoked_at"] or "")[:19])
+        (
+            u["name"],
+            "yes" if u["is_admin"] else "",
+            (u["token_prefix"] or "?") + "…",
+            u["created_at"][:19],
+            (u["revoked_at"] or "")[:19],
+        )
         for u in users
-    ]  # fmt: skip
+    ]
     _table(rows, ("name", "admin", "token", "created", "revoked"))
 
 

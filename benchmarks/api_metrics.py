@@ -53,10 +53,18 @@ def metric_rows(run_id: int, clients: int, rounds: int) -> Iterator[dict[str, ob
                         for split in ("local", "pooled"):
                             for i, metric in enumerate(metrics):
                                 value = (client + rnd / rounds + i) % 1.0
-                                yield {"run_id": run_id, "round": rnd, "stage": stage,
-                                       "client": client, "task": task, "model": model,
-                                       "split": split, "metric": metric, "value": value,
-                                       "n": 64}  # fmt: skip
+                                yield {
+                                    "run_id": run_id,
+                                    "round": rnd,
+                                    "stage": stage,
+                                    "client": client,
+                                    "task": task,
+                                    "model": model,
+                                    "split": split,
+                                    "metric": metric,
+                                    "value": value,
+                                    "n": 64,
+                                }
 
 
 def populate(url: str, clients: int, rounds: int) -> tuple[int, str, int]:
@@ -66,9 +74,15 @@ def populate(url: str, clients: int, rounds: int) -> tuple[int, str, int]:
         user, token = users.create(session, "bench", is_admin=True)
         config = resolve_config("demo", overrides={"rounds": rounds})
         experiment = Experiment(name="bench", preset="demo", owner=user, spec={})
-        run = Run(experiment=experiment, algorithm="tap", seed=1, group_id="bench",
-                  config=config.model_dump(mode="json"), status=RunStatus.SUCCEEDED,
-                  total_rounds=rounds)  # fmt: skip
+        run = Run(
+            experiment=experiment,
+            algorithm="tap",
+            seed=1,
+            group_id="bench",
+            config=config.model_dump(mode="json"),
+            status=RunStatus.SUCCEEDED,
+            total_rounds=rounds,
+        )
         session.add(run)
         session.commit()
         rows = list(metric_rows(run.id, clients, rounds))
@@ -106,21 +120,38 @@ def main() -> None:
     url = f"sqlite:///{home / 'tapfl.db'}"
     start = time.perf_counter()
     run_id, token, n_rows = populate(url, args.clients, args.rounds)
-    print(f"inserted {n_rows:,} metric rows ({args.clients} clients x {args.rounds} rounds) "
-          f"in {time.perf_counter() - start:.1f} s")  # fmt: skip
+    print(
+        f"inserted {n_rows:,} metric rows ({args.clients} clients x {args.rounds} rounds) "
+        f"in {time.perf_counter() - start:.1f} s"
+    )
 
     port = free_port()
     redis = f"redis://127.0.0.1:{free_port()}/0"  # not needed to read results
-    env = {**os.environ, "TAPFL_HOME": str(home), "TAPFL_DATABASE_URL": url,
-           "TAPFL_RECONCILE_INTERVAL_S": "0", "TAPFL_REDIS_URL": redis}  # fmt: skip
+    env = {
+        **os.environ,
+        "TAPFL_HOME": str(home),
+        "TAPFL_DATABASE_URL": url,
+        "TAPFL_RECONCILE_INTERVAL_S": "0",
+        "TAPFL_REDIS_URL": redis,
+    }
     server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "backend.main:app", "--port", str(port),
-         "--log-level", "warning"], env=env,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "backend.main:app",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+    )
     try:
         base = f"http://127.0.0.1:{port}/api/v1"
-        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"},
-                          timeout=60) as client:  # fmt: skip
+        with httpx.Client(
+            base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=60
+        ) as client:
             deadline = time.monotonic() + 60
             while True:
                 try:
@@ -132,29 +163,38 @@ def main() -> None:
                     raise SystemExit("the API did not start")
                 time.sleep(0.2)
             metrics = f"/runs/{run_id}/metrics"
-            one_series = {"client": 7, "task": "vqa", "model": "personal", "split": "local",
-                          "metric": "accuracy"}  # fmt: skip
+            one_series = {
+                "client": 7,
+                "task": "vqa",
+                "model": "personal",
+                "split": "local",
+                "metric": "accuracy",
+            }
             cases = [
-                ("one client, one series", 100,
-                 lambda: client.get(metrics, params=one_series)),
+                ("one client, one series", 100, lambda: client.get(metrics, params=one_series)),
                 ("one client, all series", 100, lambda: client.get(metrics, params={"client": 7})),
-                ("whole run, JSON", 1000,
-                 lambda: client.get(metrics, params={"limit": 1_000_000})),
+                ("whole run, JSON", 1000, lambda: client.get(metrics, params={"limit": 1_000_000})),
                 ("whole run, CSV", 2000, lambda: client.get(f"{metrics}.csv")),
-            ]  # fmt: skip
-            print(f"{'query':<24} {'rows':>8} {'bytes':>11} {'median ms':>10} {'best ms':>8} "
-                  f"{'target ms':>10}")  # fmt: skip
+            ]
+            print(
+                f"{'query':<24} {'rows':>8} {'bytes':>11} {'median ms':>10} {'best ms':>8} "
+                f"{'target ms':>10}"
+            )
             for name, target, call in cases:
                 median, best, rows, size = timed(call, args.repeat)
                 verdict = "ok" if median < target else "SLOW"
-                print(f"{name:<24} {rows:>8,} {size:>11,} {median:>10.1f} {best:>8.1f} "
-                      f"{target:>10} {verdict}")  # fmt: skip
+                print(
+                    f"{name:<24} {rows:>8,} {size:>11,} {median:>10.1f} {best:>8.1f} "
+                    f"{target:>10} {verdict}"
+                )
     finally:
         server.terminate()
         server.wait(timeout=30)
         shutil.rmtree(home, ignore_errors=True)
-    print(f"machine: {cpu_model()}, {os.cpu_count()} cpus; python {platform.python_version()}, "
-          f"SQLite {sqlite3.sqlite_version}, {platform.platform()}")  # fmt: skip
+    print(
+        f"machine: {cpu_model()}, {os.cpu_count()} cpus; python {platform.python_version()}, "
+        f"SQLite {sqlite3.sqlite_version}, {platform.platform()}"
+    )
 
 
 def cpu_model() -> str:

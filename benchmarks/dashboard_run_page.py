@@ -85,10 +85,17 @@ def real_api(clients: int, rounds: int) -> Iterator[tuple[str, str, int, str]]:
             user, token = create_user(session, "bench", is_admin=True)
             experiment = Experiment(name="large", preset="demo", owner=user, spec={})
             run = Run(
-                experiment=experiment, algorithm="tap", seed=41, status="succeeded",
-                stage="post", round=rounds, total_rounds=rounds, progress=1.0, group_id="bench",
+                experiment=experiment,
+                algorithm="tap",
+                seed=41,
+                status="succeeded",
+                stage="post",
+                round=rounds,
+                total_rounds=rounds,
+                progress=1.0,
+                group_id="bench",
                 config={"rounds": rounds, "eval_every": 1, "algorithm": "tap", "seed": 41},
-            )  # fmt: skip
+            )
             session.add(experiment)
             session.flush()
             for model, rows in (

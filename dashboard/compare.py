@@ -25,26 +25,42 @@ TAP, FEDAVG, LOCAL = "tap", "fedavg", "local"
 def curves_frame(comparisons: Iterable[Comparison]) -> pd.DataFrame:
     """One row per group, client, task and evaluated round: mean, std and n over seeds."""
     rows = [
-        (group["label"], group["algorithm"], curve["client"], curve["task"], comp["metric"],
-         r, m, s, n)
+        (
+            group["label"],
+            group["algorithm"],
+            curve["client"],
+            curve["task"],
+            comp["metric"],
+            r,
+            m,
+            s,
+            n,
+        )
         for comp in comparisons
         for group in comp["groups"]
         for curve in group["curves"]
-        for r, m, s, n in zip(curve["rounds"], curve["mean"], curve["std"], curve["n"],
-                              strict=True)
-    ]  # fmt: skip
+        for r, m, s, n in zip(curve["rounds"], curve["mean"], curve["std"], curve["n"], strict=True)
+    ]
     return pd.DataFrame(rows, columns=CURVE_COLUMNS)
 
 
 def finals_frame(comparisons: Iterable[Comparison]) -> pd.DataFrame:
     """One row per group, client and task: the final value's mean, std and n over seeds."""
     rows = [
-        (group["label"], group["algorithm"], final["client"], final["task"], comp["metric"],
-         final["mean"], final["std"], final["n"])
+        (
+            group["label"],
+            group["algorithm"],
+            final["client"],
+            final["task"],
+            comp["metric"],
+            final["mean"],
+            final["std"],
+            final["n"],
+        )
         for comp in comparisons
         for group in comp["groups"]
         for final in group["final"]
-    ]  # fmt: skip
+    ]
     return pd.DataFrame(rows, columns=FINAL_COLUMNS)
 
 

@@ -59,26 +59,58 @@ class Catalog(BaseModel):
 
 EXAMPLE: dict[str, Any] = {
     "algorithms": [
-        {"name": "tap", "description": "TAP: personalized models that adopt the federated "
-         "components only when they beat their own by a margin, then distil the global model "
-         "back in after FL", "color": "#ff8700"},
+        {
+            "name": "tap",
+            "description": "TAP: personalized models that adopt the federated "
+            "components only when they beat their own by a margin, then distil the global model "
+            "back in after FL",
+            "color": "#ff8700",
+        },
         {"name": "my_plugin", "description": "an algorithm a plugin registered", "color": None},
     ],
-    "task_families": ["image_classification", "text_classification", "image_generation",
-                      "text_generation"],
+    "task_families": [
+        "image_classification",
+        "text_classification",
+        "image_generation",
+        "text_generation",
+    ],
     "metrics": [
-        {"name": "mse", "higher_is_better": False, "families": ["image_generation"],
-         "description": "mean squared error per pixel", "quality": True,
-         "main_for": ["image_generation"]},
+        {
+            "name": "mse",
+            "higher_is_better": False,
+            "families": ["image_generation"],
+            "description": "mean squared error per pixel",
+            "quality": True,
+            "main_for": ["image_generation"],
+        },
     ],
     "presets": [
-        {"name": "demo", "description": "a small scenario that runs on a CPU in minutes",
-         "defaults": {"algorithm": "tap", "seed": 41, "rounds": 12, "clients": 7,
-                      "clients_per_round": 4, "local_steps": 25, "batch_size": 16,
-                      "grad_accum": 1, "peak_lr": 0.003, "min_lr": 0.001, "warmup_rounds": 2,
-                      "post_iterations": 20, "kd_lambda": 0.002, "eval_every": 2,
-                      "margins": {"image_classification": 0.01, "text_classification": 0.005,
-                                  "image_generation": 0.005, "text_generation": 0.01},
-                      "backbone": "flava-tiny"}},
+        {
+            "name": "demo",
+            "description": "a small scenario that runs on a CPU in minutes",
+            "defaults": {
+                "algorithm": "tap",
+                "seed": 41,
+                "rounds": 12,
+                "clients": 7,
+                "clients_per_round": 4,
+                "local_steps": 25,
+                "batch_size": 16,
+                "grad_accum": 1,
+                "peak_lr": 0.003,
+                "min_lr": 0.001,
+                "warmup_rounds": 2,
+                "post_iterations": 20,
+                "kd_lambda": 0.002,
+                "eval_every": 2,
+                "margins": {
+                    "image_classification": 0.01,
+                    "text_classification": 0.005,
+                    "image_generation": 0.005,
+                    "text_generation": 0.01,
+                },
+                "backbone": "flava-tiny",
+            },
+        },
     ],
-}  # fmt: skip
+}

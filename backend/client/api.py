@@ -153,9 +153,13 @@ class TapflClient:
     ) -> RunPage:
         """A page of runs, newest first."""
         return self._http.get(
-            "/runs", experiment_id=experiment_id, group_id=group_id, status=status,
-            limit=limit, offset=offset,
-        )  # fmt: skip
+            "/runs",
+            experiment_id=experiment_id,
+            group_id=group_id,
+            status=status,
+            limit=limit,
+            offset=offset,
+        )
 
     def run(self, run_id: int) -> Run:
         """One run with its status history (``transitions``) and latest losses."""
@@ -196,8 +200,7 @@ class TapflClient:
         self, run_id: int, *, after: int = 0, limit: int | None = None, level: str | None = None
     ) -> LogPage:
         """Log lines in order; pass the last ``seq`` seen as ``after`` to follow a run."""
-        return self._http.get(f"/runs/{run_id}/logs", after=after or None, limit=limit,
-                              level=level)  # fmt: skip
+        return self._http.get(f"/runs/{run_id}/logs", after=after or None, limit=limit, level=level)
 
     def all_logs(self, run_id: int, *, level: str | None = None) -> list[LogLine]:
         """Every log line of the run (the endpoint pages by ``seq``, not by offset)."""

@@ -149,9 +149,11 @@ def curves_section(curves: pd.DataFrame, colors: dict[str, str], split: str, mod
     def figure(client: int, task: str) -> go.Figure:
         panel = curves[(curves["client"] == client) & (curves["task"] == task)]
         return compare_charts.compare_figure(
-            panel, metric=str(panel["metric"].iloc[0]), title=f"Client {client} · {task}",
+            panel,
+            metric=str(panel["metric"].iloc[0]),
+            title=f"Client {client} · {task}",
             colors=colors,
-        )  # fmt: skip
+        )
 
     ui.chart_grid(panels, figure)
 
@@ -190,9 +192,12 @@ if not facets["metric"]:
 metric_col, split_col, model_col, final_col = st.columns(4)
 choice, mains = ui.metric_choice(metric_col, facets, catalog, key="compare_metric")
 curve_split = split_col.segmented_control(
-    "Curves on", ["local", "pooled"], default="local", format_func=SPLIT_LABELS.get,
+    "Curves on",
+    ["local", "pooled"],
+    default="local",
+    format_func=SPLIT_LABELS.get,
     key="compare_split",
-)  # fmt: skip
+)
 models = facets["model"]
 curve_model = model_col.selectbox(
     "Curves of model",

@@ -40,8 +40,11 @@ def test_the_catalog_lists_algorithms_families_metrics_and_preset_defaults(
         served = api.catalog()
     assert [a["name"] for a in served["algorithms"]] == list(catalog.algorithm_names())
     tap = served["algorithms"][0]
-    assert tap == {"name": "tap", "description": catalog.algorithm("tap").description,
-                   "color": catalog.algorithm("tap").color}  # fmt: skip
+    assert tap == {
+        "name": "tap",
+        "description": catalog.algorithm("tap").description,
+        "color": catalog.algorithm("tap").color,
+    }
     assert served["task_families"] == list(catalog.TASK_FAMILIES)
     metrics = {m["name"]: m for m in served["metrics"]}
     assert metrics["mse"]["higher_is_better"] is False
@@ -52,9 +55,21 @@ def test_the_catalog_lists_algorithms_families_metrics_and_preset_defaults(
     demo = next(p for p in served["presets"] if p["name"] == "demo")
     resolved = resolve_config("demo")
     assert demo["description"]
-    for key in ("algorithm", "rounds", "seed", "clients_per_round", "local_steps",
-                "batch_size", "grad_accum", "peak_lr", "min_lr", "post_iterations",
-                "kd_lambda", "eval_every", "margins"):  # fmt: skip
+    for key in (
+        "algorithm",
+        "rounds",
+        "seed",
+        "clients_per_round",
+        "local_steps",
+        "batch_size",
+        "grad_accum",
+        "peak_lr",
+        "min_lr",
+        "post_iterations",
+        "kd_lambda",
+        "eval_every",
+        "margins",
+    ):
         assert demo["defaults"][key] == getattr(resolved, key), key
     assert demo["defaults"]["clients"] == len(resolved.scenario.clients)
 
@@ -116,8 +131,10 @@ def test_a_registered_algorithm_reaches_the_api_the_submit_form_and_the_charts(
     with TapflClient() as api:
         served = api.catalog()
     assert served["algorithms"][-1] == {
-        "name": TOY.name, "description": TOY.description, "color": None
-    }  # fmt: skip
+        "name": TOY.name,
+        "description": TOY.description,
+        "color": None,
+    }
 
     at = AppTest.from_file(str(APP), default_timeout=60)
     at.run()

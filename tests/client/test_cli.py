@@ -47,9 +47,18 @@ def tapfl(live_api: LiveApi, monkeypatch: pytest.MonkeyPatch) -> Tapfl:
 
 def test_submit_list_show_cancel_retry(tapfl: Tapfl) -> None:
     created = json.loads(
-        tapfl("submit", "demo", "--name", "cli sweep", "--set", "rounds=2",
-              "--sweep", "seed=[5,6]", "--json")
-    )  # fmt: skip
+        tapfl(
+            "submit",
+            "demo",
+            "--name",
+            "cli sweep",
+            "--set",
+            "rounds=2",
+            "--sweep",
+            "seed=[5,6]",
+            "--json",
+        )
+    )
     assert [r["seed"] for r in created["runs"]] == [5, 6]
     assert created["runs"][0]["config"]["rounds"] == 2
     run_id = created["runs"][0]["id"]
@@ -81,9 +90,20 @@ def test_metrics_compare_and_export(tapfl: Tapfl, live_api: LiveApi, tmp_path: P
         for i, run_id in enumerate(ids):
             session.get(Run, run_id).status = "succeeded"  # type: ignore[union-attr]
             for client in (0, 1):
-                session.add(Metric(run_id=run_id, round=1, stage="fl", client=client, task="t",
-                                   model="personal", split="local", metric="accuracy",
-                                   value=0.4 + 0.2 * i, n=4))  # fmt: skip
+                session.add(
+                    Metric(
+                        run_id=run_id,
+                        round=1,
+                        stage="fl",
+                        client=client,
+                        task="t",
+                        model="personal",
+                        split="local",
+                        metric="accuracy",
+                        value=0.4 + 0.2 * i,
+                        n=4,
+                    )
+                )
         session.commit()
     save_final_state(live_api.home / "runs" / str(ids[0]), 1, {"w": torch.zeros(2)}, "tap")
 
@@ -105,17 +125,25 @@ def test_metrics_compare_and_export(tapfl: Tapfl, live_api: LiveApi, tmp_path: P
     assert json.loads((folder / "artifacts" / "config.json").read_text())["seed"] == 1
     assert (folder / "artifacts" / "client-001.safetensors").stat().st_size > 0
     assert {p.name for p in folder.iterdir()} == {
-        "run.json", "metrics.csv", "losses.json", "steps.json", "replacements.json",
-        "logs.json", "artifacts",
-    }  # fmt: skip
+        "run.json",
+        "metrics.csv",
+        "losses.json",
+        "steps.json",
+        "replacements.json",
+        "logs.json",
+        "artifacts",
+    }
     assert json.loads((folder / "steps.json").read_text()) == []  # no stage 2 rows written
 
 
 def _installed(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "tap_engine.cli", *args],
-        env=clean_env(**env), capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        env=clean_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_users_are_managed_over_the_api(

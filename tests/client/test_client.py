@@ -31,8 +31,9 @@ def test_from_env_reads_the_api_url_and_token(
 
 
 def test_submit_list_show_cancel_retry(admin: TapflClient) -> None:
-    experiment = admin.submit("demo", name="client sweep", overrides={"rounds": 2},
-                              sweep={"seed": [1, 2]})  # fmt: skip
+    experiment = admin.submit(
+        "demo", name="client sweep", overrides={"rounds": 2}, sweep={"seed": [1, 2]}
+    )
     assert experiment["owner"] == "admin" and len(experiment["runs"]) == 2
     listed = admin.experiments(q="client sweep")
     assert [e["id"] for e in listed["items"]] == [experiment["id"]]
@@ -83,12 +84,32 @@ def test_results_metrics_csv_compare_replacements_and_artifacts(
         for i, run_id in enumerate(ids):
             session.get(Run, run_id).status = "succeeded"  # type: ignore[union-attr]
             for rnd in (1, 2):
-                session.add(Metric(run_id=run_id, round=rnd, stage="fl", client=0, task="t",
-                                   model="personal", split="local", metric="accuracy",
-                                   value=0.5 + 0.1 * i + 0.01 * rnd, n=4))  # fmt: skip
-            session.add(Replacement(run_id=run_id, round=1, client=0, task="t",
-                                    global_loss=1.0, personal_loss=0.5, margin=0.0,
-                                    parameters_copied=7))  # fmt: skip
+                session.add(
+                    Metric(
+                        run_id=run_id,
+                        round=rnd,
+                        stage="fl",
+                        client=0,
+                        task="t",
+                        model="personal",
+                        split="local",
+                        metric="accuracy",
+                        value=0.5 + 0.1 * i + 0.01 * rnd,
+                        n=4,
+                    )
+                )
+            session.add(
+                Replacement(
+                    run_id=run_id,
+                    round=1,
+                    client=0,
+                    task="t",
+                    global_loss=1.0,
+                    personal_loss=0.5,
+                    margin=0.0,
+                    parameters_copied=7,
+                )
+            )
         session.commit()
     save_final_state(live_api.home / "runs" / str(ids[0]), 0, {"w": torch.ones(3)}, "tap")
 
@@ -147,9 +168,18 @@ def test_replacements_read_every_page(
     run_id = admin.submit("demo")["runs"][0]["id"]
     with live_api.sessions()() as session:
         for rnd in range(1, 6):
-            session.add(Replacement(run_id=run_id, round=rnd, client=rnd % 2, task="t",
-                                    global_loss=1.0, personal_loss=0.5, margin=0.0,
-                                    parameters_copied=rnd))  # fmt: skip
+            session.add(
+                Replacement(
+                    run_id=run_id,
+                    round=rnd,
+                    client=rnd % 2,
+                    task="t",
+                    global_loss=1.0,
+                    personal_loss=0.5,
+                    margin=0.0,
+                    parameters_copied=rnd,
+                )
+            )
         session.commit()
     monkeypatch.setattr("backend.client.http.PAGE_LIMIT", 2)  # 5 rows: three requests
     assert [r["round"] for r in admin.replacements(run_id)] == [1, 2, 3, 4, 5]

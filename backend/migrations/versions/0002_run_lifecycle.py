@@ -85,7 +85,16 @@ def downgrade() -> None:
     with op.batch_alter_table("runs") as batch:
         batch.drop_index(batch.f("ix_runs_group_id"))
         for column in (
-            "lease", "worker", "recoveries", "attempt", "claimed_at", "task_id", "sent_at",
-            "queued_at", "time_limit_s", "sweep", "group_id",
-        ):  # fmt: skip
+            "lease",
+            "worker",
+            "recoveries",
+            "attempt",
+            "claimed_at",
+            "task_id",
+            "sent_at",
+            "queued_at",
+            "time_limit_s",
+            "sweep",
+            "group_id",
+        ):
             batch.drop_column(column)

@@ -37,7 +37,9 @@ class Settings(BaseSettings):
     """Each run's engine workdir (checkpoints, artifacts) is ``runs_dir/<run_id>``."""
     max_body_bytes: int = 1_000_000
     cache_dir: Path | None = None
-    """Shared by every run (``TAPFL_CACHE_DIR`` in the engine's environment): preprocessed data."""
+    """The engine's cache, shared by every run: preprocessed data, tiny backbones."""
+    state_memory_budget_mb: float | None = Field(default=None, ge=0)
+    """Memory for a run's per-client states before they spill to its workdir; None: no limit."""
 
     # The run lifecycle (docs/LIFECYCLE.md).
     heartbeat_interval_s: float = Field(default=15.0, gt=0)

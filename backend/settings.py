@@ -43,8 +43,10 @@ class Settings(BaseSettings):
     ``home/runs``."""
     max_body_bytes: int = 1_000_000
     cache_dir: Path = Path()
-    """Shared by every run (``TAPFL_CACHE_DIR`` in the engine's environment): preprocessed data;
-    unset: ``home/cache``."""
+    """The engine's cache, shared by every run: preprocessed data, tiny backbones; unset:
+    ``home/cache``."""
+    state_memory_budget_mb: float | None = Field(default=None, ge=0)
+    """Memory for a run's per-client states before they spill to its workdir; None: no limit."""
 
     # The run lifecycle (docs/LIFECYCLE.md).
     heartbeat_interval_s: float = Field(default=15.0, gt=0)

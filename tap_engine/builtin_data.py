@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import cache
 
+from tap_engine.errors import DataError
+
 QUESTIONS_PER_IMAGE = 2
 SHAPES = {"circle", "rectangle", "triangle"}
 
@@ -72,8 +74,6 @@ BUILTIN: dict[str, Callable[[str], object]] = {"sklearn_digits": _digits, "easy_
 
 
 def load(name: str, split: str):
-    from tap_engine.data import DataError
-
     if name not in BUILTIN:
         raise DataError(f"unknown builtin dataset {name!r} (known: {', '.join(sorted(BUILTIN))})")
     try:

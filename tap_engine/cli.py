@@ -1,5 +1,9 @@
 """The ``tapfl`` command line. Engine commands live here; service commands (``up``, ...)
-plug in through the ``tapfl.commands`` entry point so the engine never imports them."""
+plug in through the ``tapfl.commands`` entry point so the engine never imports them.
+
+The engine's own settings from the environment (``TAPFL_CACHE_DIR``,
+``TAPFL_STATE_MEMORY_BUDGET_MB``) are read here, as the defaults of options, and handed
+to the engine as arguments."""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
+from tap_engine.cache import default_cache_dir
 from tap_engine.config import ConfigError, list_presets, load_preset, parse_override, resolve_config
 
 app = typer.Typer(
@@ -21,6 +26,23 @@ app = typer.Typer(
 presets_app = typer.Typer(help="List and show scenario presets.", invoke_without_command=True)
 app.add_typer(presets_app, name="presets")
 console = Console(stderr=True)
+
+CacheDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        envvar="TAPFL_CACHE_DIR",
+        help="cache of tiny backbones and preprocessed data, shared by runs "
+        "(default: $XDG_CACHE_HOME/tapfl or ~/.cache/tapfl)",
+    ),
+]
+StateBudgetOption = Annotated[
+    float | None,
+    typer.Option(
+        min=0.0,
+        envvar="TAPFL_STATE_MEMORY_BUDGET_MB",
+        help="memory for client states before they spill to disk, in MiB (default: no limit)",
+    ),
+]
 
 
 def _fail(message: str) -> None:
@@ -54,6 +76,8 @@ def run(
         list[str] | None, typer.Option("--set", help="override: dotted.key=value (repeatable)")
     ] = None,
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+    cache_dir: CacheDirOption = None,
+    state_budget_mb: StateBudgetOption = None,
 ) -> None:
     """Run one experiment in this process, with no services.
 
@@ -71,7 +95,11 @@ def run(
         (output / "events.jsonl").open("a") as sink,
         ConsoleObserver(sink, quiet=quiet) as observer,
     ):
-        result = run_engine(config, observer, output)
+        result = run_engine(
+            config, observer, output,
+            cache_dir=cache_dir or default_cache_dir(),
+            state_memory_budget_mb=state_budget_mb,
+        )  # fmt: skip
     console.print(
         f"{result.status}: {result.rounds_completed} rounds in {result.elapsed_s:.1f}s -> {output}"
     )
@@ -99,10 +127,8 @@ def bench(
     repeats: Annotated[int, typer.Option(help="timed repeats; medians are reported")] = 5,
     rounds: Annotated[int, typer.Option(help="timed FL rounds, after the warm-up")] = 3,
     warmup: Annotated[int, typer.Option(help="untimed FL rounds first")] = 1,
-    state_budget_mb: Annotated[
-        float | None,
-        typer.Option(help="memory for client states before they spill to disk (MiB)"),
-    ] = None,
+    state_budget_mb: StateBudgetOption = None,
+    cache_dir: CacheDirOption = None,
     stand_in_data: Annotated[
         bool, typer.Option(help="random data shaped like the preset's hub datasets (offline)")
     ] = False,
@@ -125,6 +151,7 @@ def bench(
         scaling=[int(c) for c in clients.split(",") if c.strip()],
         state_budget_mb=state_budget_mb,
         stand_in_data=stand_in_data,
+        cache_dir=cache_dir or default_cache_dir(),
     )
     result = run_bench(options, say=typer.echo)
     if json_out is not None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,8 +21,9 @@ import torch
 import torch.nn.functional as F
 
 from tap_engine import builtin_data
-from tap_engine.cache import cache_dir
+from tap_engine.cache import cache_folder
 from tap_engine.config import DatasetSpec, RunConfig, TaskPart, TaskSpec
+from tap_engine.errors import DataError
 from tap_engine.prompts import PROMPTS, template_prefix
 
 IMAGE_SIZE = 64
@@ -33,10 +35,6 @@ IMAGE_STD = torch.tensor([0.2673, 0.2564, 0.2762]).view(1, 3, 1, 1)
 SPLIT_SEED = 20250930
 IGNORE_INDEX = -100
 CACHE_FORMAT = 2  # bump when the encoding changes, so old cache entries are not reused
-
-
-class DataError(ValueError):
-    """Data that cannot serve a scenario; the message names the client and the dataset."""
 
 
 @dataclass
@@ -301,9 +299,12 @@ def _tokenizer_id(tokenizer) -> str:
     return f"{type(tokenizer).__name__}:{hashlib.sha256(vocab.encode()).hexdigest()[:16]}"
 
 
-def encode_rows(dataset, rows: np.ndarray, spec: DatasetSpec, tokenizer, limits) -> Pool:
-    """Decode, resize and tokenise ``rows`` of ``dataset`` (cached on disk by a hash of the
-    source, the rows and the preprocessing, so a second run does no preprocessing)."""
+def encode_rows(
+    dataset, rows: np.ndarray, spec: DatasetSpec, tokenizer, limits, cache: Path
+) -> Pool:
+    """Decode, resize and tokenise ``rows`` of ``dataset`` (cached in the folder ``cache`` by
+    a hash of the source, the rows and the preprocessing, so a second run does no
+    preprocessing)."""
     key = json.dumps(
         {
             "format": CACHE_FORMAT,
@@ -315,12 +316,11 @@ def encode_rows(dataset, rows: np.ndarray, spec: DatasetSpec, tokenizer, limits)
         },
         sort_keys=True,
     )
-    path = cache_dir() / "data" / f"{hashlib.sha256(key.encode()).hexdigest()}.pt"
+    path = cache / f"{hashlib.sha256(key.encode()).hexdigest()}.pt"
     if path.exists():
         stored = torch.load(path, weights_only=True)
         return Pool(**stored)
     pool = _encode(dataset.select(rows.tolist()), spec, tokenizer, limits)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{id(pool)}.tmp")
     torch.save({f.name: getattr(pool, f.name) for f in fields(pool)}, tmp)
     tmp.replace(path)
@@ -430,9 +430,11 @@ class _Need:
     test: np.ndarray
 
 
-def build_clients(config: RunConfig, tokenizer) -> list[ClientData]:
+def build_clients(config: RunConfig, tokenizer, cache_dir: Path | None = None) -> list[ClientData]:
     """Every client's train and test data. Each dataset is opened once; only rows some
-    client uses are encoded, once per split."""
+    client uses are encoded, once per split, and kept under ``cache_dir/data`` (default:
+    ``tap_engine.cache.default_cache_dir()``)."""
+    cache = cache_folder(cache_dir, "data")
     limits = TextLimits(config.backbone.max_text_length, config.backbone.max_target_length)
     opened: dict[str, OpenDataset] = {}
     needs: dict[str, list[_Need]] = {}
@@ -460,9 +462,11 @@ def build_clients(config: RunConfig, tokenizer) -> list[ClientData]:
     shares: dict[tuple[int, int, int], tuple[Pool, Pool]] = {}
     for name, parts in needs.items():
         data = opened[name]
-        train_pool = _pool_of(data, data.train, [n.train for n in parts], 0, tokenizer, limits)
+        train_pool = _pool_of(
+            data, data.train, [n.train for n in parts], 0, tokenizer, limits, cache
+        )
         test_pool = _pool_of(
-            data, data.test, [n.test for n in parts], data.test_id_offset, tokenizer, limits
+            data, data.test, [n.test for n in parts], data.test_id_offset, tokenizer, limits, cache
         )
         for need in parts:
             shares[(need.client, need.task, need.part)] = (
@@ -509,9 +513,11 @@ class _RowPool:
         return self.pool.subset(torch.from_numpy(np.searchsorted(self.rows, rows)))
 
 
-def _pool_of(data: OpenDataset, split, wanted, id_offset, tokenizer, limits) -> _RowPool:
+def _pool_of(
+    data: OpenDataset, split, wanted, id_offset, tokenizer, limits, cache: Path
+) -> _RowPool:
     rows = np.unique(np.concatenate(wanted))
-    pool = encode_rows(split, rows, data.spec, tokenizer, limits)
+    pool = encode_rows(split, rows, data.spec, tokenizer, limits, cache)
     pool.ids = torch.from_numpy(rows + id_offset)
     return _RowPool(pool, rows)
 

@@ -1,13 +1,15 @@
-"""The shared federated loop: ``run(config, observer, workdir, should_stop)``.
+"""The shared federated loop: ``run(config, observer, workdir, should_stop, cache_dir=...,
+state_memory_budget_mb=...)``.
 
 Algorithms plug in through ``tap_engine.algorithms.base.Algorithm``; this module owns
 building the model and data, client sampling, evaluation, stage 2, checkpoints and events.
+Everything a run depends on besides its config comes in as an argument: the engine reads
+no environment variable of its own.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, fields
@@ -32,7 +34,6 @@ from tap_engine.config import RunConfig
 from tap_engine.context import Context, learning_rate
 from tap_engine.data import (
     ClientData,
-    DataError,
     Pool,
     TaskData,
     build_clients,
@@ -40,6 +41,7 @@ from tap_engine.data import (
     pooled_test,
     scenario_domains,
 )
+from tap_engine.errors import DataError
 from tap_engine.evaluation import constant_answer_metrics, evaluate_task
 from tap_engine.events import (
     ClientInfo,
@@ -60,8 +62,6 @@ from tap_engine.text_metrics import TextScorer
 from tap_engine.training import Cancelled, LocalTrainer
 
 SPLITS: tuple[Split, ...] = ("local", "pooled")
-# Client states held in memory beyond this many MiB spill to disk (unset: no limit).
-STATE_BUDGET_ENV = "TAPFL_STATE_MEMORY_BUDGET_MB"
 
 
 @dataclass
@@ -161,11 +161,13 @@ class Engine:
         )
 
 
-def build_engine(config: RunConfig) -> Engine:
+def build_engine(config: RunConfig, cache_dir: Path | None = None) -> Engine:
+    """Backbone, data and model of ``config``; tiny backbones and preprocessed data are
+    kept under ``cache_dir`` (default: ``tap_engine.cache.default_cache_dir()``)."""
     device = resolve_device(config.device)
     torch.use_deterministic_algorithms(device.type == "cpu", warn_only=True)
-    backbone = load_backbone(config.backbone)
-    clients = build_clients(config, backbone.tokenizer)
+    backbone = load_backbone(config.backbone, cache_dir)
+    clients = build_clients(config, backbone.tokenizer, cache_dir)
     infos = task_infos(clients)
     torch.manual_seed(config.seed)
     model = TapModel(backbone, list(infos.values()), config.backbone.max_target_length or 1)
@@ -202,11 +204,17 @@ def place_data(clients: list[ClientData], device: torch.device) -> None:
                         setattr(pool, f.name, value.to(device))
 
 
-def storage_for(workdir: Path) -> Storage:
-    """Client states spill under the run's folder beyond ``TAPFL_STATE_MEMORY_BUDGET_MB``."""
-    budget = os.environ.get(STATE_BUDGET_ENV)
-    budget_bytes = None if budget in (None, "") else int(float(budget) * 2**20)
-    return Storage(workdir / "client_states", budget_bytes)
+def storage_for(workdir: Path, state_memory_budget_mb: float | None = None) -> Storage:
+    """Client states held in memory beyond ``state_memory_budget_mb`` MiB spill under the
+    run's folder (None: no limit; 0: every state goes to disk)."""
+    if state_memory_budget_mb is None:
+        return Storage(workdir / "client_states")
+    if not state_memory_budget_mb >= 0:  # also refuses NaN
+        raise ValueError(
+            f"state_memory_budget_mb: {state_memory_budget_mb!r} MiB; give a number >= 0 "
+            "(or None for no limit)"
+        )
+    return Storage(workdir / "client_states", int(state_memory_budget_mb * 2**20))
 
 
 def play_round(ctx: Context, algorithm: Algorithm, round_index: int) -> list[int]:
@@ -240,18 +248,27 @@ def run(
     observer: Observer,
     workdir: Path,
     should_stop: Callable[[], bool] = lambda: False,
+    *,
+    cache_dir: Path | None = None,
+    state_memory_budget_mb: float | None = None,
 ) -> RunResult:
     """Run one experiment; resume from the newest checkpoint in ``workdir`` if there is one.
+
+    ``cache_dir``: where tiny backbones and preprocessed data are kept, shared by runs
+    (default: ``tap_engine.cache.default_cache_dir()``). ``state_memory_budget_mb``: memory
+    for per-client states before the least recently used spill under ``workdir`` (None: no
+    limit).
 
     Deterministic on CPU for a given seed: every random draw is seeded from (seed, round,
     client, purpose), so a resumed run ends where an uninterrupted one does.
     """
     started = time.monotonic()
     workdir = Path(workdir)
+    storage = storage_for(workdir, state_memory_budget_mb)  # a bad budget fails before any work
     workdir.mkdir(parents=True, exist_ok=True)
-    engine = build_engine(config)
+    engine = build_engine(config, cache_dir)
     device, clients, model = engine.device, engine.clients, engine.model
-    algorithm = engine.new_algorithm(storage_for(workdir))
+    algorithm = engine.new_algorithm(storage)
 
     fingerprint = config_fingerprint(config)
     start_round = 0

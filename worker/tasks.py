@@ -6,7 +6,6 @@ Everything about the lifecycle (who may run it, what each ending means) is in
 
 from __future__ import annotations
 
-import os
 import socket
 import traceback
 from dataclasses import dataclass
@@ -63,7 +62,7 @@ def execute(run_id: int, task_id: str | None = None, node: str | None = None) ->
         if claimed is None:
             log.info("run %s not started: %s", run_id, _why_not(session, run_id))
             return "skipped"
-        attempt, stored_config, group_id = claimed.attempt, claimed.config, claimed.group_id
+        attempt, stored_config = claimed.attempt, claimed.config
         time_limit = claimed.time_limit_s or settings.run_time_limit_s
 
     runtime = RunRuntime(
@@ -71,7 +70,7 @@ def execute(run_id: int, task_id: str | None = None, node: str | None = None) ->
     ).start()
     try:
         outcome = _run_engine(
-            run_id, attempt, stored_config, group_id, time_limit, sessions, settings, runtime
+            run_id, attempt, stored_config, time_limit, sessions, settings, runtime
         )
     finally:
         runtime.stop()  # the run's last log lines go in before its final status
@@ -91,7 +90,6 @@ def _run_engine(
     run_id: int,
     attempt: int,
     stored_config: dict,
-    group_id: str,
     time_limit: float,
     sessions: sessionmaker[Session],
     settings: Settings,
@@ -109,9 +107,6 @@ def _run_engine(
     settings.cache_dir.mkdir(parents=True, exist_ok=True)
     with sessions() as session:
         runs.set_workdir(session, run_id, str(workdir))
-    # The runs of one sweep share preprocessed data through this cache.
-    os.environ["TAPFL_CACHE_DIR"] = str(settings.cache_dir)
-    os.environ["TAPFL_RUN_GROUP"] = group_id
 
     log.info(
         "run %s (attempt %s): %s, preset %s, seed %s, device %s, in %s",
@@ -127,8 +122,14 @@ def _run_engine(
         run_id, sessions, settings.stop_poll_s, attempt=attempt, preempt=PREEMPT, lost=runtime.lost
     )
     try:
+        # Every run shares the cache, so the runs of a sweep preprocess their data once.
         result = runner.run(
-            config, SqlObserver(run_id, sessions, attempt), workdir=workdir, should_stop=should_stop
+            config,
+            SqlObserver(run_id, sessions, attempt),
+            workdir=workdir,
+            should_stop=should_stop,
+            cache_dir=settings.cache_dir,
+            state_memory_budget_mb=settings.state_memory_budget_mb,
         )
     except SoftTimeLimitExceeded:
         error = (

@@ -85,10 +85,15 @@ def fill_client_states(algorithm) -> None:
 
 
 def measure_rounds(
-    engine: Engine, workdir: Path, rounds: int, warmup: int, fill_states: bool = False
+    engine: Engine,
+    workdir: Path,
+    rounds: int,
+    warmup: int,
+    fill_states: bool = False,
+    state_memory_budget_mb: float | None = None,
 ) -> RoundFigures:
     config, device, model = engine.config, engine.device, engine.model
-    algorithm = engine.new_algorithm(storage_for(workdir))
+    algorithm = engine.new_algorithm(storage_for(workdir, state_memory_budget_mb))
     ctx = MeteredContext(
         config,
         engine.clients,

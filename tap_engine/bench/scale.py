@@ -37,12 +37,13 @@ def data_bytes(engine: Engine) -> int:
 def measure_size(args: dict[str, Any]) -> dict[str, Any]:
     config = scaled_config(args["preset"], args["algorithm"], args["overrides"], args["clients"])
     rss_start = rss_bytes()
-    engine = build_engine(config)
+    engine = build_engine(config, Path(args["cache_dir"]))
     rss_built = rss_bytes()
     with tempfile.TemporaryDirectory(prefix="tapfl-bench-") as workdir:
         rounds = measure_rounds(
-            engine, Path(workdir), args["rounds"], args["warmup"], fill_states=True
-        )
+            engine, Path(workdir), args["rounds"], args["warmup"], fill_states=True,
+            state_memory_budget_mb=args["state_budget_mb"],
+        )  # fmt: skip
     return {
         **asdict(rounds),
         "rss_start_bytes": rss_start,

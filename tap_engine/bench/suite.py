@@ -22,9 +22,9 @@ from tap_engine.bench.rounds import RoundFigures, measure_rounds
 from tap_engine.bench.scale import MARK
 from tap_engine.bench.stand_in import stand_in_datasets
 from tap_engine.bench.steps import StepFigures, measure_steps
-from tap_engine.cache import cache_dir
+from tap_engine.cache import cache_folder, default_cache_dir
 from tap_engine.config import resolve_config
-from tap_engine.runner import STATE_BUDGET_ENV, build_engine
+from tap_engine.runner import build_engine
 
 
 @dataclass
@@ -38,8 +38,9 @@ class BenchOptions:
     rounds: int = 3
     warmup: int = 1
     scaling: list[int] = field(default_factory=lambda: [1, 10, 30, 100])
-    state_budget_mb: float | None = None
+    state_budget_mb: float | None = None  # memory for client states; None: no limit
     stand_in_data: bool = False  # random data shaped like the scenario's hub datasets
+    cache_dir: Path = field(default_factory=default_cache_dir)  # backbones, data, stand-ins
 
 
 def machine() -> dict[str, Any]:
@@ -70,11 +71,9 @@ def distinct_task_clients(tasks_per_client: list[tuple[str, ...]]) -> list[int]:
 
 
 def run_bench(options: BenchOptions, say: Callable[[str], None] = print) -> dict[str, Any]:
-    if options.state_budget_mb is not None:
-        os.environ[STATE_BUDGET_ENV] = str(options.state_budget_mb)
     config = resolve_config(options.preset, options.algorithm, options.overrides)
     if options.stand_in_data:
-        folder = cache_dir() / "bench-stand-in"
+        folder = cache_folder(options.cache_dir, "bench-stand-in")
         options.overrides = {**options.overrides, **stand_in_datasets(config, folder)}
         config = resolve_config(options.preset, options.algorithm, options.overrides)
     result: dict[str, Any] = {
@@ -90,7 +89,7 @@ def run_bench(options: BenchOptions, say: Callable[[str], None] = print) -> dict
     say(_header(result, config))
 
     started = time.perf_counter()
-    engine = build_engine(config)
+    engine = build_engine(config, options.cache_dir)
     result["setup_s"] = time.perf_counter() - started
     result["device"] = str(engine.device)
     say(f"setup (backbone, data, model; once per run): {result['setup_s']:.1f} s\n")
@@ -104,7 +103,10 @@ def run_bench(options: BenchOptions, say: Callable[[str], None] = print) -> dict
         say(_step_lines(figures))
 
     with tempfile.TemporaryDirectory(prefix="tapfl-bench-") as workdir:
-        rounds = measure_rounds(engine, Path(workdir), options.rounds, options.warmup)
+        rounds = measure_rounds(
+            engine, Path(workdir), options.rounds, options.warmup,
+            state_memory_budget_mb=options.state_budget_mb,
+        )  # fmt: skip
     result["rounds"] = asdict(rounds)
     result["peak_rss_bytes"] = peak_rss_bytes()
     result["cuda_peak_bytes"] = cuda_peak_bytes(engine.device)
@@ -130,12 +132,13 @@ def _measure_size_in_child(options: BenchOptions, n: int) -> dict[str, Any]:
         "clients": n,
         "rounds": options.rounds,
         "warmup": options.warmup,
+        "cache_dir": str(options.cache_dir),
+        "state_budget_mb": options.state_budget_mb,
     }
     proc = subprocess.run(
         [sys.executable, "-m", "tap_engine.bench.scale", json.dumps(args)],
         capture_output=True,
         text=True,
-        env=os.environ.copy(),
         check=False,
     )
     lines = [line for line in proc.stdout.splitlines() if line.startswith(MARK)]

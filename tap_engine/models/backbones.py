@@ -20,7 +20,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from tap_engine.cache import cache_dir as engine_cache_dir
+from tap_engine.cache import cache_folder
 from tap_engine.config import BackboneSpec
 
 Kind = Literal["flava", "vilt"]
@@ -214,15 +214,14 @@ def _tiny_dir(kind: Kind, hidden: int, max_text_length: int, cache_dir: Path) ->
 
 def load_backbone(spec: BackboneSpec, cache_dir: Path | None = None) -> Backbone:
     """The frozen backbone of ``spec``: ``spec.path`` (hub id or local folder) if given,
-    else the hub default, or for ``*-tiny`` a random-weight model cached under ``cache_dir``
-    (default: the engine's cache folder)."""
+    else the hub default, or for ``*-tiny`` a random-weight model cached under
+    ``cache_dir/backbones`` (default: ``tap_engine.cache.default_cache_dir()``)."""
     from transformers import AutoTokenizer, FlavaModel, ViltModel
 
     kind = backbone_kind(spec.name)
     source = spec.path
     if source is None and spec.name.endswith("-tiny"):
-        cache = cache_dir or engine_cache_dir() / "backbones"
-        cache.mkdir(parents=True, exist_ok=True)
+        cache = cache_folder(cache_dir, "backbones")
         max_len = max(spec.max_text_length or 256, spec.max_target_length or 0)
         source = str(_tiny_dir(kind, spec.tiny_hidden_size, max_len, cache))
     source = source or DEFAULTS[kind].hub_id

@@ -1,18 +1,13 @@
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pytest
-import torch
 
-from tap_engine.config import RunConfig, resolve_config
+from tap_engine import runner
+from tap_engine.config import resolve_config
 from tap_engine.context import Context
-from tap_engine.data import ClientData, build_clients
-from tap_engine.models.backbones import load_backbone
-from tap_engine.models.state import trainable_state
-from tap_engine.models.tap_model import TapModel, TaskInfo
-from tap_engine.runner import client_components, task_infos
-from tap_engine.training import LocalTrainer
+from tap_engine.models.state import State, trainable_state
 
 # Small enough for CPU tests, large enough that every stage and event happens.
 SMALL = {
@@ -27,16 +22,11 @@ SMALL = {
 
 
 @dataclass
-class Engine:
-    """The pieces ``run`` builds, for tests that drive an algorithm's hooks directly."""
+class Engine(runner.Engine):
+    """What ``run`` builds, with the events its hooks emit, for tests that drive an
+    algorithm's hooks directly."""
 
-    config: RunConfig
-    clients: list[ClientData]
-    infos: dict[str, TaskInfo]
-    model: TapModel
-    components: list[list[str]]
-    trainer: LocalTrainer
-    events: list
+    events: list = field(default_factory=list)
 
     def context(self) -> Context:
         ctx = Context(
@@ -52,20 +42,14 @@ class Engine:
         ctx.round = 1
         return ctx
 
-    def initial_state(self):
+    def initial_state(self) -> State:
         return trainable_state(self.model)
 
 
 def build_engine(preset: str = "demo", algorithm: str = "tap", **overrides) -> Engine:
-    config = resolve_config(preset, algorithm, {**SMALL, **overrides})
-    backbone = load_backbone(config.backbone)
-    clients = build_clients(config, backbone.tokenizer)
-    infos = task_infos(clients)
-    torch.manual_seed(config.seed)
-    model = TapModel(backbone, list(infos.values()), config.backbone.max_target_length)
-    components = [client_components(model, c, infos) for c in clients]
-    trainer = LocalTrainer(model, infos, torch.device("cpu"), config.batch_size, 1, 0.01, 1.0)
-    return Engine(config, clients, infos, model, components, trainer, [])
+    """The runner's engine of a small config, on the CPU so that tests are deterministic."""
+    config = resolve_config(preset, algorithm, {"device": "cpu", **SMALL, **overrides})
+    return Engine(**vars(runner.build_engine(config)))
 
 
 @pytest.fixture(scope="module")

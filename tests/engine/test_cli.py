@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -6,8 +7,11 @@ from pathlib import Path
 TAPFL = [sys.executable, "-c", "from tap_engine.cli import main; main()"]
 
 
-def tapfl(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*TAPFL, *args], capture_output=True, text=True, timeout=300)
+def tapfl(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """The command in a fresh process, with ``env`` added to this one's environment."""
+    return subprocess.run(
+        [*TAPFL, *args], capture_output=True, text=True, timeout=300, env={**os.environ, **env}
+    )
 
 
 def test_run_writes_resolved_config_and_event_lines(tmp_path: Path):
@@ -25,8 +29,10 @@ def test_run_writes_resolved_config_and_event_lines(tmp_path: Path):
         "--quiet",
         "-o",
         str(out),
+        TAPFL_CACHE_DIR=str(tmp_path / "cache"),  # the default of --cache-dir
     )
     assert proc.returncode == 0, proc.stderr
+    assert list((tmp_path / "cache" / "data").glob("*.pt"))
     config = json.loads((out / "config.json").read_text())
     assert config["rounds"] == 2 and config["preset"] == "demo"
     events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]

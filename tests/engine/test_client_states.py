@@ -11,7 +11,7 @@ import torch
 from tap_engine.client_states import ClientStates, Storage
 from tap_engine.config import resolve_config
 from tap_engine.events import Evaluation
-from tap_engine.runner import STATE_BUDGET_ENV, run
+from tap_engine.runner import run
 from tests.engine.conftest import SMALL
 
 INITIAL = {
@@ -91,13 +91,12 @@ def _finals(events):
 
 
 @pytest.mark.slow
-def test_spilling_every_state_and_resuming_changes_no_result(tmp_path, monkeypatch):
+def test_spilling_every_state_and_resuming_changes_no_result(tmp_path):
     overrides = {**SMALL, "rounds": 2, "local_steps": 1, "eval_max_samples": 8}
     config = resolve_config("demo", "tap", overrides)
     in_memory: list = []
     run(config, in_memory.append, tmp_path / "memory")
 
-    monkeypatch.setenv(STATE_BUDGET_ENV, "0")
     calls = 0
 
     def stop_in_round_two() -> bool:
@@ -106,9 +105,12 @@ def test_spilling_every_state_and_resuming_changes_no_result(tmp_path, monkeypat
         return calls > 2 * config.clients_per_round * config.local_steps + 1
 
     first: list = []
-    result = run(config, first.append, tmp_path / "spilled", stop_in_round_two)
+    result = run(
+        config, first.append, tmp_path / "spilled", stop_in_round_two, state_memory_budget_mb=0
+    )
     assert result.status == "cancelled" and result.rounds_completed == 1
     assert _files(tmp_path / "spilled" / "client_states")
     resumed: list = []
-    assert run(config, resumed.append, tmp_path / "spilled").status == "succeeded"
+    resumed_run = run(config, resumed.append, tmp_path / "spilled", state_memory_budget_mb=0)
+    assert resumed_run.status == "succeeded"
     assert _finals(first) | _finals(resumed) == _finals(in_memory)

@@ -148,15 +148,14 @@ def test_a_second_build_of_the_same_scenario_does_no_preprocessing(
 ):
     import tap_engine.data as data
 
-    monkeypatch.setenv("TAPFL_CACHE_DIR", str(tmp_path))
     config = resolve_config("demo")
-    first = build_clients(config, tokenizer)
+    first = build_clients(config, tokenizer, tmp_path)
 
     def no_preprocessing(*args, **kwargs):
         raise AssertionError("preprocessed again")
 
     monkeypatch.setattr(data, "_encode", no_preprocessing)
-    second = build_clients(config, tokenizer)
+    second = build_clients(config, tokenizer, tmp_path)
     for a, b in zip(first, second, strict=True):
         for ta, tb in zip(a.tasks, b.tasks, strict=True):
             assert torch.equal(ta.train.ids, tb.train.ids)

@@ -9,7 +9,7 @@ from tap_engine.events import (
     TrainingStep,
     parse_event,
 )
-from tap_engine.runner import resolve_device, run
+from tap_engine.runner import resolve_device, run, storage_for
 from tests.engine.conftest import SMALL
 
 
@@ -124,6 +124,26 @@ def test_a_checkpoint_of_another_config_is_not_resumed(tmp_path):
     _run(tmp_path, "x", rounds=1)
     with pytest.raises(ValueError, match="another config"):
         _run(tmp_path, "x", rounds=2)
+
+
+def test_a_run_keeps_backbones_and_data_in_the_cache_folder_it_is_given(tmp_path, monkeypatch):
+    monkeypatch.setenv("TAPFL_CACHE_DIR", str(tmp_path / "from-env"))  # not the engine's to read
+    cache = tmp_path / "cache"
+    config = resolve_config("demo", "fedavg", {**SMALL, "rounds": 1, "post_iterations": 1})
+    result = run(config, lambda event: None, tmp_path / "run", cache_dir=cache)
+    assert result.status == "succeeded"
+    assert list((cache / "data").glob("*.pt")) and list((cache / "backbones").iterdir())
+    assert not (tmp_path / "from-env").exists()
+
+
+def test_the_state_memory_budget_is_mib_and_a_negative_one_fails_before_any_work(tmp_path):
+    assert storage_for(tmp_path, None).budget_bytes is None
+    assert storage_for(tmp_path, 1.5).budget_bytes == 3 * 2**19
+    assert storage_for(tmp_path, 0).directory == tmp_path / "client_states"
+    config = resolve_config("demo", "fedavg", SMALL)
+    with pytest.raises(ValueError, match=r"state_memory_budget_mb: -1 MiB"):
+        run(config, lambda event: None, tmp_path / "run", state_memory_budget_mb=-1)
+    assert not (tmp_path / "run").exists()
 
 
 def test_auto_device_picks_cuda_when_present(monkeypatch):

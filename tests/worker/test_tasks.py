@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from backend.models import Metric, Run, RunLog, RunStatus, RunTransition, TrainingLoss
 from backend.services import runs
-from backend.settings import Settings
+from backend.settings import Settings, get_settings
 from tap_engine import events as ev
 from tap_engine import runner
 from tap_engine.config import RunConfig
@@ -33,8 +32,23 @@ def engine(monkeypatch: pytest.MonkeyPatch) -> Callable[[Engine], list[dict[str,
     calls: list[dict[str, Any]] = []
 
     def install(fake: Engine) -> list[dict[str, Any]]:
-        def recording(config: RunConfig, observer: Any, workdir: Path, should_stop: Any) -> Any:
-            calls.append({"config": config, "workdir": workdir})
+        def recording(
+            config: RunConfig,
+            observer: Any,
+            workdir: Path,
+            should_stop: Any,
+            *,
+            cache_dir: Path | None = None,
+            state_memory_budget_mb: float | None = None,
+        ) -> Any:
+            calls.append(
+                {
+                    "config": config,
+                    "workdir": workdir,
+                    "cache_dir": cache_dir,
+                    "state_memory_budget_mb": state_memory_budget_mb,
+                }
+            )
             return fake(config, observer, workdir, should_stop)
 
         monkeypatch.setattr(runner, "run", recording)
@@ -83,6 +97,9 @@ def test_a_run_that_succeeds_has_its_events_and_outcome_in_sql(
     assert settings.runs_dir is not None
     assert call["workdir"] == settings.runs_dir / str(run_id)
     assert (call["workdir"] / "checkpoint").exists()
+    # the engine's cache and state budget come from the settings, as arguments
+    assert call["cache_dir"] == settings.cache_dir and call["cache_dir"].is_dir()
+    assert call["state_memory_budget_mb"] is None  # the default: no limit
     run = _get(sessions, run_id)
     assert run.status == "succeeded" and run.error is None
     assert run.progress == 1.0 and run.round == 1 and run.workdir == str(call["workdir"])
@@ -90,6 +107,21 @@ def test_a_run_that_succeeds_has_its_events_and_outcome_in_sql(
     with sessions() as session:
         assert session.query(Metric).filter_by(run_id=run_id).count() == 2
         assert session.scalars(select(TrainingLoss.loss)).all() == [1.5]
+
+
+def test_the_servers_state_memory_budget_reaches_the_engine(
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    engine: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TAPFL_STATE_MEMORY_BUDGET_MB", "64")
+    get_settings.cache_clear()  # the worker reads the settings again
+    with sessions() as session:
+        run_id = add_run(session, rounds=1).id
+    calls = engine(_succeeding)
+    assert tasks.execute(run_id) == "succeeded"
+    assert [c["state_memory_budget_mb"] for c in calls] == [64.0]
 
 
 def test_an_engine_error_fails_the_run_with_a_readable_reason_and_the_traceback_end(
@@ -294,8 +326,6 @@ def test_the_runs_log_holds_the_engines_and_the_workers_lines_in_order(
         observer(ev.RoundStarted(round=1, participants=[0, 2], lr=0.003))
         observer(ev.LocalTraining(round=1, client=2, model="global", steps=5,
                                   losses={"digits": 1.25}))  # fmt: skip
-        assert os.environ["TAPFL_CACHE_DIR"] == str(settings.cache_dir)
-        assert os.environ["TAPFL_RUN_GROUP"] == "test-group"
         raise FileNotFoundError("no such dataset: /nonexistent")
 
     with sessions() as session:

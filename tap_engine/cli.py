@@ -96,10 +96,12 @@ def run(
         ConsoleObserver(sink, quiet=quiet) as observer,
     ):
         result = run_engine(
-            config, observer, output,
+            config,
+            observer,
+            output,
             cache_dir=cache_dir or default_cache_dir(),
             state_memory_budget_mb=state_budget_mb,
-        )  # fmt: skip
+        )
     console.print(
         f"{result.status}: {result.rounds_completed} rounds in {result.elapsed_s:.1f}s -> {output}"
     )

@@ -41,9 +41,13 @@ def measure_size(args: dict[str, Any]) -> dict[str, Any]:
     rss_built = rss_bytes()
     with tempfile.TemporaryDirectory(prefix="tapfl-bench-") as workdir:
         rounds = measure_rounds(
-            engine, Path(workdir), args["rounds"], args["warmup"], fill_states=True,
+            engine,
+            Path(workdir),
+            args["rounds"],
+            args["warmup"],
+            fill_states=True,
             state_memory_budget_mb=args["state_budget_mb"],
-        )  # fmt: skip
+        )
     return {
         **asdict(rounds),
         "rss_start_bytes": rss_start,

@@ -104,9 +104,12 @@ def run_bench(options: BenchOptions, say: Callable[[str], None] = print) -> dict
 
     with tempfile.TemporaryDirectory(prefix="tapfl-bench-") as workdir:
         rounds = measure_rounds(
-            engine, Path(workdir), options.rounds, options.warmup,
+            engine,
+            Path(workdir),
+            options.rounds,
+            options.warmup,
             state_memory_budget_mb=options.state_budget_mb,
-        )  # fmt: skip
+        )
     result["rounds"] = asdict(rounds)
     result["peak_rss_bytes"] = peak_rss_bytes()
     result["cuda_peak_bytes"] = cuda_peak_bytes(engine.device)

@@ -95,8 +95,9 @@ def _claimed(sessions: sessionmaker[Session]) -> int:
     with sessions() as session:
         run_id = add_run(session).id
         owner = runs.Owner.current("w")
-        runs.claim_run(session, run_id, owner, task_id="t", heartbeat_timeout_s=60,
-                       max_recoveries=3)  # fmt: skip
+        runs.claim_run(
+            session, run_id, owner, task_id="t", heartbeat_timeout_s=60, max_recoveries=3
+        )
         return run_id
 
 

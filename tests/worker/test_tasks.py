@@ -76,10 +76,17 @@ def _succeeding(config: RunConfig, observer: Any, workdir: Path, should_stop: An
     for client in range(2):
         observer(
             ev.Evaluation(
-                round=1, stage="fl", client=client, task="t", model="global", split="local",
-                metric="accuracy", value=0.5, n=10,
+                round=1,
+                stage="fl",
+                client=client,
+                task="t",
+                model="global",
+                split="local",
+                metric="accuracy",
+                value=0.5,
+                n=10,
             )
-        )  # fmt: skip
+        )
     (workdir / "checkpoint").write_text("x")
     return runner.RunResult("succeeded", 1, 1.0)
 
@@ -224,8 +231,10 @@ def test_a_redelivered_running_run_resumes_keeping_its_start_time(
     run = _get(sessions, run_id)
     assert run.started_at == interrupted.started_at and run.attempt == 2
     assert [(t.from_status, t.to_status) for t in _transitions(sessions, run_id)] == [
-        ("queued", "running"), ("running", "running"), ("running", "succeeded"),
-    ]  # fmt: skip
+        ("queued", "running"),
+        ("running", "running"),
+        ("running", "succeeded"),
+    ]
 
 
 def test_a_worker_that_lost_its_run_to_another_stops_and_records_nothing(
@@ -241,8 +250,9 @@ def test_a_worker_that_lost_its_run_to_another_stops_and_records_nothing(
             session.commit()
         time.sleep(1.1)
         assert should_stop() is True
-        observer(ev.Progress(stage="fl", round=3, total_rounds=9, fraction=0.3, elapsed_s=1,
-                             eta_s=2))  # fmt: skip
+        observer(
+            ev.Progress(stage="fl", round=3, total_rounds=9, fraction=0.3, elapsed_s=1, eta_s=2)
+        )
         return runner.RunResult("cancelled", 2, 1.0)
 
     engine(taken_over)
@@ -305,8 +315,9 @@ def test_the_hard_time_limit_fails_the_run_of_that_message_only(
     with sessions() as session:
         run_id = add_run(session).id
         owner = runs.Owner.current("w")
-        runs.claim_run(session, run_id, owner, task_id="msg-2", heartbeat_timeout_s=60,
-                       max_recoveries=3)  # fmt: skip
+        runs.claim_run(
+            session, run_id, owner, task_id="msg-2", heartbeat_timeout_s=60, max_recoveries=3
+        )
     task = tasks.run
     _hard_time_limit(sender=task, task_id="msg-1", exception=TimeLimitExceeded(90), args=[run_id])
     assert _get(sessions, run_id).status == "running"  # an older message's process
@@ -324,8 +335,9 @@ def test_the_runs_log_holds_the_engines_and_the_workers_lines_in_order(
         logging.getLogger("tap_engine.data").info("loaded %d images", 1797)
         logging.getLogger("tap_engine.data").debug("not kept: below the run log level")
         observer(ev.RoundStarted(round=1, participants=[0, 2], lr=0.003))
-        observer(ev.LocalTraining(round=1, client=2, model="global", steps=5,
-                                  losses={"digits": 1.25}))  # fmt: skip
+        observer(
+            ev.LocalTraining(round=1, client=2, model="global", steps=5, losses={"digits": 1.25})
+        )
         raise FileNotFoundError("no such dataset: /nonexistent")
 
     with sessions() as session:
@@ -347,8 +359,10 @@ def test_the_runs_log_holds_the_engines_and_the_workers_lines_in_order(
     assert messages[5][:2] == ("worker", "ERROR") and "failed" in messages[5][2]
     assert "FileNotFoundError: no such dataset" in lines[5].message  # with the traceback
     assert messages[6] == (
-        "worker", "ERROR", "running -> failed: FileNotFoundError: no such dataset: /nonexistent",
-    )  # fmt: skip
+        "worker",
+        "ERROR",
+        "running -> failed: FileNotFoundError: no such dataset: /nonexistent",
+    )
     assert {line.attempt for line in lines[1:]} == {1}
 
 

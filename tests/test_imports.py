@@ -1,10 +1,17 @@
 """Import graphs read from the source with ``ast`` (nothing is imported), and the rules
-they must keep: the engine's modules import one another without a cycle."""
+they must keep: the engine's modules import one another without a cycle, and the dashboard
+reaches the server only through the REST client (``backend.client``), which itself needs
+nothing else of ``backend``. Imports inside functions count; those under ``if
+TYPE_CHECKING:`` do not."""
 
 from __future__ import annotations
 
 import ast
+from graphlib import CycleError, TopologicalSorter
+from itertools import pairwise
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -80,64 +87,20 @@ def module_graph(package: str, root: Path = REPO) -> dict[str, set[str]]:
     }
 
 
-def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
-    """One cycle ``[a, b, ..., a]`` per group of modules that import one another (a strongly
-    connected component, found with Tarjan's algorithm)."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    on_stack: set[str] = set()
-    components: list[list[str]] = []
-
-    def connect(node: str) -> None:
-        index[node] = low[node] = len(index)
-        stack.append(node)
-        on_stack.add(node)
-        for target in sorted(graph.get(node, ())):
-            if target not in index:
-                connect(target)
-                low[node] = min(low[node], low[target])
-            elif target in on_stack:
-                low[node] = min(low[node], index[target])
-        if low[node] == index[node]:
-            component = []
-            while True:
-                member = stack.pop()
-                on_stack.discard(member)
-                component.append(member)
-                if member == node:
-                    break
-            if len(component) > 1:
-                components.append(sorted(component))
-
-    for node in sorted(graph):
-        if node not in index:
-            connect(node)
-    return [_cycle_through(graph, c[0], set(c)) for c in sorted(components)]
-
-
-def _cycle_through(graph: dict[str, set[str]], start: str, within: set[str]) -> list[str]:
-    """The shortest path from ``start`` back to itself inside one component."""
-    paths = {start: [start]}
-    frontier = [start]
-    while frontier:
-        following = []
-        for node in frontier:
-            for target in sorted(graph[node] & within):
-                if target == start:
-                    return [*paths[node], start]
-                if target not in paths:
-                    paths[target] = [*paths[node], target]
-                    following.append(target)
-        frontier = following
-    raise AssertionError(f"{start} is in no cycle of {sorted(within)}")
+def import_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle ``[a, b, ..., a]`` of the graph, or None (graphlib finds it)."""
+    try:
+        TopologicalSorter(graph).prepare()
+    except CycleError as err:
+        return list(reversed(err.args[1]))  # graphlib lists it against the import arrows
+    return None
 
 
 def test_the_engine_has_no_import_cycle() -> None:
     graph = module_graph("tap_engine")
     assert "tap_engine.runner" in graph and "tap_engine.algorithms" in graph  # the walk found them
-    cycles = import_cycles(graph)
-    assert not cycles, "import cycles in tap_engine:\n" + "\n".join(" -> ".join(c) for c in cycles)
+    cycle = import_cycle(graph)
+    assert cycle is None, "an import cycle in tap_engine: " + " -> ".join(cycle or [])
 
 
 def _write(root: Path, files: dict[str, str]) -> None:
@@ -176,5 +139,47 @@ def test_the_walker_finds_function_level_and_relative_cycles_but_not_type_checki
         "pkg.sub": set(),
         "pkg.sub.e": {"pkg.a"},
     }
-    # c and d import each other only while type checking: no cycle.
-    assert import_cycles(graph) == [["pkg", "pkg.a", "pkg.b", "pkg"]]
+    # c and d import each other only while type checking: the one cycle is pkg, a and b.
+    cycle = import_cycle(graph)
+    assert cycle is not None and cycle[0] == cycle[-1] and set(cycle) == {"pkg", "pkg.a", "pkg.b"}
+    assert all(b in graph[a] for a, b in pairwise(cycle))
+
+
+CLIENT = "backend.client"
+
+
+def _within(module: str, package: str) -> bool:
+    return module == package or module.startswith(package + ".")
+
+
+def _sources(folder: str) -> list[Path]:
+    return sorted(p for p in (REPO / folder).rglob("*.py") if "__pycache__" not in p.parts)
+
+
+@pytest.mark.parametrize(
+    ("path", "package"),
+    [(p, "dashboard") for p in _sources("dashboard")]
+    + [(p, "backend") for p in _sources("backend/client")],
+    ids=lambda v: str(v.relative_to(REPO)) if isinstance(v, Path) else "",
+)
+def test_the_dashboard_and_the_client_import_only_the_client_of_backend(
+    path: Path, package: str
+) -> None:
+    imported = imports_of(path, REPO / package)
+    wrong = sorted(m for m in imported if _within(m, "backend") and not _within(m, CLIENT))
+    assert not wrong, f"{path.relative_to(REPO)} imports backend outside {CLIENT}: {wrong}"
+    # A module deleted from this tree must not still be imported (an editable install can
+    # hide that by finding it elsewhere).
+    missing = sorted(
+        m
+        for m in imported
+        if (_within(m, "dashboard") or _within(m, CLIENT)) and not is_module(m, REPO)
+    )
+    assert not missing, f"{path.relative_to(REPO)} imports what is not in this tree: {missing}"
+
+
+def test_the_walker_sees_a_function_level_import_of_the_server(tmp_path: Path) -> None:
+    _write(
+        tmp_path, {"dash/page.py": "import os\n\ndef f():\n    from backend.settings import S\n"}
+    )
+    assert imports_of(tmp_path / "dash/page.py", tmp_path / "dash") == {"os", "backend.settings"}

@@ -1,16 +1,14 @@
 """How long the dashboard's run page takes to render a 30-client, 200-round run.
 
 Renders the page with Streamlit's AppTest (the app's script run on the server side: API
-calls, data frames, figures) against the fake API from the dashboard tests, which serves
-one finished TAP run of that size (an evaluation every round, every third client with a
-second task); or with ``--real``, the real API (``backend.main:app`` under uvicorn, SQLite)
-with the same run written into its database; or a running API given with
+calls, data frames, figures) against the real API (``backend.main:app`` under uvicorn,
+SQLite) with one finished TAP run of that size written into its database (an evaluation
+every round, every third client with a second task); or against a running API given with
 ``--api``/``--token``/``--run``. Prints the time of a cold render (empty caches), of warm
 renders (cached, as while a person clicks around) and of switching to another page of
 clients.
 
-    python benchmarks/dashboard_run_page.py                       # fake API, 30 x 200
-    python benchmarks/dashboard_run_page.py --real                # real API + SQLite
+    python benchmarks/dashboard_run_page.py                       # real API + SQLite
     python benchmarks/dashboard_run_page.py --clients 30 --rounds 200 --repeat 5
     python benchmarks/dashboard_run_page.py --api http://127.0.0.1:8000 --token T --run 12
 
@@ -60,12 +58,12 @@ def render(run_id: int, page: int | None = None) -> tuple[float, object]:
 @contextmanager
 def real_api(clients: int, rounds: int) -> Iterator[tuple[str, str, int, str]]:
     """The real API app on loopback over a fresh SQLite database that holds one finished
-    run of the fake's large shape: (url, token, run id, description)."""
+    large run: (url, token, run id, description)."""
     import uvicorn
     from sqlalchemy import insert
 
-    from tests.dashboard.conftest import unused_port
-    from tests.dashboard.fake_tapfl_api import large_run_state
+    from backend.processes import free_port as unused_port
+    from tests.dashboard.canned_rows import large_run_rows
 
     with tempfile.TemporaryDirectory(prefix="tapfl-bench-") as home:
         url = f"sqlite:///{home}/tapfl.db"
@@ -80,7 +78,7 @@ def real_api(clients: int, rounds: int) -> Iterator[tuple[str, str, int, str]]:
         from backend.models import Experiment, Metric, Replacement, Run, TrainingLoss
 
         upgrade_database(url)
-        fake = large_run_state(clients, rounds)
+        metrics, losses, replacements = large_run_rows(clients, rounds)
         with session_factory(url)() as session:
             user, token = create_user(session, "bench", is_admin=True)
             experiment = Experiment(name="large", preset="demo", owner=user, spec={})
@@ -92,9 +90,9 @@ def real_api(clients: int, rounds: int) -> Iterator[tuple[str, str, int, str]]:
             session.add(experiment)
             session.flush()
             for model, rows in (
-                (Metric, fake.metrics[1]),
-                (TrainingLoss, fake.losses[1]),
-                (Replacement, fake.replacements[1]),
+                (Metric, metrics),
+                (TrainingLoss, losses),
+                (Replacement, replacements),
             ):
                 if rows:
                     session.execute(insert(model), [{**row, "run_id": run.id} for row in rows])
@@ -116,7 +114,7 @@ def real_api(clients: int, rounds: int) -> Iterator[tuple[str, str, int, str]]:
                 token,
                 run_id,
                 f"real API + SQLite: {clients} clients x {rounds} rounds, "
-                f"{len(fake.metrics[1]):,} metric rows, {len(fake.losses[1]):,} loss rows",
+                f"{len(metrics):,} metric rows, {len(losses):,} loss rows",
             )
         finally:
             server.should_exit = True
@@ -128,8 +126,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=30)
     parser.add_argument("--rounds", type=int, default=200)
     parser.add_argument("--repeat", type=int, default=3, help="warm renders to time")
-    parser.add_argument("--real", action="store_true", help="the real API app over SQLite")
-    parser.add_argument("--api", help="a running tapfl API instead of the fake one")
+    parser.add_argument("--api", help="a running tapfl API instead of a fresh one")
     parser.add_argument("--token", help="its token (with --api)")
     parser.add_argument("--run", type=int, help="the run to render (with --api)")
     args = parser.parse_args()
@@ -141,21 +138,9 @@ def main() -> None:
             os.environ.update(TAPFL_API_URL=args.api, TAPFL_TOKEN=args.token or "")
             run_id = args.run or 1
             size = f"run {run_id} at {args.api}"
-        elif args.real:
+        else:
             url, token, run_id, size = stack.enter_context(real_api(args.clients, args.rounds))
             os.environ.update(TAPFL_API_URL=url, TAPFL_TOKEN=token)
-        else:
-            from tests.dashboard.conftest import unused_port
-            from tests.dashboard.fake_tapfl_api import large_run_state, serve
-
-            api = stack.enter_context(serve(unused_port()))
-            state = api.reset(large_run_state(args.clients, args.rounds))
-            os.environ.update(TAPFL_API_URL=api.url, TAPFL_TOKEN=api.token)
-            run_id = 1
-            size = (
-                f"fake API: {args.clients} clients x {args.rounds} rounds, "
-                f"{len(state.metrics[1]):,} metric rows, {len(state.losses[1]):,} loss rows"
-            )
 
         st.cache_data.clear()
         st.cache_resource.clear()

@@ -4,8 +4,8 @@ token. No worker runs and Redis is down: submitted runs stay queued, and tests t
 results run the worker's code in the test process against the server's database
 (``tests/dashboard/real_runs.py``) or change run rows through the backend services.
 
-``live_api`` gives each test module its own server; ``session_live_api`` is one server for
-the whole session, for suites whose tests keep to the runs they create.
+``live_api`` gives each test module its own server; ``serve_live_api`` starts one for other
+scopes (the dashboard tests share one per session, each test keeping to its own runs).
 """
 
 from __future__ import annotations
@@ -108,10 +108,4 @@ def serve_live_api(home: Path) -> Iterator[LiveApi]:
 @pytest.fixture(scope="module")
 def live_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApi]:
     with serve_live_api(tmp_path_factory.mktemp("live") / "home") as api:
-        yield api
-
-
-@pytest.fixture(scope="session")
-def session_live_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApi]:
-    with serve_live_api(tmp_path_factory.mktemp("live-session") / "home") as api:
         yield api

@@ -18,7 +18,7 @@ from streamlit.testing.v1 import AppTest
 
 from backend.processes import free_port
 from tests.dashboard import real_runs
-from tests.live_api import LiveApi, Request, serve_live_api, session_live_api  # noqa: F401
+from tests.live_api import LiveApi, Request, serve_live_api
 
 APP = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
 
@@ -38,8 +38,15 @@ class Seeded:
 
 
 @pytest.fixture(scope="session")
-def seeded(session_live_api: LiveApi) -> Seeded:
-    api = session_live_api
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApi]:
+    """The session's API server, shared by every dashboard test."""
+    with serve_live_api(tmp_path_factory.mktemp("live-dashboard") / "home") as api:
+        yield api
+
+
+@pytest.fixture(scope="session")
+def seeded(live_server: LiveApi) -> Seeded:
+    api = live_server
     return Seeded(
         sweep=real_runs.make_sweep(api),
         states=real_runs.make_states(api),
@@ -61,8 +68,7 @@ class Dashboard:
     def asked(self, path_end: str, **params: str) -> bool:
         """Whether some request of this test to ``path_end`` carried all of ``params``."""
         return any(
-            r.path.endswith(path_end) and params.items() <= r.query.items()
-            for r in self.requests()
+            r.path.endswith(path_end) and params.items() <= r.query.items() for r in self.requests()
         )
 
     def queries(self, path_end: str) -> list[dict[str, str]]:
@@ -86,13 +92,13 @@ def point_dashboard_at(
 
 @pytest.fixture
 def dashboard(
-    session_live_api: LiveApi,
+    live_server: LiveApi,
     seeded: Seeded,
     monkeypatch: pytest.MonkeyPatch,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Dashboard:
     """The dashboard's environment and caches pointed at the session's API."""
-    api = session_live_api
+    api = live_server
     point_dashboard_at(monkeypatch, tmp_path_factory.mktemp("home"), api.url, api.admin_token)
     return Dashboard(api, seeded, api.log_size())
 

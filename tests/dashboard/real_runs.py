@@ -173,6 +173,15 @@ def large_client_tasks() -> dict[int, list[str]]:
     return {c: [CLASSIFY, GENERATE] if c % 3 == 1 else [CLASSIFY] for c in range(LARGE_CLIENTS)}
 
 
+def evaluation(
+    round_: int, client: int, task: str, model: str, split: str, metric: str, value: float
+) -> ev.Evaluation:
+    return ev.Evaluation(
+        round=round_, stage="fl", client=client, task=task, model=model, split=split,
+        metric=metric, value=value, n=50,
+    )  # fmt: skip
+
+
 def make_large_run(api: LiveApi) -> int:
     """A finished run of 30 clients, evaluated every round: the dashboard's load test.
     Its events are what a 30-client engine run reports, written as the observer does."""
@@ -183,15 +192,12 @@ def make_large_run(api: LiveApi) -> int:
     events: list[ev.Event] = []
     for client, tasks in large_client_tasks().items():
         for r in range(1, LARGE_ROUNDS + 1):
+            losses = {task: 2.0 / r for task in tasks}
             events.append(
-                ev.LocalTraining(round=r, client=client, model="personal", steps=10,
-                                 losses={task: 2.0 / r for task in tasks})  # fmt: skip
+                ev.LocalTraining(round=r, client=client, model="personal", steps=10, losses=losses)
             )
             events += [
-                ev.Evaluation(
-                    round=r, stage="fl", client=client, task=task, model=model, split=split,
-                    metric=metric, value=0.5 + 0.01 * r, n=50,
-                )  # fmt: skip
+                evaluation(r, client, task, model, split, metric, 0.5 + 0.01 * r)
                 for task in tasks
                 for metric in metrics[task]
                 for model in ("global", "personal")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from dashboard import charts
-from tests.dashboard.fake_tapfl_api import (
+from tests.dashboard.canned_rows import (
     CLASSIFY,
     GENERATE,
     PANELS,

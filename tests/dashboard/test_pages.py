@@ -535,8 +535,9 @@ def test_the_constant_answer_is_a_grey_dotted_chance_line_named_in_the_legend(
     at = open_page(RUN, run=str(run_id))
     figure = metric_figures(at)[f"Client 4 · {VQA}"]  # text answers: chrF beside chance
     lines = {name: t["line"] for name, t in curves_of(figure).items()}
-    local = [line for name, line in lines.items() if name.startswith("constant answer (chance) · local")]
-    pooled = [line for name, line in lines.items() if name.startswith("constant answer (chance) · pooled")]  # fmt: skip
+    chance = "constant answer (chance)"
+    local = [line for name, line in lines.items() if name.startswith(f"{chance} · local")]
+    pooled = [line for name, line in lines.items() if name.startswith(f"{chance} · pooled")]
     assert local and pooled
     assert {line["dash"] for line in local} == {"dot"}
     assert "dot" not in {line["dash"] for line in pooled}

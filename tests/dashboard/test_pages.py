@@ -282,6 +282,20 @@ def test_submit_shows_the_apis_422_under_the_field(
     assert experiments_total(dashboard) == before  # nothing was created
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="needs GET /api/v1/catalog, and the submit page reading its algorithms from it",
+)
+def test_submit_offers_the_algorithms_of_the_apis_catalog(
+    open_page: OpenPage, dashboard: Dashboard
+) -> None:
+    catalog = dashboard.api.call("GET", "/catalog")
+    at = open_page(SUBMIT)
+    algorithm = next(w for w in at.multiselect if w.label == "Algorithm")
+    assert list(algorithm.options) == [a["name"] for a in catalog["algorithms"]]
+    assert dashboard.asked("/catalog")
+
+
 def test_submit_unknown_algorithm_error_lands_under_algorithm(
     open_page: OpenPage, dashboard: Dashboard
 ) -> None:

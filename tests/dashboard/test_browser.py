@@ -3,8 +3,9 @@
 Against the real embedded stack (``tapfl up`` from ``tests/conftest.py``'s
 ``embedded_stack``: Redis, Celery worker, uvicorn, Streamlit): submit a small demo run
 through the form, watch it finish on the runs page, open its run page and see its curves,
-then open it on the Compare page. Against the fake API (``streamlit run`` in front of
-``fake_tapfl_api``): the runs and run pages, live panels and row selection.
+then open it on the Compare page. Against the real API of the dashboard tests
+(``streamlit run`` in front of ``tests/live_api.py``'s server, with the real engine runs of
+``real_runs.py``): the runs and run pages, live panels and row selection.
 
 Every page visited is saved as a screenshot under ``$TAPFL_TEST_ARTIFACTS`` (default:
 ``test-artifacts/`` at the repository root); the paths are printed (``pytest -s``).
@@ -25,8 +26,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.dashboard.conftest import APP, unused_port
-from tests.dashboard.fake_tapfl_api import FakeApi
+from tests.dashboard import real_runs
+from tests.dashboard.conftest import APP, Seeded, unused_port
+from tests.live_api import LiveApi
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -70,7 +72,7 @@ def streamlit_server(api_url: str, token: str) -> Iterator[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TAPFL_")}
     env.update(TAPFL_API_URL=api_url, TAPFL_TOKEN=token)
     ARTIFACTS.mkdir(exist_ok=True)
-    log = ARTIFACTS / "streamlit-fake.log"
+    log = ARTIFACTS / "streamlit-live.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", str(APP),
@@ -109,17 +111,12 @@ def screenshot(page, name: str) -> Path:  # type: ignore[no-untyped-def]
     return path
 
 
-@pytest.fixture
-def target(fake_dashboard: Target) -> Target:
-    return fake_dashboard
-
-
-@pytest.fixture
-def fake_dashboard(fake_server: FakeApi) -> Iterator[Target]:
-    """The real dashboard server, in front of the fake API with freshly seeded runs."""
-    fake_server.reset()
-    with streamlit_server(fake_server.url, fake_server.token) as url:
-        yield Target("fake", fake_server.url, url, fake_server.token)
+@pytest.fixture(scope="module")
+def live_dashboard(live_server: LiveApi, seeded: Seeded) -> Iterator[Target]:
+    """The real dashboard server in front of the session's API and its runs."""
+    api = live_server
+    with streamlit_server(api.url, api.admin_token) as url:
+        yield Target("live", api.url, url, api.admin_token)
 
 
 @pytest.fixture(scope="module")
@@ -136,29 +133,6 @@ def browser() -> Iterator[object]:
             chromium.close()
 
 
-def submit_short_run(target: Target) -> int:
-    """A demo experiment with two rounds through the API; returns its run's id."""
-    response = httpx.post(
-        f"{target.api_url}/api/v1/experiments",
-        json={"name": f"browser-{target.name}", "preset": "demo", "overrides": {"rounds": 2}},
-        headers={"Authorization": f"Bearer {target.token}"},
-        timeout=30,
-    )
-    assert response.status_code == 201, response.text
-    return int(response.json()["runs"][0]["id"])
-
-
-def wait_until_finished(target: Target, run_id: int) -> dict:
-    headers = {"Authorization": f"Bearer {target.token}"}
-    deadline = time.monotonic() + REAL_RUN_TIMEOUT_S
-    while True:
-        run = httpx.get(f"{target.api_url}/api/v1/runs/{run_id}", headers=headers).json()
-        if run["status"] in ("succeeded", "failed", "cancelled"):
-            return run
-        assert time.monotonic() < deadline, f"run {run_id} still {run['status']}"
-        time.sleep(2)
-
-
 def what_the_api_has(target: Target, run_id: int) -> tuple[list[tuple[int, str]], list[int]]:
     """(client, task) pairs with evaluations, and clients with training losses."""
     headers = {"Authorization": f"Bearer {target.token}"}
@@ -170,33 +144,28 @@ def what_the_api_has(target: Target, run_id: int) -> tuple[list[tuple[int, str]]
 
 
 def test_runs_page_then_run_page_with_a_chart_per_client(
-    target: Target,
+    live_dashboard: Target,
+    seeded: Seeded,
     browser,  # type: ignore[no-untyped-def]
 ) -> None:
     from playwright.sync_api import expect
 
-    run_id = submit_short_run(target)
-    run = wait_until_finished(target, run_id)
-    assert run["status"] == "succeeded", run.get("error")
+    target = live_dashboard
+    run_id = seeded.sweep.tap[0]  # a real TAP run, finished
     panels, loss_clients = what_the_api_has(target, run_id)
     assert panels, "the run has no evaluations to draw"
 
     ARTIFACTS.mkdir(exist_ok=True)
     page = browser.new_page(viewport={"width": 1600, "height": 1000})
     try:
-        # The runs page: the new run is listed, with its status.
+        # The runs page: the run is listed, with its status.
         page.goto(target.dashboard_url, wait_until="domcontentloaded")
         expect(page.get_by_role("heading", name="Runs")).to_be_visible(timeout=30_000)
         table = page.get_by_test_id("stDataFrame").first
         expect(table).to_be_visible(timeout=30_000)
-        expect(page.get_by_text("API ok")).to_be_visible()
-
-        # The grid draws on a canvas; a visually hidden table mirrors its cells for
-        # screen readers, and that is where the values can be read.
-        def cell(name: str):  # type: ignore[no-untyped-def]
-            return page.get_by_role("gridcell", name=name, exact=True, include_hidden=True)
-
-        row = table.get_by_role("row", include_hidden=True).filter(has=cell(f"run?run={run_id}"))
+        # This API has no Redis: the sidebar says so (and that the entry point ran).
+        expect(page.get_by_text("API degraded")).to_be_visible()
+        row, cell = run_in_table(page, run_id)
         expect(row).to_have_count(1, timeout=30_000)
         expect(row.filter(has=cell("succeeded"))).to_have_count(1)
         screenshot(page, f"runs-page-{target.name}")
@@ -204,18 +173,16 @@ def test_runs_page_then_run_page_with_a_chart_per_client(
         # The run page: one curve chart per client and task, one loss chart per client.
         page.goto(f"{target.dashboard_url}/run?run={run_id}", wait_until="domcontentloaded")
         expect(page.get_by_role("heading", name=f"Run #{run_id}")).to_be_visible(timeout=30_000)
-        charts = page.locator(".js-plotly-plot")
-        expect(charts).to_have_count(len(panels) + len(loss_clients), timeout=60_000)
         for client, task in panels:
             expect(
                 page.locator(".js-plotly-plot", has_text=f"Client {client} · {task}")
-            ).to_have_count(1)
+            ).to_have_count(1, timeout=60_000)
         for client in loss_clients:
             expect(
                 page.locator(".js-plotly-plot").filter(has_text=f"Client {client}")
             ).not_to_have_count(0)
+        expect(page.get_by_role("heading", name="Stage 2 step by step")).to_be_visible()
         expect(page.get_by_test_id("stException")).to_have_count(0)
-        expect(page.get_by_text("API ok")).to_be_visible()  # the entry point ran, too
         # Streamlit scrolls inside the page, so a tall window is what captures it all.
         page.set_viewport_size({"width": 1600, "height": 2400})
         page.wait_for_timeout(1000)  # let plotly redraw at the new size
@@ -225,55 +192,60 @@ def test_runs_page_then_run_page_with_a_chart_per_client(
 
 
 def test_live_panels_follow_a_running_run_without_a_reload(
-    fake_dashboard: Target,
-    fake_server: FakeApi,
+    live_dashboard: Target,
+    live_server: LiveApi,
     browser,  # type: ignore[no-untyped-def]
 ) -> None:
     from playwright.sync_api import expect
 
-    running = fake_server.state.runs[2]
+    api = live_server
+    run_id = real_runs.make_running(api, "browser-live")
+    attempt = real_runs.attempt_of(api, run_id)
     page = browser.new_page(viewport={"width": 1600, "height": 1000})
     try:
-        page.goto(f"{fake_dashboard.dashboard_url}/run?run=2", wait_until="domcontentloaded")
-        expect(page.get_by_text("fl · round 2/4 · ETA 1m 35s")).to_be_visible(timeout=30_000)
+        page.goto(f"{live_dashboard.dashboard_url}/run?run={run_id}", wait_until="domcontentloaded")
+        expect(page.get_by_text("fl · round 1/2 · ETA 1m 35s")).to_be_visible(timeout=30_000)
 
         # The worker moves on: the page follows within a few refreshes, no reload.
-        running.update(round=3, progress=0.75, eta_s=20.0)
-        expect(page.get_by_text("fl · round 3/4 · ETA 20s")).to_be_visible(timeout=15_000)
+        real_runs.record(api, run_id, attempt, [real_runs.progress(2, 2, 0.75, 20.0)])
+        expect(page.get_by_text("fl · round 2/2 · ETA 20s")).to_be_visible(timeout=15_000)
 
-        running.update(
-            status="succeeded", stage="post", round=4, progress=1.0, eta_s=None,
-            finished_at=running["started_at"],
-        )  # fmt: skip
-        expect(page.get_by_text("post · round 4/4")).to_be_visible(timeout=15_000)
+        post = real_runs.progress(2, 2, 0.9, 5.0).model_copy(update={"stage": "post"})
+        real_runs.record(api, run_id, attempt, [post])
+        real_runs.finish(api, run_id, attempt, rounds=2)
+        expect(page.get_by_text("post · round 2/2")).to_be_visible(timeout=15_000)
         expect(page.get_by_test_id("stException")).to_have_count(0)
     finally:
         page.close()
 
 
 def test_selecting_a_row_offers_to_open_cancel_or_retry_that_run(
-    fake_dashboard: Target,
+    live_dashboard: Target,
+    live_server: LiveApi,
     browser,  # type: ignore[no-untyped-def]
 ) -> None:
     from playwright.sync_api import expect
 
+    run_id = real_runs.make_running(live_server, "browser-select")  # the newest run
     page = browser.new_page(viewport={"width": 1600, "height": 1000})
     try:
-        page.goto(fake_dashboard.dashboard_url, wait_until="domcontentloaded")
+        page.goto(live_dashboard.dashboard_url, wait_until="domcontentloaded")
         table = page.get_by_test_id("stDataFrame").first
         expect(table).to_be_visible(timeout=30_000)
+        row, _ = run_in_table(page, run_id)
+        expect(row).to_have_count(1, timeout=30_000)
         page.wait_for_timeout(500)  # the grid's canvas lays out after the frame appears
         # The canvas has no DOM per row: click the row marker (the checkbox column) of
-        # the third row, run 2, by its position under the header.
+        # the first row, the newest run, by its position under the header.
         box = table.bounding_box()
         assert box is not None
         header, row_height = 36, 35
-        page.mouse.click(box["x"] + 15, box["y"] + header + row_height * 2.5)
+        page.mouse.click(box["x"] + 15, box["y"] + header + row_height * 0.5)
         expect(page.get_by_role("button", name="Cancel (1)")).to_be_enabled(timeout=15_000)
         expect(page.get_by_role("button", name="Retry (0)")).to_be_disabled()
-        page.get_by_role("link", name="Open run #2").click(timeout=15_000)
-        expect(page).to_have_url(re.compile(r"/run\?run=2$"), timeout=15_000)
-        expect(page.get_by_role("heading", name="Run #2")).to_be_visible(timeout=15_000)
+        page.get_by_role("link", name=f"Open run #{run_id}").click(timeout=15_000)
+        expect(page).to_have_url(re.compile(rf"/run\?run={run_id}$"), timeout=15_000)
+        expect(page.get_by_role("heading", name=f"Run #{run_id}")).to_be_visible(timeout=15_000)
     finally:
         page.close()
 

@@ -208,6 +208,20 @@ def _facets(base_url: str, token: str, run_id: int, first_rounds: int | None) ->
     return facets
 
 
+def merge_facets(many: list[dict[str, Any]]) -> dict[str, Any]:
+    """The facets of several runs together: every value any of them takes."""
+    merged: dict[str, Any] = {"metric": [], "task_metrics": {}}
+    for facets in many:
+        for column, values in facets.items():
+            if column == "task_metrics":
+                for task, metrics in values.items():
+                    known = merged["task_metrics"].get(task, [])
+                    merged["task_metrics"][task] = sorted({*known, *metrics})
+            else:
+                merged[column] = sorted({*merged.get(column, []), *values})
+    return merged
+
+
 @st.cache_data(ttl=FACETS_LIVE_TTL_S, show_spinner=False)
 def _facets_live(
     base_url: str, token: str, run_id: int, first_rounds: int | None

@@ -173,18 +173,22 @@ if not runs:
     st.info("Pick a sweep or some runs to compare.", icon=":material/checklist:")
     st.stop()
 
-# Which metrics and models there are: from the first run with evaluations.
-facets: dict[str, Any] = {"metric": []}
+# Which metrics and models there are: from every algorithm's first run with evaluations,
+# since algorithms differ in their models (FedAvg has no personal model, TAP has).
+found: dict[str, dict[str, Any]] = {}
 with ui.api_errors():
     catalog = data.catalog()
     for candidate in runs:
-        facets = data.metric_facets(
+        if candidate["algorithm"] in found:
+            continue
+        run_facets = data.metric_facets(
             candidate["id"],
             live=ui.is_active(candidate),
             first_rounds=ui.first_eval_round(candidate),
         )
-        if facets["metric"]:
-            break
+        if run_facets["metric"]:
+            found[candidate["algorithm"]] = run_facets
+facets = data.merge_facets(list(found.values()))
 if not facets["metric"]:
     st.info("None of these runs has evaluations yet.", icon=":material/hourglass_top:")
     st.stop()

@@ -67,12 +67,6 @@ def test_curves_overlay_each_algorithm_with_a_band_over_seeds(
     assert dashboard.asked("/compare", model="global", split="local", metric="accuracy")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the page reads its model choices from the first run with evaluations; in this "
-    "sweep that is a FedAvg run, which has no personal model, so the curves default to the "
-    "constant answer (text tasks only) instead of TAP's personal models",
-)
 def test_curves_show_the_personal_models_by_default(
     open_page: OpenPage, dashboard: Dashboard
 ) -> None:

@@ -282,10 +282,6 @@ def test_submit_shows_the_apis_422_under_the_field(
     assert experiments_total(dashboard) == before  # nothing was created
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs GET /api/v1/catalog, and the submit page reading its algorithms from it",
-)
 def test_submit_offers_the_algorithms_of_the_apis_catalog(
     open_page: OpenPage, dashboard: Dashboard
 ) -> None:

@@ -55,9 +55,17 @@ def start_embedded_stack(home: Path, *args: str, timeout: float = 180) -> Embedd
     log = home / "tapfl-up.log"
     ports = [free_port() for _ in range(3)]
     command = tapfl_command(
-        "up", "--home", str(home), "--api-port", str(ports[0]),
-        "--dashboard-port", str(ports[1]), "--redis-port", str(ports[2]), *args,
-    )  # fmt: skip
+        "up",
+        "--home",
+        str(home),
+        "--api-port",
+        str(ports[0]),
+        "--dashboard-port",
+        str(ports[1]),
+        "--redis-port",
+        str(ports[2]),
+        *args,
+    )
     with log.open("wb") as out:
         proc = subprocess.Popen(
             command, stdout=out, stderr=subprocess.STDOUT, env=clean_env(), start_new_session=True

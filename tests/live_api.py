@@ -86,15 +86,19 @@ def serve_live_api(home: Path) -> Iterator[LiveApi]:
     port = free_port()
     database_url = f"sqlite:///{home / 'tapfl.db'}"
     env = clean_env(
-        TAPFL_HOME=str(home), TAPFL_DATABASE_URL=database_url, TAPFL_RECONCILE_INTERVAL_S="0",
+        TAPFL_HOME=str(home),
+        TAPFL_DATABASE_URL=database_url,
+        TAPFL_RECONCILE_INTERVAL_S="0",
         TAPFL_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",  # down: runs stay queued
-    )  # fmt: skip
+    )
     log = home / "uvicorn.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "backend.main:app", "--port", str(port)],
-            env=env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for_http(f"{url}/api/v1/openapi.json", proc=proc, name="uvicorn")

@@ -62,9 +62,13 @@ def claim(api: LiveApi, run_id: int, worker: str = "w1") -> int:
     """Take a queued run as worker ``worker`` (this process); returns the attempt."""
     with api.sessions()() as session:
         run = runs.claim_run(
-            session, run_id, runs.Owner.current(worker), task_id=f"task-{run_id}",
-            heartbeat_timeout_s=HEARTBEAT_TIMEOUT_S, max_recoveries=3,
-        )  # fmt: skip
+            session,
+            run_id,
+            runs.Owner.current(worker),
+            task_id=f"task-{run_id}",
+            heartbeat_timeout_s=HEARTBEAT_TIMEOUT_S,
+            max_recoveries=3,
+        )
         assert run is not None, f"run {run_id} could not be claimed"
         return run.attempt
 
@@ -79,9 +83,13 @@ def record(api: LiveApi, run_id: int, attempt: int, events: Iterable[ev.Event]) 
 
 def progress(round_: int, total: int, fraction: float, eta_s: float | None) -> ev.Progress:
     return ev.Progress(
-        stage="fl", round=round_, total_rounds=total, fraction=fraction, elapsed_s=10.0,
+        stage="fl",
+        round=round_,
+        total_rounds=total,
+        fraction=fraction,
+        elapsed_s=10.0,
         eta_s=eta_s,
-    )  # fmt: skip
+    )
 
 
 def attempt_of(api: LiveApi, run_id: int) -> int:
@@ -177,9 +185,16 @@ def evaluation(
     round_: int, client: int, task: str, model: str, split: str, metric: str, value: float
 ) -> ev.Evaluation:
     return ev.Evaluation(
-        round=round_, stage="fl", client=client, task=task, model=model, split=split,
-        metric=metric, value=value, n=50,
-    )  # fmt: skip
+        round=round_,
+        stage="fl",
+        client=client,
+        task=task,
+        model=model,
+        split=split,
+        metric=metric,
+        value=value,
+        n=50,
+    )
 
 
 def make_large_run(api: LiveApi) -> int:

@@ -26,16 +26,27 @@ def metric_rows(rounds: tuple[int, ...] = (0, 2, 4)) -> list[dict[str, Any]]:
     rows = []
     for client, tasks in CLIENT_TASKS.items():
         for task, metric in ((t, m) for t in tasks for m in TASK_METRICS[t]):
-            lines = [("fl", model, split, r) for model, split in
-                     itertools.product(("global", "personal"), ("local", "pooled"))
-                     for r in rounds]  # fmt: skip
+            lines = [
+                ("fl", model, split, r)
+                for model, split in itertools.product(("global", "personal"), ("local", "pooled"))
+                for r in rounds
+            ]
             lines += [("post", "final", split, rounds[-1]) for split in ("local", "pooled")]
             for stage, model, split, r in lines:
                 value = 0.5 + 0.08 * r + (0.05 if model != "global" else 0.0) + 0.01 * client
                 value = value if metric == "accuracy" else 1 / (1 + value)
-                rows.append({"round": r, "stage": stage, "client": client, "task": task,
-                             "model": model, "split": split, "metric": metric,
-                             "value": value})  # fmt: skip
+                rows.append(
+                    {
+                        "round": r,
+                        "stage": stage,
+                        "client": client,
+                        "task": task,
+                        "model": model,
+                        "split": split,
+                        "metric": metric,
+                        "value": value,
+                    }
+                )
     return rows
 
 
@@ -45,13 +56,20 @@ def metrics_frame() -> pd.DataFrame:
 
 def loss_rows(rounds: int = 4) -> list[dict[str, Any]]:
     return [
-        {"round": r, "stage": "fl", "client": client, "model": model, "task": task,
-         "loss": 2.0 / (r + 1) + (0.1 if model == "global" else 0.0), "steps": 15}
+        {
+            "round": r,
+            "stage": "fl",
+            "client": client,
+            "model": model,
+            "task": task,
+            "loss": 2.0 / (r + 1) + (0.1 if model == "global" else 0.0),
+            "steps": 15,
+        }
         for client, tasks in CLIENT_TASKS.items()
         for task in tasks
         for model in ("global", "personal")
         for r in range(1, rounds + 1)
-    ]  # fmt: skip
+    ]
 
 
 def step_rows(
@@ -66,9 +84,19 @@ def step_rows(
             for step, term, task in itertools.product(range(1, steps + 1), terms, tasks):
                 loss = 2.0 / step + (0.2 if model == "final" else 0.0)
                 value = loss if term == "task" else 0.002 / step
-                rows.append({"round": round_, "stage": "post", "client": client,
-                             "model": model, "step": step, "micro_batches": 4, "term": term,
-                             "task": task, "value": value})  # fmt: skip
+                rows.append(
+                    {
+                        "round": round_,
+                        "stage": "post",
+                        "client": client,
+                        "model": model,
+                        "step": step,
+                        "micro_batches": 4,
+                        "term": term,
+                        "task": task,
+                        "value": value,
+                    }
+                )
     return rows
 
 
@@ -233,9 +261,14 @@ def test_algorithms_keep_the_catalogs_colour_and_others_get_free_ones_in_order()
 def test_a_second_group_of_one_algorithm_gets_its_own_colour() -> None:
     colors = chart_style.algorithm_colors(served())
     groups = chart_style.group_colors(
-        [("tap seed sweep", "tap"), ("tap lr=1e-3", "tap"), ("fedavg", "fedavg"),
-         ("unknown", "not_in_catalog")], colors,
-    )  # fmt: skip
+        [
+            ("tap seed sweep", "tap"),
+            ("tap lr=1e-3", "tap"),
+            ("fedavg", "fedavg"),
+            ("unknown", "not_in_catalog"),
+        ],
+        colors,
+    )
     assert groups["tap seed sweep"] == colors["tap"]
     assert groups["fedavg"] == colors["fedavg"]
     assert len(set(groups.values())) == 4
@@ -244,9 +277,12 @@ def test_a_second_group_of_one_algorithm_gets_its_own_colour() -> None:
 
 def test_compare_figure_draws_a_band_and_a_line_per_group_in_its_colour() -> None:
     curves = pd.DataFrame(
-        [{"label": label, "round": r, "mean": 0.5 + r / 10, "std": 0.02, "n": 3}
-         for label in ("tap", "fedavg") for r in (1, 2, 3)]
-    )  # fmt: skip
+        [
+            {"label": label, "round": r, "mean": 0.5 + r / 10, "std": 0.02, "n": 3}
+            for label in ("tap", "fedavg")
+            for r in (1, 2, 3)
+        ]
+    )
     colors = {"tap": "#ff8700", "fedavg": "#1c83e1"}
     figure = compare_charts.compare_figure(curves, metric="accuracy", title="", colors=colors)
     lines = [t for t in figure.data if t.fill is None]

@@ -33,8 +33,12 @@ def test_unset_metric_filters_are_left_out_of_the_query() -> None:
     client, seen = client_with(lambda r: httpx.Response(200, json={"items": [], "total": 0}))
     client.metrics(7, client=0, metric="accuracy", model=None, round_min=0)  # type: ignore[typeddict-item]
     assert dict(seen[0].url.params) == {
-        "client": "0", "metric": "accuracy", "round_min": "0", "limit": "10000", "offset": "0"
-    }  # fmt: skip
+        "client": "0",
+        "metric": "accuracy",
+        "round_min": "0",
+        "limit": "10000",
+        "offset": "0",
+    }
     client.metrics_csv(7, split="pooled")
     assert seen[1].url.path == "/api/v1/runs/7/metrics.csv"
     assert dict(seen[1].url.params) == {"split": "pooled"}
@@ -159,8 +163,18 @@ def test_compare_sends_the_runs_as_one_comma_separated_parameter() -> None:
 
 
 def test_replacements_read_every_page() -> None:
-    events = [{"round": r, "client": 0, "task": "t", "global_loss": 1.0, "personal_loss": 1.1,
-               "margin": 0.01, "parameters_copied": 10} for r in range(5)]  # fmt: skip
+    events = [
+        {
+            "round": r,
+            "client": 0,
+            "task": "t",
+            "global_loss": 1.0,
+            "personal_loss": 1.1,
+            "margin": 0.01,
+            "parameters_copied": 10,
+        }
+        for r in range(5)
+    ]
 
     def pages(request: httpx.Request) -> httpx.Response:
         offset, limit = int(request.url.params["offset"]), int(request.url.params["limit"])
@@ -182,8 +196,10 @@ def test_the_catalog_is_read_from_catalog() -> None:
 
 
 def test_delete_answers_nothing_and_logs_page_by_seq() -> None:
-    lines = [{"seq": s, "time": "", "level": "INFO", "source": "api", "message": str(s)}
-             for s in (3, 7, 9)]  # fmt: skip
+    lines = [
+        {"seq": s, "time": "", "level": "INFO", "source": "api", "message": str(s)}
+        for s in (3, 7, 9)
+    ]
 
     def answer(request: httpx.Request) -> httpx.Response:
         if request.method == "DELETE":

@@ -19,15 +19,26 @@ def comparison(metric: str, finals: dict[str, tuple[float, float]], *, n: int = 
             "run_ids": list(range(n)),
             "seeds": list(range(n)),
             "curves": [
-                {"client": 0, "task": "t", "rounds": [1, 2], "mean": [mean / 2, mean],
-                 "std": [std, std], "n": [n, n]}
+                {
+                    "client": 0,
+                    "task": "t",
+                    "rounds": [1, 2],
+                    "mean": [mean / 2, mean],
+                    "std": [std, std],
+                    "n": [n, n],
+                }
             ],
             "final": [{"client": 0, "task": "t", "mean": mean, "std": std, "n": n}],
         }
         for algorithm, (mean, std) in finals.items()
-    ]  # fmt: skip
-    return {"metric": metric, "split": "local", "model": "final", "higher_is_better": higher,
-            "groups": groups}  # fmt: skip
+    ]
+    return {
+        "metric": metric,
+        "split": "local",
+        "model": "final",
+        "higher_is_better": higher,
+        "groups": groups,
+    }
 
 
 def test_final_table_marks_the_lowest_mse_and_the_highest_accuracy() -> None:
@@ -72,9 +83,11 @@ def test_lower_mse_counts_as_better() -> None:
     assert row["vs fedavg"] == "better (+0.1000)"
     assert row["vs local"] == "better (+0.0500)"
     assert row["TAP beat all"] == "yes"
-    assert "**1 of 1**" in compare.headline(compare.summary(
-        compare.finals_frame([local]), compare.finals_frame([local]), {"mse": False}
-    ))  # fmt: skip
+    assert "**1 of 1**" in compare.headline(
+        compare.summary(
+            compare.finals_frame([local]), compare.finals_frame([local]), {"mse": False}
+        )
+    )
 
 
 def test_no_verdict_without_tap_or_without_a_baseline() -> None:

@@ -39,8 +39,9 @@ def test_summary_weighs_tap_against_fedavg_on_every_client_and_task(
     group = dashboard.runs.sweep.group_id
     at = open_sweep(open_page, dashboard)
     panels = sweep_panels(dashboard)
-    assert re.search(rf"TAP beat fedavg on \*\*\d+ of {len(panels)}\*\* client-task pairs",
-                     all_text(at))  # fmt: skip
+    assert re.search(
+        rf"TAP beat fedavg on \*\*\d+ of {len(panels)}\*\* client-task pairs", all_text(at)
+    )
     summary = table(at, "TAP beat all")
     assert sorted(zip(summary["client"], summary["task"], strict=True)) == panels
     assert set(summary["TAP beat all"]) <= {"yes", "no"}

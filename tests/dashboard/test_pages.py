@@ -475,8 +475,11 @@ def test_replacements_are_marked_on_the_curves_and_listed(
         )
         markers = [t for t in figure["data"] if t["name"] == "replacement"]
         assert [array(m["x"]) for m in markers] == ([expected] if expected else []), title
-    timeline = [f for f in figures(at) if f["layout"].get("yaxis", {}).get("title", {}).get(
-        "text") == "client"]  # fmt: skip
+    timeline = [
+        f
+        for f in figures(at)
+        if f["layout"].get("yaxis", {}).get("title", {}).get("text") == "client"
+    ]
     assert timeline, "no replacement timeline"
     drawn = {x for trace in timeline[0]["data"] for x in array(trace["x"])}
     assert drawn == {e["round"] for e in events}
@@ -633,8 +636,13 @@ def test_a_sweep_over_algorithms_and_seeds_sends_every_hyperparameter(
     at.text_input[0].input("every hyperparameter")
     at.multiselect[0].set_value(["tap", "local"])
     at.text_input[1].input("1 2")
-    for key, value in (("rounds", 2), ("clients_per_round", 3), ("local_steps", 2),
-                       ("post_iterations", 1), ("eval_every", 1)):  # fmt: skip
+    for key, value in (
+        ("rounds", 2),
+        ("clients_per_round", 3),
+        ("local_steps", 2),
+        ("post_iterations", 1),
+        ("eval_every", 1),
+    ):
         at.number_input(key=f"submit_{key}").set_value(value)
     at.number_input(key="submit_kd_lambda").set_value(0.01)
     at.number_input(key="submit_margin_image_classification").set_value(0.02)
@@ -643,8 +651,11 @@ def test_a_sweep_over_algorithms_and_seeds_sends_every_hyperparameter(
     experiment_id = re.search(r"Experiment #(\d+)", texts(at, "success")[0])[1]  # type: ignore[index]
     runs = dashboard.api.call("GET", f"/experiments/{experiment_id}")["runs"]
     assert [(r["algorithm"], r["seed"]) for r in runs] == [
-        ("tap", 1), ("tap", 2), ("local", 1), ("local", 2)
-    ]  # fmt: skip
+        ("tap", 1),
+        ("tap", 2),
+        ("local", 1),
+        ("local", 2),
+    ]
     config = dashboard.api.call("GET", f"/runs/{runs[0]['id']}")["config"]
     assert config["rounds"] == 2 and config["local_steps"] == 2 and config["eval_every"] == 1
     assert config["clients_per_round"] == 3 and config["post_iterations"] == 1

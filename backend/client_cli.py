@@ -1,7 +1,7 @@
-"""``tapfl submit | list | show | cancel | retry | metrics | compare | export | users`` over
-the REST API (``backend.client``), reading ``TAPFL_API_URL`` and ``TAPFL_TOKEN`` (else the
-token file under ``TAPFL_HOME``). ``tapfl create-user`` (``backend.cli``) is the one that
-writes to the server's database itself."""
+"""``tapfl catalog | submit | list | show | cancel | retry | metrics | compare | export |
+users`` over the REST API (``backend.client``), reading ``TAPFL_API_URL`` and
+``TAPFL_TOKEN`` (else the token file under ``TAPFL_HOME``). ``tapfl create-user``
+(``backend.cli``) is the one that writes to the server's database itself."""
 
 from __future__ import annotations
 
@@ -322,8 +322,34 @@ def users_revoke(name: str) -> None:
     typer.echo(f"revoked {name}")
 
 
+def catalog(as_json: Json = False) -> None:
+    """What the server offers: algorithms, metrics (which way is better) and presets."""
+    with _api() as api:
+        offered = api.catalog()
+    if as_json:
+        _print_json(offered)
+        return
+    typer.echo("algorithms:")
+    _table([(a["name"], a["description"]) for a in offered["algorithms"]], ("name", "what"))
+    typer.echo("\nmetrics:")
+    rows = [
+        (
+            m["name"],
+            "higher" if m["higher_is_better"] else "lower",
+            ",".join(m["families"]),
+            ",".join(m["main_for"]),
+        )
+        for m in offered["metrics"]
+    ]
+    _table(rows, ("name", "better", "task families", "main metric of"))
+    typer.echo("\npresets:")
+    keys = ("algorithm", "rounds", "clients", "local_steps", "post_iterations")
+    rows = [(p["name"], *(p["defaults"].get(k) for k in keys)) for p in offered["presets"]]
+    _table(rows, ("name", *keys))
+
+
 def register(app: typer.Typer) -> None:
-    for command in (submit, show, cancel, retry, metrics, compare, export):
+    for command in (catalog, submit, show, cancel, retry, metrics, compare, export):
         app.command(help=command.__doc__)(command)
     app.command("list", help=list_.__doc__)(list_)
     app.add_typer(users_app, name="users")

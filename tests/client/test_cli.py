@@ -45,6 +45,21 @@ def tapfl(live_api: LiveApi, monkeypatch: pytest.MonkeyPatch) -> Tapfl:
     return invoke
 
 
+def test_catalog_lists_what_the_server_offers(tapfl: Tapfl) -> None:
+    out = tapfl("catalog")
+    algorithms = out.split("metrics:")[0]
+    assert "tap_no_kd" in algorithms and "without distillation" in algorithms
+    metrics = {
+        line.split()[0]: line.split()[1]
+        for line in out.split("metrics:")[1].split("presets:")[0].strip().splitlines()[1:]
+    }
+    assert metrics["chrf"] == "higher" and metrics["mse"] == "lower"
+    presets = out.split("presets:")[1]
+    assert any(line.split()[:2] == ["demo", "tap"] for line in presets.splitlines())
+    offered = json.loads(tapfl("catalog", "--json"))
+    assert [a["name"] for a in offered["algorithms"]][:2] == ["tap", "tap_no_kd"]
+
+
 def test_submit_list_show_cancel_retry(tapfl: Tapfl) -> None:
     created = json.loads(
         tapfl(

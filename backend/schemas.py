@@ -78,6 +78,16 @@ class ExperimentCreate(BaseModel):
     )
 
 
+class ExperimentPreview(BaseModel):
+    """What ``POST /experiments`` would queue for the same body, without queueing it."""
+
+    runs: int = Field(description="how many runs the submission would queue")
+    combinations: list[dict[str, Any]] = Field(
+        description="the sweep values of each run, in order ({} when there is no sweep)"
+    )
+    config: dict[str, Any] = Field(description="the resolved config of the first run")
+
+
 class RunOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 

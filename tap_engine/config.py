@@ -12,7 +12,7 @@ import contextlib
 import copy
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
@@ -289,8 +289,9 @@ class RunConfig(StrictModel):
     warmup_rounds: int = Field(default=20, ge=0)
     weight_decay: float = Field(default=0.01, ge=0)
     grad_clip: float = Field(default=1.0, gt=0)
-    margins: dict[TaskFamily, float] | None = Field(
-        default=None, description="replacement margin per task family"
+    # A negative margin would replace parameters that are worse than the global ones.
+    margins: dict[TaskFamily, Annotated[float, Field(ge=0, allow_inf_nan=False)]] | None = Field(
+        default=None, description="replacement margin per task family (>= 0, finite)"
     )
     post_iterations: int = Field(
         default=50,

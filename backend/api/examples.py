@@ -101,6 +101,12 @@ EXPERIMENT = {
     "runs": [RUN],
 }
 
+EXPERIMENT_PREVIEW = {
+    "runs": 2,
+    "combinations": [{"seed": 41}, {"seed": 42}],
+    "config": {"preset": "demo", "algorithm": "tap", "seed": 41, "rounds": 4},
+}
+
 METRIC = {
     "round": 3,
     "stage": "fl",

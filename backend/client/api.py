@@ -19,6 +19,7 @@ from backend.client.types import (
     Comparison,
     Experiment,
     ExperimentFilters,
+    ExperimentPreview,
     ExperimentPage,
     Health,
     LogLine,
@@ -112,17 +113,24 @@ class TapflClient:
     ) -> Experiment:
         """Submit an experiment (one run, or one per sweep combination); the new experiment.
         Fields left out keep the preset's values."""
-        body = drop_none(
-            {
-                "preset": preset,
-                "name": name,
-                "algorithm": algorithm,
-                "overrides": dict(overrides) if overrides else None,
-                "sweep": dict(sweep) if sweep else None,
-                "time_limit_s": time_limit_s,
-            }
-        )
+        body = _submission(preset, name, algorithm, overrides, sweep, time_limit_s)
         return self._http.json("POST", "/experiments", json=body)
+
+    def preview(
+        self,
+        preset: str,
+        *,
+        name: str | None = None,
+        algorithm: str | None = None,
+        overrides: Mapping[str, Any] | None = None,
+        sweep: Mapping[str, list[Any]] | None = None,
+        time_limit_s: float | None = None,
+    ) -> ExperimentPreview:
+        """What ``submit`` with the same arguments would queue (the number of runs, each
+        run's sweep values, the first run's resolved config); validated the same way (the
+        same 422s), nothing is stored or queued."""
+        body = _submission(preset, name, algorithm, overrides, sweep, time_limit_s)
+        return self._http.json("POST", "/experiments/preview", json=body)
 
     def experiments(
         self,
@@ -248,3 +256,25 @@ class TapflClient:
 
     def revoke_user(self, name: str) -> User:
         return self._http.json("POST", f"/users/{name}/revoke")
+
+
+def _submission(
+    preset: str,
+    name: str | None,
+    algorithm: str | None,
+    overrides: Mapping[str, Any] | None,
+    sweep: Mapping[str, list[Any]] | None,
+    time_limit_s: float | None,
+) -> dict[str, Any]:
+    """The body of ``POST /experiments`` (and of its preview); fields left out keep the
+    preset's values."""
+    return drop_none(
+        {
+            "preset": preset,
+            "name": name,
+            "algorithm": algorithm,
+            "overrides": dict(overrides) if overrides else None,
+            "sweep": dict(sweep) if sweep else None,
+            "time_limit_s": time_limit_s,
+        }
+    )

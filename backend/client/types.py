@@ -69,6 +69,12 @@ class Run(TypedDict):
     transitions: NotRequired[list[Transition]]
 
 
+class ExperimentPreview(TypedDict):
+    runs: int
+    combinations: list[dict[str, Any]]
+    config: dict[str, Any]
+
+
 class Experiment(TypedDict):
     id: int
     name: str

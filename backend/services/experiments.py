@@ -138,6 +138,16 @@ def _unique(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def preview_experiment(body: ExperimentCreate) -> dict[str, Any]:
+    """What ``create_experiment`` would store, validated the same way; writes nothing."""
+    configs = resolve_runs(body)
+    return {
+        "runs": len(configs),
+        "combinations": [combo for _, combo in configs],
+        "config": configs[0][0].model_dump(mode="json"),
+    }
+
+
 def create_experiment(session: Session, owner: User, body: ExperimentCreate) -> Experiment:
     """Validate, then store the experiment and its queued runs in one transaction.
 

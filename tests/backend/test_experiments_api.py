@@ -164,6 +164,16 @@ def _detail(api: Api, body: Any) -> list[dict[str, Any]]:
             "unknown algorithm 'tap2'",
         ),
         (
+            {"preset": "demo", "overrides": {"margins.image_classification": -0.01}},
+            ["body", "overrides", "margins", "image_classification"],
+            "greater than or equal to 0",
+        ),
+        (
+            {"preset": "demo", "sweep": {"margins.image_classification": [0.01, -1]}},
+            ["body", "sweep", "margins.image_classification"],
+            "greater than or equal to 0",
+        ),
+        (
             {"preset": "demo", "overrides": {"post_steps": 5}},
             ["body", "overrides", "post_steps"],
             "renamed post_iterations",
@@ -260,3 +270,61 @@ def test_the_openapi_document_shows_an_example_submission(api: Api) -> None:
     schema = api.client.get("/api/v1/openapi.json").json()
     body = schema["components"]["schemas"]["ExperimentCreate"]
     assert body["examples"][0]["preset"] == "demo"
+
+
+PREVIEW = f"{URL}/preview"
+
+
+def test_a_preview_counts_the_runs_and_resolves_the_first_config_without_storing_anything(
+    api: Api, sessions: sessionmaker[Session]
+) -> None:
+    body = {
+        "preset": "demo",
+        "overrides": {"rounds": 3, "margins.image_classification": 0.02},
+        "sweep": {"seed": [41, 42], "algorithm": ["tap", "fedavg"]},
+    }
+    response = api.post(PREVIEW, json=body)
+    assert response.status_code == 200, response.text
+    preview = response.json()
+    assert preview["runs"] == 4
+    assert preview["combinations"] == [
+        {"seed": 41, "algorithm": "tap"},
+        {"seed": 41, "algorithm": "fedavg"},
+        {"seed": 42, "algorithm": "tap"},
+        {"seed": 42, "algorithm": "fedavg"},
+    ]
+    first = {**body["overrides"], "seed": 41, "algorithm": "tap"}
+    assert preview["config"] == resolve_config("demo", overrides=first).model_dump(mode="json")
+    assert api.queue_sent == []
+    with sessions() as session:
+        assert session.query(Experiment).count() == 0 and session.query(Run).count() == 0
+
+
+def test_a_preview_without_a_sweep_is_one_run_with_no_sweep_values(api: Api) -> None:
+    preview = api.post(PREVIEW, json={"preset": "demo", "algorithm": "fedavg"}).json()
+    assert preview["runs"] == 1 and preview["combinations"] == [{}]
+    assert preview["config"]["algorithm"] == "fedavg"
+
+
+@pytest.mark.parametrize(
+    ("body", "loc"),
+    [
+        ({"preset": "nope"}, ["body", "preset"]),
+        ({"preset": "demo", "overrides": {"rounds": 0}}, ["body", "overrides", "rounds"]),
+        ({"preset": "demo", "algorithm": "fedprox"}, ["body", "algorithm"]),
+        (
+            {"preset": "demo", "overrides": {"margins.text_generation": -1}},
+            ["body", "overrides", "margins", "text_generation"],
+        ),
+        ({"preset": "demo", "sweep": {"seed": []}}, ["body", "sweep", "seed"]),
+    ],
+)
+def test_a_preview_refuses_what_a_submission_refuses_with_the_same_422(
+    api: Api, body: dict[str, Any], loc: list[str]
+) -> None:
+    previewed = api.post(PREVIEW, json=body)
+    submitted = api.post(URL, json=body)
+    assert previewed.status_code == submitted.status_code == 422
+    assert previewed.json() == submitted.json()
+    assert [e["loc"] for e in previewed.json()["detail"]] == [loc]
+    assert api.queue_sent == []

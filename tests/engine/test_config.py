@@ -131,3 +131,16 @@ def test_a_user_scenario_file_can_be_used_as_preset(tmp_path):
 def test_a_task_the_backbone_cannot_serve_is_rejected_naming_it():
     with pytest.raises(ValidationError, match=r"vilt backbone cannot serve image_classification"):
         resolve_config("demo", None, {"backbone.name": "vilt-tiny"})
+
+
+@pytest.mark.parametrize("value", [-0.01, float("inf"), float("nan")])
+def test_a_margin_must_be_finite_and_not_negative(value):
+    with pytest.raises(ValidationError) as caught:
+        resolve_config("demo", overrides={"margins.image_classification": value})
+    [error] = caught.value.errors()
+    assert error["loc"] == ("margins", "image_classification")
+
+
+def test_a_zero_margin_is_accepted():
+    config = resolve_config("demo", overrides={"margins.image_classification": 0})
+    assert config.margins["image_classification"] == 0

@@ -14,7 +14,13 @@ from backend.api.deps import (
     SettingsDep,
     require_owner,
 )
-from backend.schemas import ExperimentCreate, ExperimentFilter, ExperimentOut, Page
+from backend.schemas import (
+    ExperimentCreate,
+    ExperimentFilter,
+    ExperimentOut,
+    ExperimentPreview,
+    Page,
+)
 from backend.services import experiments
 
 router = APIRouter(prefix="/experiments", tags=["experiments"])
@@ -41,6 +47,18 @@ def create_experiment(
     experiment = experiments.create_experiment(session, user, body)
     experiments.enqueue_runs(session, queue, experiment.runs, settings)
     return ExperimentOut.model_validate(experiment)
+
+
+@router.post(
+    "/preview",
+    response_model=ExperimentPreview,
+    responses=ex.responses(ex.EXPERIMENT_PREVIEW, 413, 422),
+)
+def preview_experiment(body: ExperimentCreate) -> ExperimentPreview:
+    """What `POST /experiments` would queue for the same body: the number of runs, each
+    run's sweep values and the first run's resolved config. It validates exactly as a
+    submission does (the same 422s) and stores and queues nothing."""
+    return ExperimentPreview.model_validate(experiments.preview_experiment(body))
 
 
 @router.get("", response_model=Page[ExperimentOut], responses=ex.responses(ex.page(ex.EXPERIMENT)))

@@ -15,11 +15,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.dashboard import real_runs
-from tests.dashboard.conftest import APP, Dashboard, render, unused_port
+from tests.dashboard.conftest import APP, Dashboard, unused_port
 
 OpenPage = Callable[..., AppTest]
 RUN = "app_pages/run.py"
-SUBMIT = "app_pages/submit.py"
 CLASSIFY, GENERATE = real_runs.CLASSIFY, real_runs.GENERATE
 VQA = "shapes_vqa"  # the demo's text-generation task: the engine reports a constant answer
 MAIN_METRICS = {CLASSIFY: "accuracy", GENERATE: "mse", VQA: "chrf"}
@@ -85,58 +84,6 @@ def fedavg_run(dashboard: Dashboard) -> int:
 
 def run_status(dashboard: Dashboard, run_id: int) -> str:
     return dashboard.api.call("GET", f"/runs/{run_id}")["status"]
-
-
-def experiments_total(dashboard: Dashboard) -> int:
-    return dashboard.api.call("GET", "/experiments", params={"limit": 1})["total"]
-
-
-def search(at: AppTest, text: str) -> AppTest:
-    return at.text_input(key="runs_search").input(text).run()
-
-
-def table_runs(at: AppTest) -> list[str]:
-    return list(at.dataframe[0].value["run"])
-
-
-# -- runs ------------------------------------------------------------------------------------
-
-
-def test_runs_table_lists_every_run_newest_first_with_status(
-    open_page: OpenPage, dashboard: Dashboard
-) -> None:
-    states = dashboard.runs.states
-    at = search(open_page(), "states")
-    assert texts(at, "title") == ["Runs"]
-    table = at.dataframe[0].value
-    newest_first = [states.queued, states.cancelled, states.failed, states.running]
-    assert list(table["run"]) == [f"run?run={run_id}" for run_id in newest_first]
-    assert list(table["status"]) == ["queued", "cancelled", "failed", "running"]
-    assert list(table["experiment"]) == ["states"] * 4
-    assert list(table["round"]) == ["0/2", "0/2", "1/2", "1/2"]
-    assert list(table["progress"]) == [0.0, 0.0, 0.25, 0.5]
-    assert list(table["ETA"]) == ["", "", "", "1m 35s"]  # only the running one has an ETA
-    assert list(table["seed"]) == [4, 3, 2, 1]
-    assert "1-4 of 4 runs" in all_text(at)
-    assert "refreshes every 3 s" in all_text(at)  # a run is active: live refresh
-
-
-def test_status_filter_is_applied_by_the_api(open_page: OpenPage, dashboard: Dashboard) -> None:
-    at = open_page()
-    at.segmented_control(key="runs_status").set_value("failed").run()
-    assert not at.exception
-    table = at.dataframe[0].value
-    assert set(table["status"]) == {"failed"}
-    assert f"run?run={dashboard.runs.states.failed}" in list(table["run"])
-    assert dashboard.asked("/runs", status="failed")
-    assert "refreshes every 30 s" in all_text(at)  # nothing active in view: slow refresh
-
-
-@pytest.mark.usefixtures("empty_dashboard")
-def test_no_runs_points_to_the_submit_page() -> None:
-    at = render()
-    assert "No runs here yet" in all_text(at)
-    assert not at.dataframe
 
 
 # -- run ---------------------------------------------------------------------------------------
@@ -249,102 +196,6 @@ def test_unknown_run_says_not_found(open_page: OpenPage) -> None:
     assert "run 99999 not found" in all_text(at)
 
 
-# -- submit --------------------------------------------------------------------------------------
-
-
-def column_with(at: AppTest, label: str):  # type: ignore[no-untyped-def]
-    """The column block holding the widget labelled ``label``."""
-    for column in at.columns:
-        widgets = [*column.number_input, *column.text_input, *column.selectbox]
-        if any(w.label == label for w in [*widgets, *column.multiselect]):
-            return column
-    raise AssertionError(f"no column holds {label!r}")
-
-
-def submit(at: AppTest) -> AppTest:
-    at.button[0].click().run()
-    assert not at.exception
-    return at
-
-
-def test_submit_shows_the_apis_422_under_the_field(
-    open_page: OpenPage, dashboard: Dashboard
-) -> None:
-    before = experiments_total(dashboard)
-    at = open_page(SUBMIT)
-    at.number_input(key="submit_rounds").set_value(0)
-    submit(at)
-    rounds = column_with(at, "Rounds")
-    assert len(rounds.error) == 1
-    assert "greater than 0" in rounds.error[0].value
-    # Under Rounds, not at the top: the other column and the page's general slot stay clean.
-    assert not column_with(at, "Seed").error
-    assert experiments_total(dashboard) == before  # nothing was created
-
-
-def test_submit_offers_the_algorithms_of_the_apis_catalog(
-    open_page: OpenPage, dashboard: Dashboard
-) -> None:
-    catalog = dashboard.api.call("GET", "/catalog")
-    at = open_page(SUBMIT)
-    algorithm = next(w for w in at.multiselect if w.label == "Algorithm")
-    assert list(algorithm.options) == [a["name"] for a in catalog["algorithms"]]
-    assert dashboard.asked("/catalog")
-
-
-def test_submit_unknown_algorithm_error_lands_under_algorithm(
-    open_page: OpenPage, dashboard: Dashboard
-) -> None:
-    before = experiments_total(dashboard)
-    at = open_page(SUBMIT)
-    at.multiselect[0].set_value(["fedprox"])  # typed in: the API has the final word
-    submit(at)
-    algorithm = column_with(at, "Algorithm")
-    assert len(algorithm.error) == 1
-    assert "unknown algorithm 'fedprox'; choose one of tap" in algorithm.error[0].value
-    assert not column_with(at, "Rounds").error
-    assert experiments_total(dashboard) == before
-
-
-def test_submit_error_about_the_request_as_a_whole_shows_above_submit(
-    open_page: OpenPage,
-) -> None:
-    at = open_page(SUBMIT)
-    at.text_input[1].input(" ".join(str(seed) for seed in range(257)))  # one run too many
-    submit(at)
-    assert texts(at, "error") == [
-        "`sweep`: the sweep gives 257 runs; at most 256 fit in one experiment"
-    ]
-
-
-def test_submit_rejects_a_seed_that_is_not_a_number(open_page: OpenPage) -> None:
-    at = open_page(SUBMIT)
-    at.text_input[1].input("forty-two")
-    at.button[0].click().run()
-    assert "whole numbers" in column_with(at, "Seed").error[0].value
-
-
-def test_submit_a_seed_sweep_links_each_new_run(open_page: OpenPage, dashboard: Dashboard) -> None:
-    at = open_page(SUBMIT)
-    at.text_input[0].input("my sweep")
-    at.multiselect[0].set_value(["tap"])
-    at.text_input[1].input("41, 42")
-    at.number_input(key="submit_rounds").set_value(3)
-    submit(at)
-    assert not at.error
-    [created] = texts(at, "success")
-    found = re.fullmatch(r"Experiment #(\d+) \*\*my sweep\*\* created with 2 runs\.", created)
-    assert found, created
-    experiment = dashboard.api.call("GET", f"/experiments/{found[1]}")
-    first, second = (run["id"] for run in experiment["runs"])
-    assert [link.proto.label for link in at.get("page_link")] == [
-        "Watch them on the Runs page",
-        f"Open run #{first} (tap, seed 41)",
-        f"Open run #{second} (tap, seed 42)",
-    ]
-    assert [run["total_rounds"] for run in experiment["runs"]] == [3, 3]
-
-
 # -- connection ------------------------------------------------------------------------------------
 
 
@@ -388,74 +239,6 @@ def test_api_going_down_mid_session_is_reported_in_the_page(
     at.run()
     assert not at.exception
     assert any("Cannot reach the tapfl API" in e for e in texts(at, "error"))
-
-
-# -- runs: filters, search and actions ------------------------------------------------------------
-
-
-def test_runs_table_shows_each_runs_owner(open_page: OpenPage) -> None:
-    table = search(open_page(), "states").dataframe[0].value
-    assert list(table["owner"]) == ["admin"] * 4  # the bootstrap user submitted them
-
-
-def test_search_and_algorithm_filter_narrow_the_table(
-    open_page: OpenPage, dashboard: Dashboard
-) -> None:
-    sweep = dashboard.runs.sweep
-    at = search(open_page(), "curves")
-    assert table_runs(at) == [f"run?run={run_id}" for run_id in sorted(sweep.run_ids)[::-1]]
-    at.multiselect(key="runs_algorithms").set_value(["fedavg"]).run()
-    assert table_runs(at) == [f"run?run={run_id}" for run_id in sorted(sweep.fedavg)[::-1]]
-    search(at, "curves seed 9")
-    assert not at.dataframe
-    assert "No run matches these filters." in all_text(at)
-
-
-def select_rows(at: AppTest, *rows: int) -> AppTest:
-    at.session_state["runs_table"] = {"selection": {"rows": list(rows), "columns": []}}
-    return at.run()
-
-
-def test_selected_rows_can_be_cancelled_and_retried(
-    open_page: OpenPage, dashboard: Dashboard
-) -> None:
-    running = real_runs.make_running(dashboard.api, "act-on-rows")
-    failed = real_runs.make_failed(dashboard.api, "act-on-rows")
-    at = search(open_page(), "act-on-rows")
-    assert table_runs(at) == [f"run?run={failed}", f"run?run={running}"]
-    at = select_rows(at, 0, 1)
-    assert at.button(key="runs_cancel").label == "Cancel (1)"
-    assert at.button(key="runs_retry").label == "Retry (1)"
-    at.button(key="runs_cancel").click().run()
-    assert not at.exception
-    assert run_status(dashboard, running) == "cancelling"
-    assert run_status(dashboard, failed) == "failed"  # only the cancellable one
-    assert "1 run cancelled." in texts(at, "success")
-
-    at = select_rows(at, 0)  # the failed run
-    at.button(key="runs_retry").click().run()
-    assert run_status(dashboard, failed) == "queued"
-    assert "1 run queued again." in texts(at, "success")
-
-
-def test_one_selected_row_links_to_its_run_and_finished_runs_cannot_be_cancelled(
-    open_page: OpenPage, dashboard: Dashboard
-) -> None:
-    newest = max(dashboard.runs.sweep.run_ids)
-    at = select_rows(search(open_page(), "curves"), 0)  # a succeeded run
-    assert [link.proto.label for link in at.get("page_link")] == [f"Open run #{newest}"]
-    assert at.button(key="runs_cancel").disabled
-    assert at.button(key="runs_retry").disabled
-
-
-def test_a_refused_action_says_why(open_page: OpenPage, dashboard: Dashboard) -> None:
-    run_id = real_runs.make_running(dashboard.api, "refused-action")
-    at = select_rows(search(open_page(), "refused-action"), 0)
-    # Finished meanwhile (the page still shows it running): the API answers 409.
-    real_runs.finish(dashboard.api, run_id, real_runs.attempt_of(dashboard.api, run_id), 2)
-    at.button(key="runs_cancel").click().run()
-    assert not at.exception
-    assert any(f"run {run_id} already succeeded" in w for w in texts(at, "warning"))
 
 
 # -- run: replacements, stage 2, logs, many clients --------------------------------------------
@@ -598,66 +381,3 @@ def test_a_thirty_client_run_draws_a_page_of_clients_filtered_by_the_api(
 
     at.segmented_control(key=f"client_page_{run_id}_30").set_value(3).run()
     assert {int(t.split()[1]) for t in metric_figures(at)} == set(range(27, 30))
-
-
-# -- submit: hyperparameters and sweeps -----------------------------------------------------------
-
-
-def test_sweep_preview_counts_algorithms_times_seeds(open_page: OpenPage) -> None:
-    at = open_page(SUBMIT)
-    assert "**1 run** will be queued" in texts(at, "info")[0]
-    at.multiselect[0].set_value(["tap", "fedavg"])
-    at.text_input[1].input("41, 42, 43").run()
-    assert texts(at, "info")[0].startswith("**6 runs** will be queued: tap, fedavg for seeds")
-
-
-def test_hyperparameter_errors_land_under_their_fields(
-    open_page: OpenPage, dashboard: Dashboard
-) -> None:
-    before = experiments_total(dashboard)
-    at = open_page(SUBMIT)
-    at.number_input(key="submit_clients_per_round").set_value(10)
-    at.number_input(key="submit_kd_lambda").set_value(-1.0)
-    submit(at)
-    assert "greater than or equal to 0" in column_with(at, "λ (distillation weight)").error[0].value
-    assert not column_with(at, "Rounds").error
-    # The API checks the whole config once every field is valid: the demo has 7 clients.
-    at.number_input(key="submit_kd_lambda").set_value(0.01)
-    submit(at)
-    assert "exceeds the scenario's 7 clients" in column_with(at, "Clients per round").error[0].value
-    assert not column_with(at, "λ (distillation weight)").error
-    assert experiments_total(dashboard) == before  # nothing was created
-
-
-def test_a_sweep_over_algorithms_and_seeds_sends_every_hyperparameter(
-    open_page: OpenPage, dashboard: Dashboard
-) -> None:
-    at = open_page(SUBMIT)
-    at.text_input[0].input("every hyperparameter")
-    at.multiselect[0].set_value(["tap", "local"])
-    at.text_input[1].input("1 2")
-    for key, value in (
-        ("rounds", 2),
-        ("clients_per_round", 3),
-        ("local_steps", 2),
-        ("post_iterations", 1),
-        ("eval_every", 1),
-    ):
-        at.number_input(key=f"submit_{key}").set_value(value)
-    at.number_input(key="submit_kd_lambda").set_value(0.01)
-    at.number_input(key="submit_margin_image_classification").set_value(0.02)
-    submit(at)
-    assert not at.error
-    experiment_id = re.search(r"Experiment #(\d+)", texts(at, "success")[0])[1]  # type: ignore[index]
-    runs = dashboard.api.call("GET", f"/experiments/{experiment_id}")["runs"]
-    assert [(r["algorithm"], r["seed"]) for r in runs] == [
-        ("tap", 1),
-        ("tap", 2),
-        ("local", 1),
-        ("local", 2),
-    ]
-    config = dashboard.api.call("GET", f"/runs/{runs[0]['id']}")["config"]
-    assert config["rounds"] == 2 and config["local_steps"] == 2 and config["eval_every"] == 1
-    assert config["clients_per_round"] == 3 and config["post_iterations"] == 1
-    assert config["kd_lambda"] == 0.01
-    assert config["margins"]["image_classification"] == 0.02

@@ -6,17 +6,33 @@ Live data is cached for a couple of seconds only: long enough that one page rend
 several panels asks the API once, short enough that a live panel shows fresh numbers.
 Errors are never cached (Streamlit re-raises them), so a page recovers as soon as the API
 is back.
+
+A run's rows (metrics, facets, losses, steps, replacements, logs) are cached under the
+run's id *and* its status, attempt and finish time: pass the run as just fetched, and a
+retried run that has since succeeded (or one that started, failed, …) is read afresh
+instead of showing what its previous state left in the cache.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
 from backend.client import TapflClient, api_url_from_env, token_from_env
-from backend.client.types import Catalog, Comparison, Health, LogPage, Preset, Run, RunPage
+from backend.client.types import (
+    ACTIVE_STATUSES,
+    Catalog,
+    Comparison,
+    ExperimentPreview,
+    Health,
+    LogPage,
+    Preset,
+    Run,
+    RunPage,
+)
 
 LIVE_TTL_S = 2  # runs and metrics that may still change
 FINISHED_TTL_S = 600  # a finished run's numbers never change
@@ -26,6 +42,7 @@ CATALOG_TTL_S = 300  # changes only when the server restarts with other plugins
 REQUEST_TIMEOUT_S = 10.0
 COMPARE_TTL_S = 10  # a sweep's aggregates change as its runs finish
 OWNERS_TTL_S = 30
+PREVIEW_TTL_S = 60  # a preview depends only on the body and the server's presets
 
 METRIC_COLUMNS = ["round", "stage", "client", "task", "model", "split", "metric", "value"]
 LOSS_COLUMNS = ["round", "stage", "client", "model", "task", "loss", "steps"]
@@ -98,6 +115,27 @@ def _catalog(base_url: str, token: str) -> Catalog:
     return _client(base_url, token).catalog()
 
 
+def preset_config(name: str) -> dict[str, Any]:
+    """The preset's resolved config: every field a submission can override."""
+    return _preset_config(*target(), name)
+
+
+@st.cache_data(ttl=PRESETS_TTL_S, show_spinner=False)
+def _preset_config(base_url: str, token: str, name: str) -> dict[str, Any]:
+    return _client(base_url, token).preset(name)
+
+
+def preview(preset: str, **body: Any) -> ExperimentPreview:
+    """What submitting ``preset`` with ``body`` (name, algorithm, overrides, sweep) would
+    queue; a 422 (``ApiError``) names what is wrong, as the submission would."""
+    return _preview(*target(), json.dumps({"preset": preset, **body}, sort_keys=True))
+
+
+@st.cache_data(ttl=PREVIEW_TTL_S, show_spinner=False)
+def _preview(base_url: str, token: str, body: str) -> ExperimentPreview:
+    return _client(base_url, token).preview(**json.loads(body))
+
+
 # -- runs -------------------------------------------------------------------------------
 
 
@@ -153,13 +191,27 @@ def forget_runs() -> None:
     _run.clear()
 
 
+RunVersion = tuple[str, int, str | None]
+
+
+def _versioned(run: Run | int, live: bool | None) -> tuple[int, RunVersion, bool]:
+    """(id, (status, attempt, finished_at), live) of a run, or of a run id (then fetched,
+    cached for ``LIVE_TTL_S``): the key under which its rows are cached."""
+    if isinstance(run, int):
+        run = _run(*target(), run)
+    version = (run["status"], int(run.get("attempt") or 0), run.get("finished_at"))
+    return run["id"], version, run["status"] in ACTIVE_STATUSES if live is None else live
+
+
 # -- metrics and losses -------------------------------------------------------------------
 
 
-def metrics(run_id: int, *, live: bool, **filters: Any) -> pd.DataFrame:
-    """One row per evaluation, filtered by the API (client, task, model, split, metric, …)."""
+def metrics(run: Run | int, *, live: bool | None = None, **filters: Any) -> pd.DataFrame:
+    """One row per evaluation, filtered by the API (client, task, model, split, metric, …).
+    ``live`` (default: whether the run is active) picks the short cache."""
+    run_id, version, live = _versioned(run, live)
     fetch = _metrics_live if live else _metrics_finished
-    return fetch(*target(), run_id, tuple(sorted(filters.items())))
+    return fetch(*target(), run_id, version, tuple(sorted(filters.items())))
 
 
 def _metrics_frame(base_url: str, token: str, run_id: int, filters: tuple) -> pd.DataFrame:
@@ -168,16 +220,22 @@ def _metrics_frame(base_url: str, token: str, run_id: int, filters: tuple) -> pd
 
 
 @st.cache_data(ttl=LIVE_TTL_S, show_spinner=False)
-def _metrics_live(base_url: str, token: str, run_id: int, filters: tuple) -> pd.DataFrame:
+def _metrics_live(
+    base_url: str, token: str, run_id: int, version: RunVersion, filters: tuple
+) -> pd.DataFrame:
     return _metrics_frame(base_url, token, run_id, filters)
 
 
 @st.cache_data(ttl=FINISHED_TTL_S, show_spinner=False)
-def _metrics_finished(base_url: str, token: str, run_id: int, filters: tuple) -> pd.DataFrame:
+def _metrics_finished(
+    base_url: str, token: str, run_id: int, version: RunVersion, filters: tuple
+) -> pd.DataFrame:
     return _metrics_frame(base_url, token, run_id, filters)
 
 
-def metric_facets(run_id: int, *, live: bool, first_rounds: int | None = None) -> dict[str, Any]:
+def metric_facets(
+    run: Run | int, *, live: bool | None = None, first_rounds: int | None = None
+) -> dict[str, Any]:
     """The values a run's metrics take per column (metric names, clients, tasks, …).
 
     The API has no facets endpoint. Every evaluation round reports the same series, so
@@ -186,8 +244,9 @@ def metric_facets(run_id: int, *, live: bool, first_rounds: int | None = None) -
     long run. Without ``first_rounds`` the whole run is read. While the run is live this
     is refreshed every ``FACETS_LIVE_TTL_S`` seconds, less often than the charts' data.
     """
+    run_id, version, live = _versioned(run, live)
     fetch = _facets_live if live else _facets_finished
-    return fetch(*target(), run_id, first_rounds)
+    return fetch(*target(), run_id, version, first_rounds)
 
 
 def _facets(base_url: str, token: str, run_id: int, first_rounds: int | None) -> dict[str, Any]:
@@ -224,23 +283,24 @@ def merge_facets(many: list[dict[str, Any]]) -> dict[str, Any]:
 
 @st.cache_data(ttl=FACETS_LIVE_TTL_S, show_spinner=False)
 def _facets_live(
-    base_url: str, token: str, run_id: int, first_rounds: int | None
+    base_url: str, token: str, run_id: int, version: RunVersion, first_rounds: int | None
 ) -> dict[str, Any]:
     return _facets(base_url, token, run_id, first_rounds)
 
 
 @st.cache_data(ttl=FINISHED_TTL_S, show_spinner=False)
 def _facets_finished(
-    base_url: str, token: str, run_id: int, first_rounds: int | None
+    base_url: str, token: str, run_id: int, version: RunVersion, first_rounds: int | None
 ) -> dict[str, Any]:
     return _facets(base_url, token, run_id, first_rounds)
 
 
-def losses(run_id: int, *, live: bool, **filters: Any) -> pd.DataFrame:
+def losses(run: Run | int, *, live: bool | None = None, **filters: Any) -> pd.DataFrame:
     """Mean local-training loss per round, client, model and task (``client=`` etc. filter
     on the server)."""
+    run_id, version, live = _versioned(run, live)
     fetch = _losses_live if live else _losses_finished
-    return fetch(*target(), run_id, tuple(sorted(filters.items())))
+    return fetch(*target(), run_id, version, tuple(sorted(filters.items())))
 
 
 def _losses_frame(base_url: str, token: str, run_id: int, filters: tuple) -> pd.DataFrame:
@@ -249,20 +309,25 @@ def _losses_frame(base_url: str, token: str, run_id: int, filters: tuple) -> pd.
 
 
 @st.cache_data(ttl=LIVE_TTL_S, show_spinner=False)
-def _losses_live(base_url: str, token: str, run_id: int, filters: tuple) -> pd.DataFrame:
+def _losses_live(
+    base_url: str, token: str, run_id: int, version: RunVersion, filters: tuple
+) -> pd.DataFrame:
     return _losses_frame(base_url, token, run_id, filters)
 
 
 @st.cache_data(ttl=FINISHED_TTL_S, show_spinner=False)
-def _losses_finished(base_url: str, token: str, run_id: int, filters: tuple) -> pd.DataFrame:
+def _losses_finished(
+    base_url: str, token: str, run_id: int, version: RunVersion, filters: tuple
+) -> pd.DataFrame:
     return _losses_frame(base_url, token, run_id, filters)
 
 
-def steps(run_id: int, *, live: bool, **filters: Any) -> pd.DataFrame:
+def steps(run: Run | int, *, live: bool | None = None, **filters: Any) -> pd.DataFrame:
     """Stage 2 step by step: a row per optimizer step, model, term and task (``client=``
     etc. filter on the server)."""
+    run_id, version, live = _versioned(run, live)
     fetch = _steps_live if live else _steps_finished
-    return fetch(*target(), run_id, tuple(sorted(filters.items())))
+    return fetch(*target(), run_id, version, tuple(sorted(filters.items())))
 
 
 def _steps_frame(base_url: str, token: str, run_id: int, filters: tuple) -> pd.DataFrame:
@@ -271,19 +336,24 @@ def _steps_frame(base_url: str, token: str, run_id: int, filters: tuple) -> pd.D
 
 
 @st.cache_data(ttl=LIVE_TTL_S, show_spinner=False)
-def _steps_live(base_url: str, token: str, run_id: int, filters: tuple) -> pd.DataFrame:
+def _steps_live(
+    base_url: str, token: str, run_id: int, version: RunVersion, filters: tuple
+) -> pd.DataFrame:
     return _steps_frame(base_url, token, run_id, filters)
 
 
 @st.cache_data(ttl=FINISHED_TTL_S, show_spinner=False)
-def _steps_finished(base_url: str, token: str, run_id: int, filters: tuple) -> pd.DataFrame:
+def _steps_finished(
+    base_url: str, token: str, run_id: int, version: RunVersion, filters: tuple
+) -> pd.DataFrame:
     return _steps_frame(base_url, token, run_id, filters)
 
 
-def replacements(run_id: int, *, live: bool) -> pd.DataFrame:
+def replacements(run: Run | int, *, live: bool | None = None) -> pd.DataFrame:
     """TAP's replacement events as a frame, every page of them."""
+    run_id, version, live = _versioned(run, live)
     fetch = _replacements_live if live else _replacements_finished
-    return fetch(*target(), run_id)
+    return fetch(*target(), run_id, version)
 
 
 def _replacements_frame(base_url: str, token: str, run_id: int) -> pd.DataFrame:
@@ -292,22 +362,27 @@ def _replacements_frame(base_url: str, token: str, run_id: int) -> pd.DataFrame:
 
 
 @st.cache_data(ttl=LIVE_TTL_S, show_spinner=False)
-def _replacements_live(base_url: str, token: str, run_id: int) -> pd.DataFrame:
+def _replacements_live(base_url: str, token: str, run_id: int, version: RunVersion) -> pd.DataFrame:
     return _replacements_frame(base_url, token, run_id)
 
 
 @st.cache_data(ttl=FINISHED_TTL_S, show_spinner=False)
-def _replacements_finished(base_url: str, token: str, run_id: int) -> pd.DataFrame:
+def _replacements_finished(
+    base_url: str, token: str, run_id: int, version: RunVersion
+) -> pd.DataFrame:
     return _replacements_frame(base_url, token, run_id)
 
 
-def logs(run_id: int, *, level: str | None = None, limit: int = 500) -> LogPage:
+def logs(run: Run | int, *, level: str | None = None, limit: int = 500) -> LogPage:
     """The run's newest ``limit`` log lines at ``level`` or above (as the API filters)."""
-    return _logs(*target(), run_id, level, limit)
+    run_id, version, _ = _versioned(run, None)
+    return _logs(*target(), run_id, version, level, limit)
 
 
 @st.cache_data(ttl=LIVE_TTL_S, show_spinner=False)
-def _logs(base_url: str, token: str, run_id: int, level: str | None, limit: int) -> LogPage:
+def _logs(
+    base_url: str, token: str, run_id: int, version: RunVersion, level: str | None, limit: int
+) -> LogPage:
     client = _client(base_url, token)
     first = client.logs(run_id, limit=1, level=level)
     # The API pages from the oldest line; skip to the newest ``limit`` ones.

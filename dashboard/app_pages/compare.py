@@ -181,11 +181,7 @@ with ui.api_errors():
     for candidate in runs:
         if candidate["algorithm"] in found:
             continue
-        run_facets = data.metric_facets(
-            candidate["id"],
-            live=ui.is_active(candidate),
-            first_rounds=ui.first_eval_round(candidate),
-        )
+        run_facets = data.metric_facets(candidate, first_rounds=ui.first_eval_round(candidate))
         if run_facets["metric"]:
             found[candidate["algorithm"]] = run_facets
 facets = data.merge_facets(list(found.values()))

@@ -59,13 +59,15 @@ def run_view(run_id: int, live: bool) -> None:
         st.rerun()
 
     st.divider()
-    clients = curves(run_id, live, run)
+    # The run as just fetched keys every cached read below: a new status or attempt reads
+    # its rows afresh.
+    clients = curves(run_id, run)
     st.divider()
-    training_losses(run_id, live, clients)
-    stage_two_steps(run_id, live, clients)
+    training_losses(run, clients)
+    stage_two_steps(run, clients)
     with st.expander("Config", icon=":material/tune:"):
         st.json(run.get("config") or {}, expanded=2)
-    logs(run_id)
+    logs(run)
 
 
 def header(run: Run) -> None:
@@ -136,12 +138,12 @@ def actions(run: Run) -> None:
     st.rerun()
 
 
-def curves(run_id: int, live: bool, run: Run) -> list[int] | None:
+def curves(run_id: int, run: Run) -> list[int] | None:
     """The small multiples; returns the clients shown, None for all of them (the loss
     charts follow the curves' page of clients)."""
     st.subheader("Personalization and generalization")
     with ui.api_errors():
-        facets = data.metric_facets(run_id, live=live, first_rounds=ui.first_eval_round(run))
+        facets = data.metric_facets(run, first_rounds=ui.first_eval_round(run))
         catalog = data.catalog()
     if not facets["metric"]:
         st.info(
@@ -165,8 +167,8 @@ def curves(run_id: int, live: bool, run: Run) -> list[int] | None:
     server, rest = split_filters(facets, stage, models, splits)
     with ui.api_errors():
         metrics = sorted(set(shown.values()))
-        frame = fetch_metrics(run_id, live, metrics, server, page_clients, every_client)
-        events = data.replacements(run_id, live=live)
+        frame = fetch_metrics(run, metrics, server, page_clients, every_client)
+        events = data.replacements(run)
     frame = narrow(frame, rest)
     frame = frame[frame["metric"] == frame["task"].map(shown)]  # each task: its own metric
     if frame.empty:
@@ -201,8 +203,7 @@ def curves(run_id: int, live: bool, run: Run) -> list[int] | None:
 
 
 def fetch_metrics(
-    run_id: int,
-    live: bool,
+    run: Run,
     metrics: list[str],
     server: dict[str, Any],
     clients: list[int],
@@ -211,13 +212,9 @@ def fetch_metrics(
     """The rows to draw, filtered by the API: one request per metric for every client, or
     one per metric and client on a page of a large run (each cached on its own)."""
     if every_client:
-        parts = [data.metrics(run_id, live=live, metric=m, **server) for m in metrics]
+        parts = [data.metrics(run, metric=m, **server) for m in metrics]
     else:
-        parts = [
-            data.metrics(run_id, live=live, metric=m, client=c, **server)
-            for m in metrics
-            for c in clients
-        ]
+        parts = [data.metrics(run, metric=m, client=c, **server) for m in metrics for c in clients]
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
@@ -335,14 +332,14 @@ def legend(models: list[str], replacements: bool = False) -> str:
     )
 
 
-def training_losses(run_id: int, live: bool, clients: list[int] | None) -> None:
+def training_losses(run: Run, clients: list[int] | None) -> None:
     st.subheader("Local training loss")
     with ui.api_errors():
         if clients:  # the clients of the curves' page, filtered by the API
-            parts = [data.losses(run_id, live=live, client=c) for c in clients]
+            parts = [data.losses(run, client=c) for c in clients]
             frame = pd.concat(parts, ignore_index=True)
         else:
-            frame = data.losses(run_id, live=live)
+            frame = data.losses(run)
     if frame.empty:
         st.caption("No local training has finished yet.")
         return
@@ -354,14 +351,12 @@ def training_losses(run_id: int, live: bool, clients: list[int] | None) -> None:
     )
 
 
-def stage_two_steps(run_id: int, live: bool, clients: list[int] | None) -> None:
+def stage_two_steps(run: Run, clients: list[int] | None) -> None:
     """Per client, the post-FL fine-tunings optimizer step by optimizer step; only for runs
     that report them."""
     with ui.api_errors():
-        if clients:  # the clients of the curves' page, filtered by the API
-            parts = [data.steps(run_id, live=live, client=c) for c in clients]
-        else:
-            parts = [data.steps(run_id, live=live)]
+        # the clients of the curves' page, filtered by the API
+        parts = [data.steps(run, client=c) for c in clients] if clients else [data.steps(run)]
     found = [part for part in parts if not part.empty]
     if not found:
         return
@@ -384,11 +379,12 @@ def stage_two_steps(run_id: int, live: bool, clients: list[int] | None) -> None:
     )
 
 
-def logs(run_id: int) -> None:
+def logs(run: Run) -> None:
+    run_id = run["id"]
     with st.expander("Logs", icon=":material/article:"):
         level = st.segmented_control("Level", LOG_LEVELS, default="INFO", key=f"log_level_{run_id}")
         with ui.api_errors():
-            page = data.logs(run_id, level=level, limit=LOG_LINES)
+            page = data.logs(run, level=level, limit=LOG_LINES)
         lines = page["items"]
         if not lines:
             st.caption("No log lines at this level.")

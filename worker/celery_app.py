@@ -45,6 +45,9 @@ app.conf.update(
     # A fresh child process per run hands back GPU memory and anything the engine leaks.
     worker_max_tasks_per_child=1,
     worker_hijack_root_logger=False,
+    # What a run prints (libraries' progress bars, say) is information, not a warning; real
+    # warnings come through ``warnings`` and logging with their own level.
+    worker_redirect_stdouts_level="INFO",
     # The time limits come with each message (from the run, see backend.services.dispatch).
     task_time_limit=None,
     task_soft_time_limit=None,

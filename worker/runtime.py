@@ -9,6 +9,7 @@ is set and the run's ``StopCheck`` stops the engine.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections import deque
@@ -27,6 +28,16 @@ MAX_BUFFERED_LINES = 50_000
 ENGINE_LOGGERS = ("tap_engine", "worker.progress")
 # Where a task's own log lines go in Celery: a logger that does not propagate to the root.
 CELERY_TASK_LOGGER = "celery.task"
+# Where Celery sends what a run prints to stdout and stderr (see ``worker.celery_app``).
+REDIRECTED_LOGGER = "celery.redirected"
+# A progress bar's redraw, as tqdm (Hugging Face downloads, ``datasets.map``) or rich print
+# it: "Map:  45%|████▌     | 45/100 [00:01<00:02, 30.0it/s]" or "━━━━━━╸━━━ 60%".
+PROGRESS_BAR = re.compile(r"\d{1,3}%\|.*\||[━╸╺]{4,}|\|\s*\d+/\d+\s*\[\d+:\d+")
+
+
+def is_progress_bar(record: logging.LogRecord, message: str) -> bool:
+    """A progress bar redrawn on stderr and captured as a log line: noise, not a warning."""
+    return record.name == REDIRECTED_LOGGER and PROGRESS_BAR.search(message) is not None
 
 
 class RunLogHandler(logging.Handler):
@@ -44,12 +55,17 @@ class RunLogHandler(logging.Handler):
         record._tapfl_run_log = True  # type: ignore[attr-defined]
         try:
             message = record.getMessage()
+            level = record.levelname[:8]
+            if is_progress_bar(record, message):
+                if self.level > logging.DEBUG:
+                    return  # the engine's own progress lines say the same, once a round
+                level = "DEBUG"
             if record.exc_info:
                 message += "\n" + logging.Formatter().formatException(record.exc_info)
             line = {
                 "run_id": self.run_id,
                 "time": datetime.fromtimestamp(record.created, UTC),
-                "level": record.levelname[:8],
+                "level": level,
                 "source": "engine" if record.name.startswith(ENGINE_LOGGERS) else "worker",
                 "attempt": self.attempt,
                 "message": message,

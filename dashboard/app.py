@@ -9,7 +9,9 @@ import streamlit as st
 
 from dashboard import ui
 
-st.set_page_config(page_title="tapfl", page_icon=":material/hub:", layout="wide")
+# An image, not an emoji or a material icon: for those the browser would fetch the icon
+# from a CDN, and the dashboard asks nothing of hosts other than its own.
+st.set_page_config(page_title="tapfl", page_icon=ui.page_icon(), layout="wide")
 
 page = st.navigation(
     [

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import plotly.graph_objects as go
 import streamlit as st
+from PIL import Image, ImageDraw
 
 from backend.client import ApiError, ApiUnreachable, Unauthorized, api_url_from_env, token_from_env
 from backend.client.types import ACTIVE_STATUSES, Catalog, Run
@@ -54,6 +55,21 @@ STATUS_CELL_STYLES = {
     "failed": "background-color: rgba(255, 43, 43, 0.18)",
     "cancelled": "background-color: rgba(128, 61, 245, 0.15)",
 }
+
+
+@st.cache_resource(show_spinner=False)
+def page_icon() -> Image.Image:
+    """The favicon, drawn here: a hub with three clients, in the theme's blue."""
+    size, blue = 64, (28, 131, 225, 255)
+    icon = Image.new("RGBA", (size, size), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(icon)
+    clients = [(12, 14), (52, 14), (32, 54)]
+    for x, y in clients:
+        draw.line([(32, 30), (x, y)], fill=blue, width=5)
+    for x, y in [(32, 30), *clients]:
+        radius = 10 if (x, y) == (32, 30) else 7
+        draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=blue)
+    return icon
 
 
 def run_label(run: Run) -> str:
@@ -171,6 +187,33 @@ def query_run_id() -> int | None:
         return int(raw) if raw is not None else None
     except ValueError:
         return None
+
+
+# -- confirmation ------------------------------------------------------------------------------
+
+
+def ask_to_confirm(key: str, subject: Any) -> None:
+    """Start the second step of an action that cannot be undone: ``confirmed(key, …)``
+    asks about ``subject`` (say, the ids of the runs to cancel) from the next rerun on."""
+    st.session_state[f"{key}_asked"] = subject
+
+
+def confirmed(key: str, question: Callable[[Any], str], *, confirm: str, keep: str) -> Any | None:
+    """While ``ask_to_confirm(key, subject)`` is pending: ``question(subject)`` with a
+    confirm and a keep button. Returns the subject once confirmed, else None."""
+    subject = st.session_state.get(f"{key}_asked")
+    if subject is None:
+        return None
+    with st.container(border=True):
+        st.warning(question(subject), icon=":material/help:")
+        yes, no, _ = st.columns([2, 2, 4])
+        if yes.button(confirm, type="primary", icon=":material/check:", key=f"{key}_confirm"):
+            del st.session_state[f"{key}_asked"]
+            return subject
+        if no.button(keep, icon=":material/close:", key=f"{key}_keep"):
+            del st.session_state[f"{key}_asked"]
+            st.rerun()
+    return None
 
 
 # -- errors -------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ run is active.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
@@ -102,6 +103,7 @@ def header(run: Run) -> None:
         st.progress(ui.progress_of(run), text=text)
     with action_col:
         actions(run)
+    cancel_confirmation(run)
 
     st.caption(timeline(run))
     if run.get("group_id"):
@@ -122,13 +124,30 @@ def actions(run: Run) -> None:
     act = None
     if run["status"] in ("queued", "running"):
         if st.button("Cancel", icon=":material/stop_circle:", key=f"cancel_{run['id']}"):
-            act = data.api().cancel_run
+            ui.ask_to_confirm(f"cancel_{run['id']}", run["id"])
     elif run["status"] in ("failed", "cancelled") and st.button(
         "Retry", icon=":material/replay:", key=f"retry_{run['id']}"
     ):
         act = data.api().retry_run
-    if act is None:
-        return
+    if act is not None:
+        perform(run, act)
+
+
+def cancel_confirmation(run: Run) -> None:
+    """Below the header, at full width: the question the Cancel button asks first."""
+    if ui.confirmed(
+        f"cancel_{run['id']}",
+        lambda run_id: (
+            f"Cancel run #{run_id}? It stops after its current step; retry "
+            "resumes it from its checkpoint."
+        ),
+        confirm="Confirm cancel",
+        keep="Keep it running",
+    ):
+        perform(run, data.api().cancel_run)
+
+
+def perform(run: Run, act: Callable[[int], Any]) -> None:
     try:
         act(run["id"])
     except ApiError as err:

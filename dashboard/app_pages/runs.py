@@ -43,14 +43,23 @@ def runs_frame(runs: list[Run], owners: dict[int, str] | None = None) -> pd.Data
     )
 
 
+# Widths in pixels that fit the table, headers whole, in the main area of a 1440 px screen
+# next to the sidebar (about 975 px with the row markers); longer values are cut, not names.
 COLUMNS = {
-    "run": st.column_config.LinkColumn("run", display_text=r"run=(\d+)", width="small"),
-    "seed": st.column_config.NumberColumn("seed", format="%d", width="small"),
-    "round": st.column_config.TextColumn("round", width="small"),
+    "run": st.column_config.LinkColumn("run", display_text=r"run=(\d+)", width=60),
+    "experiment": st.column_config.TextColumn("experiment", width=130),
+    "owner": st.column_config.TextColumn("owner", width=70),
+    "preset": st.column_config.TextColumn("preset", width=70),
+    "algorithm": st.column_config.TextColumn("algorithm", width=90),
+    "seed": st.column_config.NumberColumn("seed", format="%d", width=50),
+    "status": st.column_config.TextColumn("status", width=85),
+    "stage": st.column_config.TextColumn("stage", width=55),
+    "round": st.column_config.TextColumn("round", width=60),
     "progress": st.column_config.ProgressColumn(
-        "progress", min_value=0.0, max_value=1.0, format="percent"
+        "progress", min_value=0.0, max_value=1.0, format="percent", width=100
     ),
-    "created": st.column_config.DatetimeColumn("created", format="distance"),
+    "ETA": st.column_config.TextColumn("ETA", width=65),
+    "created": st.column_config.DatetimeColumn("created", format="distance", width=95),
 }
 
 
@@ -128,9 +137,9 @@ def action_bar(chosen: list[Run]) -> None:
             icon=":material/stop_circle:",
             disabled=not cancellable,
             key="runs_cancel",
-            help="queued runs stop at once; running ones after their current step",
+            help="queued runs stop at once; running ones after their current step (asks first)",
         ):
-            act_on(cancellable, "cancel")
+            ui.ask_to_confirm("runs_cancel", [run["id"] for run in cancellable])
     with retry_col:
         if st.button(
             f"Retry ({len(retryable)})",
@@ -140,6 +149,23 @@ def action_bar(chosen: list[Run]) -> None:
             help="failed or cancelled runs are queued again and resume from their checkpoint",
         ):
             act_on(retryable, "retry")
+    to_cancel = ui.confirmed(
+        "runs_cancel",
+        cancel_question,
+        confirm="Confirm cancel",
+        keep="Keep them",
+    )
+    if to_cancel:
+        act_on([run for run in chosen if run["id"] in to_cancel], "cancel")
+
+
+def cancel_question(run_ids: list[int]) -> str:
+    runs = ", ".join(f"#{run_id}" for run_id in run_ids)
+    noun = "run" if len(run_ids) == 1 else "runs"
+    return (
+        f"Cancel {len(run_ids)} {noun} ({runs})? Queued runs stop at once, running ones "
+        "after their current step; retry resumes them from their checkpoint."
+    )
 
 
 def show_action_note() -> None:

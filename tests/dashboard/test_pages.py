@@ -162,6 +162,8 @@ def test_running_run_shows_progress_and_can_be_cancelled(
     assert "fl · round 1/2 · ETA 1m 35s" in [p.proto.text for p in at.get("progress")]
     assert "running" in all_text(at)
     at.button(key=f"cancel_{run_id}").click().run()
+    assert run_status(dashboard, run_id) == "running"  # it asks first
+    at.button(key=f"cancel_{run_id}_confirm").click().run()
     assert not at.exception
     assert run_status(dashboard, run_id) == "cancelling"
     assert "cancelling" in all_text(at)

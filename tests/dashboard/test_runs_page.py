@@ -4,13 +4,18 @@ selected rows."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.dashboard import real_runs
-from tests.dashboard.conftest import Dashboard, render
+from tests.dashboard.conftest import Dashboard, Seeded, render
+from tests.dashboard.test_browser import CHROMIUM, CHROMIUM_ARGS, screenshot, streamlit_server
+from tests.live_api import LiveApi
 
 OpenPage = Callable[..., AppTest]
 
@@ -113,6 +118,9 @@ def test_selected_rows_can_be_cancelled_and_retried(
     assert at.button(key="runs_cancel").label == "Cancel (1)"
     assert at.button(key="runs_retry").label == "Retry (1)"
     at.button(key="runs_cancel").click().run()
+    assert run_status(dashboard, running) == "running"  # it asks first
+    assert any("Cancel 1 run" in w for w in texts(at, "warning"))
+    at.button(key="runs_cancel_confirm").click().run()
     assert not at.exception
     assert run_status(dashboard, running) == "cancelling"
     assert run_status(dashboard, failed) == "failed"  # only the cancellable one
@@ -140,5 +148,92 @@ def test_a_refused_action_says_why(open_page: OpenPage, dashboard: Dashboard) ->
     # Finished meanwhile (the page still shows it running): the API answers 409.
     real_runs.finish(dashboard.api, run_id, real_runs.attempt_of(dashboard.api, run_id), 2)
     at.button(key="runs_cancel").click().run()
+    at.button(key="runs_cancel_confirm").click().run()
     assert not at.exception
     assert any(f"run {run_id} already succeeded" in w for w in texts(at, "warning"))
+
+
+def test_cancel_asks_first_and_keeping_the_runs_cancels_nothing(
+    open_page: OpenPage, dashboard: Dashboard
+) -> None:
+    running = real_runs.make_running(dashboard.api, "keep-running")
+    at = select_rows(search(open_page(), "keep-running"), 0)
+    at.button(key="runs_cancel").click().run()
+    [question] = [w for w in texts(at, "warning") if w.startswith("Cancel 1 run")]
+    assert f"#{running}" in question
+    at.button(key="runs_cancel_keep").click().run()
+    assert not at.exception
+    assert run_status(dashboard, running) == "running"
+    assert not [w for w in texts(at, "warning") if w.startswith("Cancel 1 run")]
+
+
+# -- in a real browser -----------------------------------------------------------------------------
+
+needs_chromium = pytest.mark.skipif(
+    not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is not installed"
+)
+LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
+
+
+@pytest.fixture(scope="module")
+def runs_page_url(live_server: LiveApi, seeded: Seeded) -> Iterator[str]:
+    """``streamlit run`` in front of the session's API and its runs."""
+    with streamlit_server(live_server.url, live_server.admin_token) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def open_runs_page(chromium: Any, url: str, width: int, height: int) -> Any:
+    from playwright.sync_api import expect
+
+    page = chromium.new_page(viewport={"width": width, "height": height})
+    page.goto(url, wait_until="domcontentloaded")
+    expect(page.get_by_test_id("stDataFrame").first).to_be_visible(timeout=30_000)
+    page.wait_for_timeout(500)  # the grid's canvas lays out after the frame appears
+    return page
+
+
+@pytest.mark.browser
+@needs_chromium
+def test_loading_the_runs_page_asks_nothing_of_other_hosts(
+    runs_page_url: str, chromium: Any
+) -> None:
+    requested: list[str] = []
+    page = chromium.new_page(viewport={"width": 1440, "height": 900})
+    page.on("request", lambda request: requested.append(request.url))
+    try:
+        page.goto(runs_page_url, wait_until="networkidle")
+        page.get_by_test_id("stDataFrame").first.wait_for(timeout=30_000)
+        page.wait_for_load_state("networkidle")
+    finally:
+        page.close()
+    assert requested
+    outside = [url for url in requested if urlsplit(url).hostname not in LOOPBACK]
+    assert not outside, outside
+
+
+@pytest.mark.browser
+@needs_chromium
+def test_the_runs_table_fits_a_1440_px_screen(runs_page_url: str, chromium: Any) -> None:
+    page = open_runs_page(chromium, runs_page_url, 1440, 900)
+    try:
+        scroller = page.get_by_test_id("stDataFrame").first.locator(".dvn-scroller")
+        widths = scroller.evaluate("el => [el.scrollWidth, el.clientWidth]")
+        screenshot(page, "runs-1440")
+    finally:
+        page.close()
+    content, visible = widths
+    assert content <= visible, f"the table scrolls sideways: {content} px in {visible} px"

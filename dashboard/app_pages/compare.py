@@ -16,6 +16,7 @@ import streamlit as st
 
 from backend.client.types import Comparison, Run
 from dashboard import chart_style, compare, compare_charts, data, ui
+from dashboard.export_ui import export_section
 from dashboard.ui import MAIN, SPLIT_LABELS
 
 SWEEP, RUNS = "A sweep", "Runs"
@@ -132,7 +133,13 @@ def summary_section(local: pd.DataFrame, pooled: pd.DataFrame, better: dict[str,
     )
 
 
-def curves_section(curves: pd.DataFrame, colors: dict[str, str], split: str, model: str):
+def curves_section(
+    curves: pd.DataFrame,
+    colors: dict[str, str],
+    split: str,
+    model: str,
+    figures: dict[str, go.Figure],
+):
     st.subheader("Over rounds")
     st.caption(f"model **{model}** on **{SPLIT_LABELS.get(split, split)}** · mean ± std over seeds")
     if curves.empty:
@@ -148,12 +155,11 @@ def curves_section(curves: pd.DataFrame, colors: dict[str, str], split: str, mod
 
     def figure(client: int, task: str) -> go.Figure:
         panel = curves[(curves["client"] == client) & (curves["task"] == task)]
-        return compare_charts.compare_figure(
-            panel,
-            metric=str(panel["metric"].iloc[0]),
-            title=f"Client {client} · {task}",
-            colors=colors,
+        title = f"Client {client} · {task}"
+        figures[title] = compare_charts.compare_figure(
+            panel, metric=str(panel["metric"].iloc[0]), title=title, colors=colors
         )
+        return figures[title]
 
     ui.chart_grid(panels, figure)
 
@@ -232,7 +238,8 @@ st.caption(
 
 summary_section(local_final, pooled_final, better)
 st.divider()
-curves_section(curves, colors, curve_split or "local", curve_model)
+figures: dict[str, go.Figure] = {}  # every figure drawn, by title: for the export
+curves_section(curves, colors, curve_split or "local", curve_model, figures)
 st.divider()
 
 st.subheader("Final values")
@@ -259,6 +266,15 @@ if points.empty:
     st.caption("No final values on both test sets yet.")
 for metric, rows in points.groupby("metric", sort=True):
     st.markdown(f"**{metric}** · a point per client and task; colour = group")
-    st.plotly_chart(
-        compare_charts.tradeoff_figure(rows, colors=colors), config={"displayModeBar": False}
-    )
+    tradeoff = compare_charts.tradeoff_figure(rows, colors=colors)
+    figures[f"Personalization vs generalization · {metric}"] = tradeoff
+    st.plotly_chart(tradeoff, config={"displayModeBar": False})
+
+st.divider()
+export_section(
+    local_final,
+    better,
+    figures,
+    name=f"compare-{group or 'runs'}",
+    title=f"Final values of the {final_model} model on each client's own test data",
+)

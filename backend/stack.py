@@ -213,7 +213,9 @@ def start(settings: Settings, external_redis: bool) -> Stack:
                 "--browser.gatherUsageStats",
                 "false",
             ],
-            env,
+            # Bound to loopback only: whoever opens it is on this machine, which holds the
+            # admin token anyway, so the dashboard signs them in as that admin.
+            {**env, "TAPFL_DASHBOARD_AUTO_SIGNIN": "1"},
         )
         wait_for_http(f"{settings.api_url}/api/v1/health", proc=api, name="API", timeout=90)
         wait_for_http(f"{stack.dashboard_url}/_stcore/health", proc=dashboard, name="dashboard")
@@ -304,7 +306,7 @@ def up(
         console.print(
             Panel.fit(
                 f"API        {settings.api_url}  (docs: {settings.api_url}/docs)\n"
-                f"Dashboard  {stack.dashboard_url}\n"
+                f"Dashboard  {stack.dashboard_url}  (signs you in as admin: loopback only)\n"
                 f"Redis      {settings.redis_url}{' (external)' if external_redis else ''}\n"
                 f"Database   {settings.database_url}\n"
                 f"Token      {stack.token}\n"

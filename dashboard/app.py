@@ -1,13 +1,15 @@
 """tapfl dashboard: ``streamlit run dashboard/app.py`` (talks only to the REST API).
 
-Set ``TAPFL_API_URL`` (default ``http://127.0.0.1:8000``) and ``TAPFL_TOKEN``.
+Set ``TAPFL_API_URL`` (default ``http://127.0.0.1:8000``); each user signs in with their own
+API token (``dashboard/signin.py``).
 """
 
 from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import ui
+from backend.client import ApiError, Unauthorized, api_url_from_env
+from dashboard import signin, ui
 
 # An image, not an emoji or a material icon: for those the browser would fetch the icon
 # from a CDN, and the dashboard asks nothing of hosts other than its own.
@@ -30,5 +32,28 @@ with st.sidebar:
 if problem:
     st.error(problem, icon=":material/cloud_off:")
     st.stop()
+
+# Nothing but the sign-in form until someone signs in; the page they asked for (URL and
+# query) stays, and shows once they have.
+try:
+    user = signin.current_user(api_url_from_env())
+except Unauthorized:
+    automatic = signin.is_auto()
+    signin.sign_out()
+    st.warning(
+        "Automatic sign-in failed: the API refused the bootstrap admin token."
+        if automatic
+        else "The API no longer accepts your token (revoked?): sign in again.",
+        icon=":material/key_off:",
+    )
+    user = None
+except ApiError as err:
+    ui.show_api_error(err)
+    st.stop()
+if user is None:
+    signin.form(api_url_from_env())
+    st.stop()
+with st.sidebar:
+    signin.sidebar_panel(user)
 
 page.run()

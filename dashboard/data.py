@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from backend.client import TapflClient, api_url_from_env, token_from_env
+from backend.client import TapflClient, api_url_from_env
 from backend.client.types import (
     ACTIVE_STATUSES,
     Catalog,
@@ -33,6 +33,7 @@ from backend.client.types import (
     Run,
     RunPage,
 )
+from dashboard import signin
 
 LIVE_TTL_S = 2  # runs and metrics that may still change
 FINISHED_TTL_S = 600  # a finished run's numbers never change
@@ -69,8 +70,9 @@ REPLACEMENT_COLUMNS = [
 
 
 def target() -> tuple[str, str]:
-    """(base URL, token) from the environment, read on every rerun so tests can switch."""
-    return api_url_from_env(), token_from_env()
+    """(base URL, the signed-in user's token): the URL from the environment, read on every
+    rerun so tests can switch; the token from this browser session's sign-in."""
+    return api_url_from_env(), signin.token()
 
 
 def api() -> TapflClient:

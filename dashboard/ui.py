@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from PIL import Image, ImageDraw
 
-from backend.client import ApiError, ApiUnreachable, Unauthorized, api_url_from_env, token_from_env
+from backend.client import ApiError, ApiUnreachable, Unauthorized, api_url_from_env
 from backend.client.types import ACTIVE_STATUSES, Catalog, Run
 from dashboard import data
 
@@ -230,8 +230,8 @@ def show_api_error(err: ApiError) -> None:
         )
     elif isinstance(err, Unauthorized):
         st.error(
-            f"**The API refused the token** (HTTP {err.status}).\n\n"
-            "Set `TAPFL_TOKEN` to a valid API token and restart the dashboard.",
+            f"**The API refused your token** (HTTP {err.status}): it was revoked or is "
+            "unknown.\n\nSign out (in the sidebar) and sign in with a valid token.",
             icon=":material/key_off:",
         )
     elif err.status == 404:
@@ -261,7 +261,7 @@ def connection_panel() -> str | None:
         return (
             f"**Cannot reach the tapfl API** at `{url}`.\n\n"
             "Start the stack with `tapfl up`, or set `TAPFL_API_URL` to the API's address "
-            "(and `TAPFL_TOKEN` to an API token) before `streamlit run dashboard/app.py`."
+            "before `streamlit run dashboard/app.py`."
         )
     except ApiError as err:
         st.markdown(":red[:material/error:] API error")
@@ -279,18 +279,4 @@ def connection_panel() -> str | None:
             icon=":material/schedule:",
         )
 
-    if not token_from_env():
-        return (
-            "**No API token.** Set `TAPFL_TOKEN` to an API token before starting the "
-            "dashboard; every call except the health check needs one."
-        )
-    try:
-        data.presets()  # the cheapest call that needs the token
-    except Unauthorized as err:
-        return (
-            f"**The API refused the token** (HTTP {err.status}). Set `TAPFL_TOKEN` to a valid "
-            "API token and restart the dashboard."
-        )
-    except ApiError:
-        pass  # not about the token; the page that needs presets will say what is wrong
     return None

@@ -47,3 +47,13 @@ def test_services_have_healthchecks_healthy_dependencies_volumes_and_env():
     assert services["api"]["environment"]["TAPFL_DATABASE_URL"].startswith("postgresql+psycopg://")
     devices = services["worker"]["deploy"]["resources"]["reservations"]["devices"]
     assert devices[0]["capabilities"] == ["gpu"]
+
+
+def test_the_dashboard_holds_no_token_and_requires_sign_in():
+    """It listens on every interface: nothing may let a visitor act as the admin."""
+    dashboard = yaml.safe_load(COMPOSE.read_text())["services"]["dashboard"]
+    env = dashboard.get("environment", {})
+    assert "TAPFL_TOKEN" not in env and "TAPFL_DASHBOARD_AUTO_SIGNIN" not in env
+    assert "<<" not in env  # not the shared env either
+    # No volume: the admin token file lives in the API's state directory.
+    assert not dashboard.get("volumes")

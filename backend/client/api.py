@@ -247,6 +247,10 @@ class TapflClient:
 
     # -- users (admins) ------------------------------------------------------------------
 
+    def me(self) -> User:
+        """The user this client's token belongs to (401 for an unknown or revoked token)."""
+        return self._http.get("/users/me")
+
     def users(self) -> list[User]:
         return self._http.get("/users")
 

@@ -3,17 +3,20 @@ to open, cancel or retry them. The table refreshes on its own while a run is act
 
 from __future__ import annotations
 
+import time
+
 import pandas as pd
 import streamlit as st
 
 from backend.client import ApiError
 from backend.client.types import RUN_STATUSES, Run
-from dashboard import data, ui
+from dashboard import data, signin, ui
 
 PAGE_SIZE = 50
 RECENT = 500  # the search and the algorithm/owner/preset filters look at this many runs
 CANCELLABLE = frozenset({"queued", "running"})
 RETRYABLE = frozenset({"failed", "cancelled"})
+NOTE_S = 20  # how long what an action did stays above the table (which refreshes itself)
 
 
 def owner_of(run: Run, owners: dict[int, str]) -> str:
@@ -112,14 +115,20 @@ def act_on(runs: list[Run], action: str) -> None:
         except ApiError as err:
             refused.append(f"#{run['id']}: {err.message}")
     data.forget_runs()
-    st.session_state["runs_action_note"] = (action, len(runs) - len(refused), refused)
+    st.session_state["runs_action_note"] = (
+        time.monotonic(),
+        (action, len(runs) - len(refused), refused),
+    )
     st.rerun()
 
 
 def action_bar(chosen: list[Run]) -> None:
     """What can be done with the selected rows: open one, cancel or retry several."""
-    cancellable = [run for run in chosen if run["status"] in CANCELLABLE]
-    retryable = [run for run in chosen if run["status"] in RETRYABLE]
+    with ui.api_errors():
+        owners = data.owners()
+    mine = [run for run in chosen if signin.may_change(owner_of(run, owners))]
+    cancellable = [run for run in mine if run["status"] in CANCELLABLE]
+    retryable = [run for run in mine if run["status"] in RETRYABLE]
     open_col, cancel_col, retry_col, _ = st.columns([2, 2, 2, 4], vertical_alignment="center")
     with open_col:
         if len(chosen) == 1:
@@ -131,6 +140,11 @@ def action_bar(chosen: list[Run]) -> None:
             )
         else:
             st.caption(f"{len(chosen)} runs selected")
+        if len(mine) < len(chosen):
+            st.caption(
+                f"{len(chosen) - len(mine)} of them belong to other users: only their owner "
+                "or an admin may cancel or retry them"
+            )
     with cancel_col:
         if st.button(
             f"Cancel ({len(cancellable)})",
@@ -169,10 +183,11 @@ def cancel_question(run_ids: list[int]) -> str:
 
 
 def show_action_note() -> None:
-    note = st.session_state.pop("runs_action_note", None)
-    if not note:
+    stamped = st.session_state.get("runs_action_note")
+    if not stamped or time.monotonic() - stamped[0] > NOTE_S:
+        st.session_state.pop("runs_action_note", None)
         return
-    action, done, refused = note
+    action, done, refused = stamped[1]
     verb = "cancelled" if action == "cancel" else "queued again"
     if done:
         st.success(f"{done} run{'s' if done != 1 else ''} {verb}.", icon=":material/check:")

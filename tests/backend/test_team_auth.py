@@ -163,3 +163,15 @@ def test_every_route_of_the_app_but_health_answers_401_without_a_token(api: Api)
 def test_the_bootstrap_admin_shows_its_token_prefix(api: Api) -> None:
     [admin] = [u for u in api.get("/api/v1/users").json() if u["name"] == "admin"]
     assert admin["is_admin"] and admin["token_prefix"] == api.token[:6]
+
+
+def test_users_me_names_the_tokens_user_for_everyone_signed_in(api: Api) -> None:
+    token = _new_user(api, "carol")
+    me = api.client.get("/api/v1/users/me", headers=_bearer(token))
+    assert me.status_code == 200
+    assert (me.json()["name"], me.json()["is_admin"]) == ("carol", False)
+    assert "token" not in me.json() and "token_hash" not in me.json()
+    assert api.get("/api/v1/users/me").json()["name"] == "admin"
+    api.post("/api/v1/users/carol/revoke")
+    assert api.client.get("/api/v1/users/me", headers=_bearer(token)).status_code == 401
+    assert api.client.get("/api/v1/users/me").status_code == 401

@@ -8,13 +8,11 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 import streamlit as st
 import uvicorn
-from streamlit.testing.v1 import AppTest
 
 from backend.api.catalog_schemas import EXAMPLE, Catalog
 from backend.client import TapflClient, Unauthorized
@@ -26,8 +24,8 @@ from dashboard import chart_style
 from tap_engine import catalog
 from tap_engine.config import resolve_config
 from tests.client.conftest import LiveApi
+from tests.dashboard.apptest import signed_in_app
 
-APP = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
 TOY = catalog.AlgorithmInfo(
     "toy_average", "A toy: averages like FedAvg, registered by a plugin", "toy_plugin:Toy"
 )
@@ -136,7 +134,7 @@ def test_a_registered_algorithm_reaches_the_api_the_submit_form_and_the_charts(
         "color": None,
     }
 
-    at = AppTest.from_file(str(APP), default_timeout=60)
+    at = signed_in_app(timeout=60)
     at.run()
     at.switch_page("app_pages/submit.py")
     at.run()

@@ -18,9 +18,9 @@ from streamlit.testing.v1 import AppTest
 
 from backend.processes import free_port
 from tests.dashboard import real_runs
+from tests.dashboard.apptest import APP as APP  # the dashboard tests import it from here
+from tests.dashboard.apptest import signed_in_app
 from tests.live_api import LiveApi, Request, serve_live_api
-
-APP = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
 
 
 def unused_port() -> int:
@@ -123,7 +123,7 @@ def empty_dashboard(
 
 def render(page: str | None = None, **query: str) -> AppTest:
     """Run the app, switch to ``page`` (with query params) and return the rendered AppTest."""
-    at = AppTest.from_file(str(APP), default_timeout=30)
+    at = signed_in_app()
     at.run()
     if page is not None:
         at.switch_page(page)

@@ -66,11 +66,15 @@ class Target:
 
 
 @contextmanager
-def streamlit_server(api_url: str, token: str) -> Iterator[str]:
-    """``streamlit run dashboard/app.py`` on a free loopback port, pointed at ``api_url``."""
+def streamlit_server(api_url: str, token: str | None) -> Iterator[str]:
+    """``streamlit run dashboard/app.py`` on a free loopback port, pointed at ``api_url``.
+    With a token, the page signs its visitors in with it, as ``tapfl up`` does with the
+    admin's; without one, each visitor signs in."""
     port = unused_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TAPFL_")}
-    env.update(TAPFL_API_URL=api_url, TAPFL_TOKEN=token)
+    env.update(TAPFL_API_URL=api_url)
+    if token is not None:
+        env.update(TAPFL_TOKEN=token, TAPFL_DASHBOARD_AUTO_SIGNIN="1")
     ARTIFACTS.mkdir(exist_ok=True)
     log = ARTIFACTS / "streamlit-live.log"
     with log.open("wb") as out:

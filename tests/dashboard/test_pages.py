@@ -210,22 +210,6 @@ def test_unreachable_api_shows_a_friendly_error(monkeypatch: pytest.MonkeyPatch)
     assert not at.dataframe  # the page itself did not run
 
 
-@pytest.mark.usefixtures("dashboard")
-def test_missing_token_says_to_set_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("TAPFL_TOKEN")
-    at = AppTest.from_file(str(APP), default_timeout=30).run()
-    assert not at.exception
-    assert "No API token" in texts(at, "error")[0]
-
-
-@pytest.mark.usefixtures("dashboard")
-def test_refused_token_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TAPFL_TOKEN", "wrong")
-    at = AppTest.from_file(str(APP), default_timeout=30).run()
-    assert not at.exception
-    assert "refused the token" in texts(at, "error")[0]
-
-
 def test_degraded_api_warns_but_pages_still_work(open_page: OpenPage) -> None:
     # The session's API has no Redis: its health says degraded, and pages read SQL anyway.
     at = open_page()

@@ -1,11 +1,12 @@
-"""Team members and their tokens; admins only (``tapfl users`` does the same on the server)."""
+"""Team members and their tokens: who the caller is (``/users/me``, anyone signed in); the
+rest admins only (``tapfl users`` does the same on the server)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, status
 
 from backend.api import examples as ex
-from backend.api.deps import AdminUser, SessionDep
+from backend.api.deps import AdminUser, CurrentUser, SessionDep
 from backend.schemas import UserCreate, UserCreated, UserOut
 from backend.services import users
 
@@ -16,6 +17,12 @@ router = APIRouter(prefix="/users", tags=["users"])
 def list_users(session: SessionDep, _admin: AdminUser) -> list[UserOut]:
     """Every user, revoked ones included (their experiments still name them)."""
     return [UserOut.model_validate(u) for u in users.list_users(session)]
+
+
+@router.get("/me", response_model=UserOut, responses=ex.responses(ex.USER))
+def who_am_i(user: CurrentUser) -> UserOut:
+    """The user the token belongs to: how the dashboard checks a token when someone signs in."""
+    return UserOut.model_validate(user)
 
 
 @router.post(

@@ -11,18 +11,23 @@ as a floor rather than as one more model.
 
 from __future__ import annotations
 
+import zlib
+
+import altair as alt
 import pandas as pd
 import plotly.graph_objects as go
 
 from dashboard import chart_style as style
+from dashboard import personalization
 
 MODEL_ORDER = ("global", "global_ft", "personal", "final", "constant")
 SPLIT_ORDER = ("local", "pooled")
 STAGE_ORDER = ("fl", "post")
 
+# A colour per model kind, none shared (nor with the pink of λ·KD or the replacements' grey).
 MODEL_COLORS = {
     "global": "#1c83e1",
-    "global_ft": "#0054a3",  # the global model fine-tuned after FL: a darker global
+    "global_ft": "#803df5",  # the global model fine-tuned after FL: violet, not a second blue
     "personal": "#ff8700",
     "final": "#21c354",
     "constant": "#9a9ca5",  # chance level: neutral grey
@@ -38,6 +43,32 @@ POST_MARKER_SIZE = 12  # stage-2 (final) values stand out from the FL rounds
 REPLACEMENT = "replacement"
 REPLACEMENT_COLOR = "#808495"
 TASK_COLORS = ("#7d4cdb", "#e84393", "#00a3a3", "#b8860b")
+
+
+def model_color(model: str) -> str:
+    """A model kind's colour; a kind this dashboard does not know gets a palette colour
+    that no known kind has, picked by its name (the same on every chart and page)."""
+    if model in MODEL_COLORS:
+        return MODEL_COLORS[model]
+    spare = style.spare_colors([*MODEL_COLORS.values(), *TERM_COLORS.values()])
+    return spare[zlib.crc32(model.encode()) % (len(spare) // 8)]
+
+
+def round_range(frame: pd.DataFrame) -> tuple[int, int] | None:
+    """The rounds every panel of a grid shows: the first to the last round of ``frame``."""
+    if frame.empty:
+        return None
+    return int(frame["round"].min()), int(frame["round"].max())
+
+
+def share_rounds(figure: go.Figure, rounds: tuple[int, int] | None) -> None:
+    """Give a small multiple the grid's x-range, so the same round sits at the same place."""
+    if rounds is None:
+        return
+    first, last = rounds
+    figure.update_xaxes(
+        range=[first - 0.5, last + 0.5], dtick=1 if last - first < 12 else None, autorange=False
+    )
 
 
 def _rank(order: tuple[str, ...], value: str) -> tuple[int, str]:
@@ -73,6 +104,7 @@ def metric_figure(
     metric: str,
     title: str,
     replacement_rounds: list[int] | None = None,
+    rounds: tuple[int, int] | None = None,
 ) -> go.Figure:
     """One client's one task: ``metric`` over rounds, a line per model, split (and stage).
 
@@ -81,6 +113,7 @@ def metric_figure(
     Stage-2 (post-FL) values get large markers and a dotted "stage 2" line, and the rounds
     where TAP's personalized model took over the global one (``replacement_rounds``) get
     grey triangles along the bottom of the chart: the same timeline as the curves.
+    ``rounds`` is the x-range shared by every panel of the grid.
     """
     figure = go.Figure()
     several_stages = _stage_matters(frame, ["model", "split"])
@@ -102,10 +135,7 @@ def metric_figure(
                 y=rows["value"],
                 name=name,
                 mode="lines+markers",
-                line={
-                    "color": MODEL_COLORS.get(model, style.OTHER_COLOR),
-                    "dash": line_dash(model, split),
-                },
+                line={"color": model_color(model), "dash": line_dash(model, split)},
                 marker={
                     "symbol": _symbol(stage, split),
                     "size": POST_MARKER_SIZE if stage == "post" else 7,
@@ -133,6 +163,7 @@ def metric_figure(
             )
         )
     style.small_layout(figure, title=title, y_title=metric)
+    share_rounds(figure, rounds)
     return figure
 
 
@@ -169,7 +200,9 @@ def replacement_timeline(events: pd.DataFrame, *, rounds: tuple[int, int]) -> go
     return figure
 
 
-def loss_figure(frame: pd.DataFrame, *, title: str) -> go.Figure:
+def loss_figure(
+    frame: pd.DataFrame, *, title: str, rounds: tuple[int, int] | None = None
+) -> go.Figure:
     """One client's mean local-training loss over rounds: colour = model, dash = task."""
     figure = go.Figure()
     tasks = sorted(frame["task"].unique())
@@ -188,7 +221,7 @@ def loss_figure(frame: pd.DataFrame, *, title: str) -> go.Figure:
                 y=rows["loss"],
                 name=name,
                 mode="lines+markers",
-                line={"color": MODEL_COLORS.get(model, style.OTHER_COLOR), "dash": dash},
+                line={"color": model_color(model), "dash": dash},
                 marker={"symbol": STAGE_SYMBOL.get(stage, "square"), "size": 5},
                 hovertemplate=f"%{{y:.4g}}<extra>{name}</extra>",
             )
@@ -201,6 +234,7 @@ def loss_figure(frame: pd.DataFrame, *, title: str) -> go.Figure:
         xaxis={"title": None},  # the legend sits where the axis title would; x is the round
         height=style.SMALL_HEIGHT + 40,
     )
+    share_rounds(figure, rounds)
     return figure
 
 
@@ -240,11 +274,7 @@ def step_figure(frame: pd.DataFrame, *, title: str) -> go.Figure:
         name = step_trace_name(model, term, task, roles=roles)
         name += f" · round {rnd}" if several else ""
         loss = term == TASK_LOSS_TERM
-        color = (
-            MODEL_COLORS.get(model, style.OTHER_COLOR)
-            if loss
-            else TERM_COLORS.get(term, style.OTHER_COLOR)
-        )
+        color = model_color(model) if loss else TERM_COLORS.get(term, style.OTHER_COLOR)
         dash = TASK_DASHES[tasks.index(task) % len(TASK_DASHES)] if task else "solid"
         figure.add_trace(
             go.Scatter(
@@ -281,18 +311,114 @@ def _stage_matters(frame: pd.DataFrame, keys: list[str]) -> bool:
 
 
 def latest_values(frame: pd.DataFrame) -> pd.DataFrame:
-    """The last evaluated value per client, task, model and split, as one row per panel.
+    """The last evaluated value per client, task, test data (split) and model, with what
+    each personalized model changed against the global one (``personal-global``,
+    ``final-global``: plain differences, so negative is better for mse and loss).
 
-    Columns are ``model · split`` so a reader compares personalization (local) and
-    generalization (pooled) of each model side by side.
+    A row per client, task, metric and split, a column per model: narrow enough to fit
+    the page whatever models a run has.
     """
-    if frame.empty:
+    last = personalization.last_values(frame)
+    if last.empty:
         return pd.DataFrame()
-    keys = ["client", "task", "metric", "model", "split"]
-    last = frame.sort_values(["round", "stage"]).groupby(keys).tail(1)
-    pairs = list(zip(last["model"], last["split"], strict=True))
-    last = last.assign(column=[trace_name(m, s) for m, s in pairs])
-    table = last.pivot_table(index=keys[:3], columns="column", values="value")
-    # Ranked by model and split themselves: a column's name may be a model's label.
-    rank = {trace_name(m, s): (_rank(MODEL_ORDER, m), _rank(SPLIT_ORDER, s)) for m, s in set(pairs)}
-    return table[sorted(table.columns, key=rank.__getitem__)].reset_index()
+    keys = ["client", "task", "metric", "split"]
+    table = last.pivot_table(index=keys, columns="model", values="value")
+    table = table[sorted(table.columns, key=lambda m: _rank(MODEL_ORDER, m))]
+    for model in personalization.PERSONALIZED:
+        if model in table and personalization.REFERENCE in table:
+            table[delta_column(model)] = table[model] - table[personalization.REFERENCE]
+    table.columns.name = None
+    table = table.reset_index()
+    split_rank = table["split"].map(lambda split: _rank(SPLIT_ORDER, split))
+    return (
+        table.assign(_split=split_rank)
+        .sort_values(["client", "task", "metric", "_split"])
+        .drop(columns="_split")
+        .reset_index(drop=True)
+    )
+
+
+def delta_column(model: str) -> str:
+    return f"{model}-{personalization.REFERENCE}"
+
+
+BAR_PX = 11  # per bar: a client-task row holds a bar per personalized model
+GAIN_PANEL_WIDTH = 400
+GAIN_TITLES = {
+    "bought": "bought: on the client's own test data",
+    "cost": "cost: on the pooled test data",
+}
+
+
+def gains_chart(gained: pd.DataFrame) -> alt.VConcatChart:
+    """What personalization bought (own test data, left) and cost (pooled test data, right)
+    per client and task: horizontal bars, one per personalized model in its colour,
+    positive = better than the global model on the task's main metric. A row of panels per
+    metric, each with its own scale: an mse difference and an accuracy one share no units.
+
+    Vega-Lite (Altair), not plotly: the browser draws it without loading plotly.js (4.7 MB),
+    so the page's answer is the first thing on screen.
+    """
+    models = [m for m in personalization.PERSONALIZED if m in set(gained["model"])]
+    long = gained.assign(
+        label=[f"client {c} · {t}" for c, t in zip(gained["client"], gained["task"], strict=True)],
+        series=[f"{m}-global" for m in gained["model"]],
+    ).melt(
+        id_vars=["label", "client", "metric", "lower_is_better", "model", "series"],
+        value_vars=["bought", "cost"],
+        var_name="what",
+        value_name="delta",
+    )
+    color = alt.Color(
+        "series:N",
+        scale=alt.Scale(
+            domain=[f"{m}-global" for m in models], range=[model_color(m) for m in models]
+        ),
+        legend=alt.Legend(title="Δ vs global (positive = better)", orient="top"),
+    )
+    rows = []
+    for index, metric in enumerate(sorted(long["metric"].unique())):
+        part = long[long["metric"] == metric]
+        flipped = bool(part["lower_is_better"].iloc[0])
+        order = sorted(set(part["label"]), key=lambda label: (int(label.split()[1]), label))
+        panels = []
+        for what in ("bought", "cost"):
+            bars = (
+                alt.Chart(part[part["what"] == what])
+                .mark_bar()
+                .encode(
+                    x=alt.X(
+                        "delta:Q",
+                        title=f"{metric}" + (" (lower is better: flipped)" if flipped else ""),
+                    ),
+                    y=alt.Y(
+                        "label:N",
+                        sort=order,
+                        title=None,
+                        axis=alt.Axis(
+                            labels=what == "bought", ticks=what == "bought", labelLimit=320
+                        ),
+                    ),
+                    yOffset=alt.YOffset("series:N", sort=[f"{m}-global" for m in models]),
+                    color=color,
+                    tooltip=[
+                        alt.Tooltip("label:N", title="client · task"),
+                        alt.Tooltip("series:N", title="model"),
+                        alt.Tooltip("delta:Q", title=what, format="+.4g"),
+                    ],
+                )
+            )
+            zero = (
+                alt.Chart(pd.DataFrame({"delta": [0.0]}))
+                .mark_rule(color="#808495")
+                .encode(x="delta:Q")
+            )
+            panels.append(
+                (bars + zero).properties(
+                    width=GAIN_PANEL_WIDTH,
+                    height={"step": BAR_PX},
+                    title=GAIN_TITLES[what] if index == 0 else "",
+                )
+            )
+        rows.append(alt.hconcat(*panels, spacing=12))
+    return alt.vconcat(*rows, spacing=16).configure_view(stroke=None)

@@ -1,7 +1,11 @@
-"""Run: one run's progress, per-client personalization and generalization curves, training
-losses, stage 2 step by step and config. The run comes from ``?run=ID`` (so the page is a
-link to share) or the picker at the top; everything below it refreshes on its own while the
-run is active.
+"""Run: one run's progress, what personalization bought and cost per client and task,
+per-client personalization and generalization curves, training losses, stage 2 step by step
+and config. The run comes from ``?run=ID`` (so the page is a link to share) or the picker at
+the top; everything below it refreshes on its own while the run is active.
+
+What the first look needs is drawn at once; the details (replacement events, training
+losses, stage-2 steps) are built only when their expander is opened, since every plotly
+chart costs the browser a noticeable fraction of a second.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import streamlit as st
 
 from backend.client import ApiError
 from backend.client.types import Catalog, Run
-from dashboard import data, run_charts, ui
+from dashboard import data, personalization, run_charts, ui
 from dashboard.ui import MAIN, SPLIT_LABELS
 
 LOG_LINES = 300
@@ -23,10 +27,10 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 def pick_run() -> int | None:
     """The run picker, kept in step with ``?run=ID`` in both directions."""
+    wanted = linked_run()
     with ui.api_errors():
         recent = data.runs(limit=100)["items"]
     labels = {run["id"]: ui.run_label(run) for run in recent}
-    wanted = ui.query_run_id()
     if wanted is not None:
         labels.setdefault(wanted, f"#{wanted}")  # an older run, beyond the recent ones
         st.session_state["run_pick"] = wanted
@@ -47,6 +51,38 @@ def pick_run() -> int | None:
     return chosen
 
 
+def linked_run() -> int | None:
+    """The run ``?run=`` names, if any; a link that names no run stops the page with an
+    error that says so, instead of showing some other run."""
+    raw = st.query_params.get("run")
+    if raw is None:
+        return None
+    try:
+        run_id = int(raw)
+    except ValueError:
+        run_id = 0
+    if run_id < 1:
+        bad_link(
+            f"**`run={raw}` is not a run id.** The link should end in `?run=` and a run's "
+            "number, such as `/run?run=12`."
+        )
+    try:
+        data.run(run_id)
+    except ApiError as err:
+        if err.status != 404:
+            ui.show_api_error(err)
+            st.stop()
+        bad_link(f"**There is no run #{run_id}** ({err.message}). The link may be mistyped.")
+    return run_id
+
+
+def bad_link(message: str) -> None:
+    st.title("Run")
+    st.error(message, icon=":material/link_off:")
+    st.page_link(ui.RUNS_PAGE, label="Pick a run on the Runs page", icon=":material/list:")
+    st.stop()
+
+
 # -- the live part of the page, top to bottom ------------------------------------------------
 
 
@@ -62,10 +98,10 @@ def run_view(run_id: int, live: bool) -> None:
     st.divider()
     # The run as just fetched keys every cached read below: a new status or attempt reads
     # its rows afresh.
-    clients = curves(run_id, run)
-    st.divider()
+    clients, stages = curves(run_id, run)
     training_losses(run, clients)
-    stage_two_steps(run, clients)
+    if "post" in stages:
+        stage_two_steps(run, clients)
     with st.expander("Config", icon=":material/tune:"):
         st.json(run.get("config") or {}, expanded=2)
     logs(run)
@@ -157,9 +193,16 @@ def perform(run: Run, act: Callable[[int], Any]) -> None:
     st.rerun()
 
 
-def curves(run_id: int, run: Run) -> list[int] | None:
-    """The small multiples; returns the clients shown, None for all of them (the loss
-    charts follow the curves' page of clients)."""
+def lazy_expander(label: str, key: str, icon: str) -> Any:
+    """An expander whose content the caller builds only while it is ``.open`` (it reruns
+    the page when opened): nothing of it is fetched or drawn on the first load."""
+    return st.expander(label, key=key, icon=icon, on_change="rerun")
+
+
+def curves(run_id: int, run: Run) -> tuple[list[int] | None, list[str]]:
+    """What personalization bought and cost, then the small multiples; returns the
+    clients shown (None for all of them: the loss charts follow the curves' page of
+    clients) and the run's stages."""
     st.subheader("Personalization and generalization")
     with ui.api_errors():
         facets = data.metric_facets(run, first_rounds=ui.first_eval_round(run))
@@ -169,7 +212,8 @@ def curves(run_id: int, run: Run) -> list[int] | None:
             "No evaluations yet: the curves appear after the first evaluation round.",
             icon=":material/hourglass_top:",
         )
-        return None
+        return None, []
+    bought_and_cost(run, facets, catalog)
 
     choice, stage, models, splits, clients = curve_controls(run_id, facets, catalog)
     # task -> the metric its charts show: the one picked, or each task's main metric.
@@ -180,7 +224,7 @@ def curves(run_id: int, run: Run) -> list[int] | None:
     }
     if not shown:
         st.info("No task reports this metric.", icon=":material/filter_alt_off:")
-        return None
+        return None, facets["stage"]
     page_clients = ui.client_page(f"client_page_{run_id}", clients or facets["client"])
     every_client = page_clients == facets["client"]
     server, rest = split_filters(facets, stage, models, splits)
@@ -190,12 +234,14 @@ def curves(run_id: int, run: Run) -> list[int] | None:
         events = data.replacements(run)
     frame = narrow(frame, rest)
     frame = frame[frame["metric"] == frame["task"].map(shown)]  # each task: its own metric
+    shown_clients = None if every_client else page_clients
     if frame.empty:
         st.info("No values for this selection.", icon=":material/filter_alt_off:")
-        return None if every_client else page_clients
+        return shown_clients, facets["stage"]
 
-    st.markdown(legend(sorted(frame["model"].unique()), not events.empty))
+    st.markdown(legend(sorted(frame["model"].unique()), not events.empty), unsafe_allow_html=True)
     replaced = replacement_rounds(events)
+    rounds = run_charts.round_range(frame)  # one x-range for every panel
     ui.chart_grid(
         run_charts.panels(frame),
         lambda client, task: run_charts.metric_figure(
@@ -203,13 +249,22 @@ def curves(run_id: int, run: Run) -> list[int] | None:
             metric=shown[task],
             title=f"Client {client} · {task}",
             replacement_rounds=replaced.get((client, task)),
+            rounds=rounds,
         ),
     )
 
-    replacement_events(events, page_clients, frame)
+    replacement_events(run_id, events, page_clients, rounds)
 
-    st.markdown("**Last evaluated value** per client and task (`final`: the stage-2 model)")
-    st.dataframe(run_charts.latest_values(frame).round(4), hide_index=True)
+    st.markdown(
+        "**Last evaluated value** per client, task and test data; `final` is the stage-2 "
+        "model, and `personal-global`, `final-global` are plain differences (for mse and "
+        "loss, lower is better: negative is the gain)."
+    )
+    st.dataframe(
+        run_charts.latest_values(frame).round(4),
+        hide_index=True,
+        column_config={"task": st.column_config.TextColumn(width="medium")},
+    )
     st.download_button(
         "Download these metrics (CSV)",
         data=frame.to_csv(index=False),
@@ -218,7 +273,56 @@ def curves(run_id: int, run: Run) -> list[int] | None:
         icon=":material/download:",
         on_click="ignore",
     )
-    return None if every_client else page_clients
+    return shown_clients, facets["stage"]
+
+
+def bought_and_cost(run: Run, facets: dict[str, Any], catalog: Catalog) -> None:
+    """The run's answer at a glance: per client and task, on its main metric, what the
+    personalized models gained over the global one on the client's own test data, and what
+    they gave up on the task's pooled test data."""
+    mains = {
+        task: ui.main_metric(metrics, catalog) for task, metrics in facets["task_metrics"].items()
+    }
+    metrics = sorted(set(mains.values()))
+    with ui.api_errors():
+        parts = [data.metrics(run, metric=m, **last_rounds(run)) for m in metrics]
+    frame = pd.concat(parts, ignore_index=True)
+    frame = frame[frame["metric"] == frame["task"].map(mains)]
+    higher = {m: personalization.higher_is_better(m, catalog) for m in metrics}
+    gained = personalization.gains(frame, higher)
+    lower = sorted(m for m, up in higher.items() if not up)
+    st.markdown(
+        "**What personalization bought, and what it cost**: the last value of each "
+        "personalized model (`personal`; `final`, the model after stage 2) minus the global "
+        "model's, on each task's main metric. *Bought*: on the client's own test data; "
+        "*cost*: on every client's test data of the task (pooled). Positive = better than "
+        "the global model"
+        + (
+            f"; {', '.join(f'`{m}`' for m in lower)} (lower is better, marked ↓) with the sign "
+            "flipped so that this holds too."
+            if lower
+            else "."
+        )
+    )
+    if gained.empty:
+        st.caption("No personalized model has values beside the global model's yet.")
+        return
+    st.altair_chart(run_charts.gains_chart(gained), width="content")
+    st.dataframe(
+        personalization.gains_table(gained).round(4),
+        hide_index=True,
+        column_config={"task": st.column_config.TextColumn(width="medium")},
+    )
+
+
+def last_rounds(run: Run) -> dict[str, int]:
+    """The filter for a run's last evaluation round onwards (and stage 2 after it): an
+    evaluation every ``eval_every`` rounds puts the last one within that many rounds of
+    the run's round. Without a schedule in the config: every round."""
+    every, current = ui.first_eval_round(run), run.get("round")
+    if every is None or not current:
+        return {}
+    return {"round_min": max(int(current) - every, 0)}
 
 
 def fetch_metrics(
@@ -244,16 +348,23 @@ def replacement_rounds(events: pd.DataFrame) -> dict[tuple[int, str], list[int]]
     }
 
 
-def replacement_events(events: pd.DataFrame, clients: list[int], frame: pd.DataFrame) -> None:
+def replacement_events(
+    run_id: int, events: pd.DataFrame, clients: list[int], rounds: tuple[int, int] | None
+) -> None:
     """TAP's replacements of the clients shown, on the rounds axis of the curves."""
     shown = events[events["client"].isin(clients)]
     if shown.empty:
         st.caption("No replacement events for these clients.")
         return
-    with st.expander(f"Replacement events ({len(shown)})", icon=":material/swap_horiz:"):
-        rounds = (int(frame["round"].min()), int(frame["round"].max()))
+    section = lazy_expander(
+        f"Replacement events ({len(shown)})", f"replacements_{run_id}", ":material/swap_horiz:"
+    )
+    with section:
+        if not section.open:
+            return
+        span = rounds or (int(shown["round"].min()), int(shown["round"].max()))
         st.plotly_chart(
-            run_charts.replacement_timeline(shown, rounds=rounds), config={"displayModeBar": False}
+            run_charts.replacement_timeline(shown, rounds=span), config={"displayModeBar": False}
         )
         st.dataframe(shown.sort_values(["round", "client"]), hide_index=True)
 
@@ -321,23 +432,18 @@ def narrow(frame: pd.DataFrame, rest: dict[str, list[Any]]) -> pd.DataFrame:
     return frame
 
 
-LEGEND_COLOURS = {
-    "global": "blue",
-    "global_ft": "blue",
-    "personal": "orange",
-    "final": "green",
-    "constant": "gray",
-}
+def swatch(model: str) -> str:
+    """A legend entry in the model's exact chart colour (HTML: markdown's named colours
+    are a handful, the models more)."""
+    line = "┈┈" if model == "constant" else "━━"
+    color = run_charts.model_color(model)
+    return f'<span style="color:{color}"><b>{line} {run_charts.model_label(model)}</b></span>'
 
 
 def legend(models: list[str], replacements: bool = False) -> str:
-    parts = [
-        f":{LEGEND_COLOURS.get(m, 'violet')}[**{'┈┈' if m == 'constant' else '━━'} "
-        f"{run_charts.model_label(m)}**]"
-        for m in models
-    ]
+    ranked = sorted(models, key=lambda m: run_charts._rank(run_charts.MODEL_ORDER, m))
     return (
-        " ".join(parts)
+        " ".join(swatch(m) for m in ranked)
         + " · **━●** solid: local test data (personalization)"
         + " · **╍○** dashed: pooled test data (generalization)"
         + (" · **◆** large: stage-2 final models" if "final" in models else "")
@@ -352,50 +458,58 @@ def legend(models: list[str], replacements: bool = False) -> str:
 
 
 def training_losses(run: Run, clients: list[int] | None) -> None:
-    st.subheader("Local training loss")
-    with ui.api_errors():
-        if clients:  # the clients of the curves' page, filtered by the API
-            parts = [data.losses(run, client=c) for c in clients]
-            frame = pd.concat(parts, ignore_index=True)
-        else:
-            frame = data.losses(run)
-    if frame.empty:
-        st.caption("No local training has finished yet.")
-        return
-    ui.chart_grid(
-        [(client,) for client in sorted(frame["client"].unique())],
-        lambda client: run_charts.loss_figure(
-            frame[frame["client"] == client], title=f"Client {client}"
-        ),
+    section = lazy_expander(
+        "Local training loss", f"losses_{run['id']}", ":material/trending_down:"
     )
+    with section:
+        if not section.open:
+            return
+        with ui.api_errors():
+            if clients:  # the clients of the curves' page, filtered by the API
+                parts = [data.losses(run, client=c) for c in clients]
+                frame = pd.concat(parts, ignore_index=True)
+            else:
+                frame = data.losses(run)
+        if frame.empty:
+            st.caption("No local training has finished yet.")
+            return
+        rounds = run_charts.round_range(frame)
+        ui.chart_grid(
+            [(client,) for client in sorted(frame["client"].unique())],
+            lambda client: run_charts.loss_figure(
+                frame[frame["client"] == client], title=f"Client {client}", rounds=rounds
+            ),
+        )
 
 
 def stage_two_steps(run: Run, clients: list[int] | None) -> None:
-    """Per client, the post-FL fine-tunings optimizer step by optimizer step; only for runs
-    that report them."""
-    with ui.api_errors():
-        # the clients of the curves' page, filtered by the API
-        parts = [data.steps(run, client=c) for c in clients] if clients else [data.steps(run)]
-    found = [part for part in parts if not part.empty]
-    if not found:
-        return
-    frame = pd.concat(found, ignore_index=True)
-    st.divider()
-    st.subheader("Stage 2 step by step")
-    st.caption(
-        "Each task's loss per optimizer step of the fine-tunings after FL: TAP's teacher "
-        "(`global_ft`, the global model fine-tuned) and student (`final`), or the one "
-        "fine-tuned model (`final`) of the other algorithms. "
-        "**λ·KD** (pink, crosses) is the distillation term per task as it is added to the "
-        "student's loss; the axis is logarithmic because λ·KD is often a thousandth of a "
-        "task loss."
-    )
-    ui.chart_grid(
-        [(client,) for client in sorted(frame["client"].unique())],
-        lambda client: run_charts.step_figure(
-            frame[frame["client"] == client], title=f"Client {client} · stage 2"
-        ),
-    )
+    """Per client, the post-FL fine-tunings optimizer step by optimizer step."""
+    section = lazy_expander("Stage 2 step by step", f"steps_{run['id']}", ":material/stairs:")
+    with section:
+        if not section.open:
+            return
+        with ui.api_errors():
+            # the clients of the curves' page, filtered by the API
+            parts = [data.steps(run, client=c) for c in clients] if clients else [data.steps(run)]
+        found = [part for part in parts if not part.empty]
+        if not found:
+            st.caption("This run reports no stage-2 optimizer steps.")
+            return
+        frame = pd.concat(found, ignore_index=True)
+        st.caption(
+            "Each task's loss per optimizer step of the fine-tunings after FL: TAP's teacher "
+            "(`global_ft`, the global model fine-tuned) and student (`final`), or the one "
+            "fine-tuned model (`final`) of the other algorithms. "
+            "**λ·KD** (pink, crosses) is the distillation term per task as it is added to "
+            "the student's loss; the axis is logarithmic because λ·KD is often a thousandth "
+            "of a task loss."
+        )
+        ui.chart_grid(
+            [(client,) for client in sorted(frame["client"].unique())],
+            lambda client: run_charts.step_figure(
+                frame[frame["client"] == client], title=f"Client {client} · stage 2"
+            ),
+        )
 
 
 def logs(run: Run) -> None:

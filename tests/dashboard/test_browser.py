@@ -188,18 +188,28 @@ def test_runs_page_then_run_page_with_a_chart_per_client(
         expect(row.filter(has=cell("succeeded"))).to_have_count(1)
         screenshot(page, f"runs-page-{target.name}")
 
-        # The run page: one curve chart per client and task, one loss chart per client.
+        # The run page: what personalization bought and cost (drawn by Vega-Lite), one
+        # curve chart per client and task, one loss chart per client once opened.
         page.goto(f"{target.dashboard_url}/run?run={run_id}", wait_until="domcontentloaded")
         expect(page.get_by_role("heading", name=f"Run #{run_id}")).to_be_visible(timeout=30_000)
+        gains = page.get_by_test_id("stVegaLiteChart")
+        expect(gains).to_have_count(1, timeout=60_000)
+        expect(gains.locator(".marks")).to_have_count(1, timeout=60_000)
+        expect(gains).to_contain_text("bought: on the client's own test data")
+        expect(gains).to_contain_text("personal-global")
         for client, task in panels:
             expect(
                 page.locator(".js-plotly-plot", has_text=f"Client {client} · {task}")
             ).to_have_count(1, timeout=60_000)
+        page.get_by_text("Local training loss").click()
         for client in loss_clients:
             expect(
                 page.locator(".js-plotly-plot").filter(has_text=f"Client {client}")
-            ).not_to_have_count(0)
-        expect(page.get_by_role("heading", name="Stage 2 step by step")).to_be_visible()
+            ).not_to_have_count(0, timeout=60_000)
+        page.get_by_text("Stage 2 step by step").click()
+        expect(page.locator(".js-plotly-plot").filter(has_text="· stage 2").first).to_be_visible(
+            timeout=60_000
+        )
         expect(page.get_by_test_id("stException")).to_have_count(0)
         # Streamlit scrolls inside the page, so a tall window is what captures it all.
         page.set_viewport_size({"width": 1600, "height": 2400})
@@ -348,10 +358,10 @@ def test_submit_a_demo_run_in_the_form_watch_it_finish_and_see_its_curves(
         expect(page.get_by_text("stage-2 final models").first).to_be_visible()
         expect(page.get_by_text("this API does not serve them")).to_have_count(0)
         # stage 2 step by step, the student's λ·KD beside the task losses, from real events
-        expect(page.get_by_role("heading", name="Stage 2 step by step")).to_be_visible(
+        page.get_by_text("Stage 2 step by step").click(timeout=60_000)
+        expect(page.locator(".js-plotly-plot", has_text="student λ·KD").first).to_be_visible(
             timeout=60_000
         )
-        expect(page.locator(".js-plotly-plot", has_text="student λ·KD").first).to_be_visible()
         expect(page.get_by_test_id("stException")).to_have_count(0)
         page.set_viewport_size({"width": 1600, "height": 2600})
         page.wait_for_timeout(1000)  # let plotly redraw at the new size

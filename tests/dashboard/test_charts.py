@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from dashboard import chart_style, compare_charts
+from dashboard import chart_style, compare_charts, personalization
 from dashboard import run_charts as charts
 from tap_engine import catalog
 
@@ -147,20 +147,50 @@ def test_loss_figure_has_a_line_per_model_and_task() -> None:
     assert {trace.line.dash for trace in figure.data} == {"solid", "dot"}
 
 
-def test_latest_values_takes_the_last_round_of_each_line() -> None:
+def test_latest_values_takes_the_last_value_of_each_line_with_deltas_to_global() -> None:
     frame = metrics_frame()
     frame = frame[frame.metric.isin(["accuracy", "mse"])]
     table = charts.latest_values(frame)
-    assert len(table) == len(PANELS)
-    row = table[(table.client == 0) & (table.metric == "accuracy")].iloc[0]
+    assert len(table) == 2 * len(PANELS)  # a row per panel and split
+    row = table[(table.client == 0) & (table.metric == "accuracy") & (table.split == "local")]
     last = frame[
         (frame.client == 0)
         & (frame.metric == "accuracy")
         & (frame.model == "personal")
         & (frame.split == "local")
     ]
-    assert row["personal · local"] == last.sort_values("round")["value"].iloc[-1]
-    assert list(table.columns[3:5]) == ["global · local", "global · pooled"]
+    personal = last.sort_values("round")["value"].iloc[-1]
+    assert row["personal"].iloc[0] == personal
+    assert row["personal-global"].iloc[0] == pytest.approx(personal - row["global"].iloc[0])
+    assert list(table.columns[4:]) == [
+        "global",
+        "personal",
+        "final",
+        "personal-global",
+        "final-global",
+    ]
+
+
+def test_gains_flip_lower_is_better_metrics_so_positive_is_better() -> None:
+    frame = metrics_frame()
+    gained = personalization.gains(
+        frame[frame.metric.isin(["accuracy", "mse"])], {"accuracy": True, "mse": False}
+    )
+    # In the frame the personalized models score 0.05 more before mse's 1 / (1 + x): a
+    # better accuracy and a better (lower) mse, both positive here.
+    assert set(gained["model"]) == {"personal", "final"}
+    assert (gained["bought"] > 0).all() and (gained["cost"] > 0).all()
+    mse = gained[gained.metric == "mse"]
+    assert mse["lower_is_better"].all()
+    assert not gained[gained.metric == "accuracy"]["lower_is_better"].any()
+
+
+def test_model_kinds_have_distinct_colours_and_unknown_ones_none_of_theirs() -> None:
+    known = list(charts.MODEL_COLORS.values())
+    assert len(set(known)) == len(known)
+    assert charts.model_color("global_ft") != charts.model_color("global")
+    assert charts.model_color("ensemble") not in known
+    assert charts.model_color("ensemble") == charts.model_color("ensemble")
 
 
 def with_constant(frame: pd.DataFrame) -> pd.DataFrame:
@@ -188,14 +218,11 @@ def test_the_constant_answer_is_a_grey_dotted_line_named_as_chance() -> None:
     assert pooled.marker.symbol == "circle-open"  # the split still reads from the markers
 
 
-def test_latest_values_put_the_constant_answer_last() -> None:
+def test_latest_values_put_the_constant_answer_after_the_models() -> None:
     frame = with_constant(metrics_frame())
     table = charts.latest_values(frame[frame.metric == "accuracy"])
-    assert list(table.columns[-2:]) == [
-        "constant answer (chance) · local",
-        "constant answer (chance) · pooled",
-    ]
-    assert list(table.columns[3:5]) == ["global · local", "global · pooled"]
+    models = ["global", "personal", "final", "constant"]
+    assert list(table.columns[4:8]) == models
 
 
 def test_step_figure_draws_teacher_student_and_kd_per_task_on_a_log_axis() -> None:

@@ -54,6 +54,14 @@ def loss_figures(at: AppTest) -> dict[str, dict[str, Any]]:
     return {title_of(f): f for f in figures(at) if re.fullmatch(r"Client \d+", title_of(f))}
 
 
+def open_section(at: AppTest, key: str) -> AppTest:
+    """Open one of the page's expanders that build their content only when opened."""
+    at.session_state[key] = True
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
 def array(values: Any) -> list[Any]:
     """A plotly JSON array: a list, or numpy data packed as ``{"dtype", "bdata"}``."""
     if isinstance(values, dict) and "bdata" in values:
@@ -110,8 +118,9 @@ def test_run_page_draws_a_chart_per_client_and_task(
             assert trace["line"]["dash"] == expected, (title, name)
     models = {name.split(" · ")[0] for name in curves_of(curves[f"Client 2 · {CLASSIFY}"])}
     assert models == {"global", "personal", "global_ft", "final"}
+    assert not loss_figures(at)  # built only once their expander is opened
     losses = rows(dashboard, f"/runs/{run_id}/losses")
-    drawn = loss_figures(at)
+    drawn = loss_figures(open_section(at, f"losses_{run_id}"))
     assert sorted(drawn) == sorted({f"Client {row['client']}" for row in losses})
     client_2 = {(r["stage"], r["model"], r["task"]) for r in losses if r["client"] == 2}
     assert len(drawn["Client 2"]["data"]) == len(client_2)  # a line per model and task
@@ -195,7 +204,7 @@ def test_run_picker_follows_the_query_param_and_writes_it_back(
 
 def test_unknown_run_says_not_found(open_page: OpenPage) -> None:
     at = open_page(RUN, run="99999")
-    assert "run 99999 not found" in all_text(at)
+    assert "run 99999 not found" in " ".join(texts(at, "error"))
 
 
 # -- connection ------------------------------------------------------------------------------------
@@ -244,6 +253,7 @@ def test_replacements_are_marked_on_the_curves_and_listed(
         )
         markers = [t for t in figure["data"] if t["name"] == "replacement"]
         assert [array(m["x"]) for m in markers] == ([expected] if expected else []), title
+    open_section(at, f"replacements_{run_id}")
     timeline = [
         f
         for f in figures(at)
@@ -274,7 +284,9 @@ def test_stage_two_step_by_step_shows_teacher_student_and_kd_per_client(
     run_id = tap_run(dashboard)
     steps = rows(dashboard, f"/runs/{run_id}/steps")
     at = open_page(RUN, run=str(run_id))
-    assert "Stage 2 step by step" in texts(at, "subheader")
+    assert "Stage 2 step by step" in [e.label for e in at.expander]
+    assert not step_figures(at)  # built once opened
+    open_section(at, f"steps_{run_id}")
     assert any("added to the student's loss" in c for c in texts(at, "caption"))
     charts = step_figures(at)
     assert sorted(charts) == sorted({f"Client {row['client']} · stage 2" for row in steps})
@@ -304,10 +316,15 @@ def test_no_stage_two_section_for_a_run_without_steps(
     run_id = fedavg_run(dashboard)  # FedAvg reports no stage-2 steps
     assert not rows(dashboard, f"/runs/{run_id}/steps")
     at = open_page(RUN, run=str(run_id))
-    assert dashboard.asked(f"/runs/{run_id}/steps")  # asked, and there were none
-    assert "Stage 2 step by step" not in texts(at, "subheader")
+    # The section is offered for runs with a stage 2; opened, it says there are no steps.
+    has_post = bool(rows(dashboard, f"/runs/{run_id}/metrics", stage="post"))
+    assert ("Stage 2 step by step" in [e.label for e in at.expander]) == has_post
+    if has_post:
+        open_section(at, f"steps_{run_id}")
+        assert dashboard.asked(f"/runs/{run_id}/steps")  # asked, and there were none
+        assert "This run reports no stage-2 optimizer steps." in texts(at, "caption")
     assert not step_figures(at)
-    assert loss_figures(at)  # the page around it is whole
+    assert loss_figures(open_section(at, f"losses_{run_id}"))  # the page around it is whole
 
 
 def test_the_constant_answer_is_a_grey_dotted_chance_line_named_in_the_legend(
@@ -357,7 +374,9 @@ def test_a_thirty_client_run_draws_a_page_of_clients_filtered_by_the_api(
     # clients 0-8, every third with a second (generation) task
     assert len(titles) == 9 + 3
     assert {int(t.split()[1]) for t in titles} == set(range(9))
-    assert sorted(loss_figures(at)) == sorted(f"Client {c}" for c in range(9))
+    assert sorted(loss_figures(open_section(at, f"losses_{run_id}"))) == sorted(
+        f"Client {c}" for c in range(9)
+    )
     path = f"/runs/{run_id}/metrics"
     assert dashboard.asked(path, client="8", metric="accuracy")
     assert dashboard.asked(f"/runs/{run_id}/losses", client="8")

@@ -20,6 +20,7 @@ from celery import Celery
 from kombu import Exchange, Queue
 
 from backend.settings import VISIBILITY_TIMEOUT_S as VISIBILITY_TIMEOUT_S  # re-exported
+from backend.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,8 @@ class CeleryRunQueue:
         self.broker_url = broker_url
         self._app = Celery("tapfl-client", set_as_current=False)
         self._app.conf.update(celery_config(broker_url))
+        # One broker connection per request served at once: none waits for another's.
+        self._app.conf.broker_pool_limit = get_settings().api_concurrency
 
     def enqueue(self, run_id: int, device: str, soft_time_limit: float, time_limit: float) -> str:
         # A short retry: a request should fail fast when Redis is down, not hang.

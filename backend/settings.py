@@ -50,8 +50,9 @@ class Settings(BaseSettings):
     """Requests the API serves at once; the others wait their turn (no thread, no connection)."""
     api_max_waiting: int = Field(default=2000, ge=0)
     """Requests that may wait for a turn; beyond, 503 with ``Retry-After`` at once."""
-    api_wait_timeout_s: float = Field(default=30.0, gt=0)
-    """A request that waited this long for its turn gets 503 with ``Retry-After``."""
+    api_wait_timeout_s: float = Field(default=45.0, gt=0)
+    """A request that waited this long for its turn gets 503 with ``Retry-After`` (below the
+    60 s timeout of the Python client, so that it learns why)."""
     retry_after_s: int = Field(default=2, ge=1)
     """The ``Retry-After`` of a 503 from a saturated server."""
     db_pool_size: int = Field(default=0, ge=0)

@@ -117,6 +117,12 @@ def test_tapfl_up_starts_a_killed_redis_again_and_the_run_in_flight_finishes(
         assert stack.proc.poll() is None, stack.output()  # the stack kept serving
         assert "redis exited with code" in stack.output()
         _assert_metrics_complete_and_unique(stack.home / "tapfl.db", run)
+
+        # The worker still takes new runs from the restarted Redis.
+        body["overrides"] = SHORT
+        [after] = call("POST", "/experiments", json=body)["runs"]
+        after = wait_for(after["id"], lambda r: r["status"] in TERMINAL, "ended", 300)
+        assert after["status"] == "succeeded", f"{after['error']}{stack.output()}"
     finally:
         assert stack.stop() == 0, stack.output()
 

@@ -35,11 +35,20 @@ def sqlite_path(url: str) -> Path | None:
 
 
 def make_engine(url: str) -> Engine:
+    """An engine whose pool serves ``api_concurrency`` requests at once (see settings)."""
+    settings = get_settings()
+    pool: dict[str, Any] = {
+        "pool_size": settings.db_pool_size,
+        "max_overflow": settings.db_max_overflow,
+        "pool_timeout": settings.db_pool_timeout_s,
+    }
     path = sqlite_path(url)
     if path is None:
-        return create_engine(url, pool_pre_ping=True)
+        if make_url(url).get_backend_name() == "sqlite":  # in memory: one shared connection
+            return create_engine(url)
+        return create_engine(url, pool_pre_ping=True, **pool)
     path.parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"timeout": 30})
+    engine = create_engine(url, connect_args={"timeout": 30}, **pool)
     event.listen(engine, "connect", _configure_sqlite)
     return engine
 

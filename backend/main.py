@@ -15,8 +15,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, status
 from fastapi.exceptions import HTTPException
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from backend.api.limits import ConcurrencyLimit, pool_timeout, size_thread_pool
 from backend.api.main import api_router
 from backend.auth import ensure_bootstrap_token
 from backend.db import session_factory, upgrade_database
@@ -33,6 +35,7 @@ API_PREFIX = "/api/v1"
 @asynccontextmanager
 async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
     settings = get_settings()
+    size_thread_pool(settings)
     upgrade_database(settings.database_url)
     ensure_bootstrap_token(settings)
     reconciler = None
@@ -107,7 +110,9 @@ def create_app() -> FastAPI:
     )
     app.include_router(api_router, prefix=API_PREFIX)
     app.add_exception_handler(SubmissionError, _submission_error)
+    app.add_exception_handler(PoolTimeoutError, pool_timeout)
     app.add_middleware(BodySizeLimit)
+    app.add_middleware(ConcurrencyLimit)  # outermost: a waiting request holds nothing
     return app
 
 

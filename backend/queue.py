@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import time
 from functools import lru_cache
 from typing import Any, Protocol
 
@@ -19,6 +20,7 @@ from celery import Celery
 from kombu import Exchange, Queue
 
 from backend.settings import VISIBILITY_TIMEOUT_S as VISIBILITY_TIMEOUT_S  # re-exported
+from backend.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +30,12 @@ GPU_QUEUE = "gpu"
 QUEUES = (CPU_QUEUE, GPU_QUEUE)
 
 # Where kombu's Redis transport keeps messages: one list per queue and priority, and the
-# messages that workers hold unacknowledged (with late acks: the runs being run).
+# messages that workers hold unacknowledged (with late acks: the runs being run), with the
+# time each was taken. An entry outlives its worker: a worker killed with its message, or
+# a Redis restored from its append-only file, leaves it there for the visibility timeout.
 _PRIORITY_SEPARATOR = "\x06\x16"
 _UNACKED_KEY = "unacked"
+_UNACKED_INDEX_KEY = "unacked_index"  # delivery tag -> when a worker took it
 
 
 def celery_config(broker_url: str) -> dict[str, Any]:
@@ -58,8 +63,12 @@ class RunQueue(Protocol):
         """Send "run N may start"; returns the message's task id."""
         ...
 
-    def pending_run_ids(self) -> set[int] | None:
-        """Runs the broker holds a message for (waiting or held by a worker); None: unknown."""
+    def pending_run_ids(self, held_within_s: float | None = None) -> set[int] | None:
+        """Runs the broker holds a message for; None: unknown.
+
+        Messages waiting in a queue always count; one a worker took (and holds until the
+        run ends) counts only if it was taken less than ``held_within_s`` ago (None: any).
+        """
         ...
 
 
@@ -68,6 +77,8 @@ class CeleryRunQueue:
         self.broker_url = broker_url
         self._app = Celery("tapfl-client", set_as_current=False)
         self._app.conf.update(celery_config(broker_url))
+        # One broker connection per request served at once: none waits for another's.
+        self._app.conf.broker_pool_limit = get_settings().api_concurrency
 
     def enqueue(self, run_id: int, device: str, soft_time_limit: float, time_limit: float) -> str:
         # A short retry: a request should fail fast when Redis is down, not hang.
@@ -82,7 +93,7 @@ class CeleryRunQueue:
         )
         return str(result.id)
 
-    def pending_run_ids(self) -> set[int] | None:
+    def pending_run_ids(self, held_within_s: float | None = None) -> set[int] | None:
         client = redis.Redis.from_url(self.broker_url, socket_connect_timeout=2, socket_timeout=10)
         try:
             raw: list[bytes] = []
@@ -90,12 +101,19 @@ class CeleryRunQueue:
                 keys = [queue, *(f"{queue}{_PRIORITY_SEPARATOR}{p}" for p in range(1, 10))]
                 for key in keys:
                     raw.extend(client.lrange(key, 0, -1))
-            unacked = [json.loads(v)[0] for v in client.hvals(_UNACKED_KEY)]
+            held = client.hgetall(_UNACKED_KEY)
+            taken_at = dict(client.zrange(_UNACKED_INDEX_KEY, 0, -1, withscores=True))
         except redis.RedisError as exc:
             log.warning("cannot read the run queue at %s: %s", self.broker_url, exc)
             return None
         finally:
             client.close()
+        now = time.time()
+        unacked = [
+            json.loads(value)[0]
+            for tag, value in held.items()
+            if held_within_s is None or now - taken_at.get(tag, 0.0) < held_within_s
+        ]
         messages = [json.loads(m) for m in raw] + unacked
         return {run_id for m in messages if (run_id := _run_id(m)) is not None}
 

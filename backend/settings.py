@@ -42,6 +42,25 @@ class Settings(BaseSettings):
     """Each run's engine workdir (checkpoints, artifacts) is ``runs_dir/<run_id>``; unset:
     ``home/runs``."""
     max_body_bytes: int = 1_000_000
+
+    # Serving many requests at once (docs/API.md, "Concurrency"). A request holds at most one
+    # database connection and one thread at a time, so serving ``api_concurrency`` at once
+    # needs that many of each: the pool holds them and a few more for the reconciler.
+    api_concurrency: int = Field(default=32, ge=1)
+    """Requests the API serves at once; the others wait their turn (no thread, no connection)."""
+    api_max_waiting: int = Field(default=2000, ge=0)
+    """Requests that may wait for a turn; beyond, 503 with ``Retry-After`` at once."""
+    api_wait_timeout_s: float = Field(default=45.0, gt=0)
+    """A request that waited this long for its turn gets 503 with ``Retry-After`` (below the
+    60 s timeout of the Python client, so that it learns why)."""
+    retry_after_s: int = Field(default=2, ge=1)
+    """The ``Retry-After`` of a 503 from a saturated server."""
+    db_pool_size: int = Field(default=0, ge=0)
+    """Connections each process keeps open; unset (0): ``api_concurrency`` + 4."""
+    db_max_overflow: int = Field(default=4, ge=0)
+    """Connections opened beyond the pool at peaks, closed when returned."""
+    db_pool_timeout_s: float = Field(default=5.0, gt=0)
+    """How long a request waits for a free connection before it gets 503 (not 500)."""
     cache_dir: Path = Path()
     """The engine's cache, shared by every run: preprocessed data, tiny backbones; unset:
     ``home/cache``."""
@@ -90,6 +109,14 @@ class Settings(BaseSettings):
             self.runs_dir = self._absolute(self.home / "runs")
         if "cache_dir" not in given:
             self.cache_dir = self._absolute(self.home / "cache")
+        if "db_pool_size" not in given or self.db_pool_size == 0:
+            self.db_pool_size = self.api_concurrency + 4
+        if self.db_pool_size + self.db_max_overflow < self.api_concurrency:
+            raise ValueError(
+                f"db_pool_size + db_max_overflow ({self.db_pool_size} + {self.db_max_overflow})"
+                f" must be at least api_concurrency ({self.api_concurrency}): each request "
+                "served holds a database connection"
+            )
         if self.heartbeat_timeout_s < 2 * self.heartbeat_interval_s:
             raise ValueError(
                 f"heartbeat_timeout_s ({self.heartbeat_timeout_s:g}) must be at least twice "

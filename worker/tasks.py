@@ -33,7 +33,8 @@ TRACEBACK_LINES = 25
 MAX_ERROR_CHARS = 8000
 
 
-@app.task(name=RUN_TASK, bind=True)
+# The strategy runs in the worker's main process: stale messages never reach the pool.
+@app.task(name=RUN_TASK, bind=True, Strategy="worker.stale:strategy")
 def run(self, run_id: int) -> str:  # type: ignore[no-untyped-def]
     """Returns how the run ended (for the worker log; nothing reads a result)."""
     return execute(run_id, task_id=self.request.id, node=self.request.hostname)

@@ -6,9 +6,14 @@
    sent again; the next worker resumes it from its last checkpoint. A ``cancelling`` one
    becomes ``cancelled``; one past its hard time limit, or lost too often in a row,
    ``failed``.
-2. **Lost messages.** A ``queued`` run for which the broker holds no message (Redis
-   restarted without its data, or was flushed), sent at least ``resend_after_s`` ago, is
-   sent again.
+2. **Lost messages.** A ``queued`` run for which the broker holds no live message, sent
+   at least ``resend_after_s`` ago, is sent again. A message is lost when Redis restarted
+   without its data or was flushed, and dead when a worker took it but never claimed the
+   run: a live worker claims its run in SQL within seconds of taking the message, so a
+   message held unacknowledged for ``resend_after_s`` while its run is still ``queued``
+   belongs to a worker that is gone (killed, or shut down while Redis was down and its
+   message restored from Redis's append-only file). Such an entry stays in Redis's
+   ``unacked`` hash until the visibility timeout, and its re-delivery is dropped then.
 
 It runs every ``reconcile_interval_s`` in a thread of the API process, or as ``tapfl
 reconcile``. Several reconcilers (API replicas) take turns through a Redis lock; they would
@@ -102,10 +107,10 @@ def recover_lost_workers(session: Session, settings: Settings, report: Report) -
 def find_lost_messages(
     session: Session, queue: RunQueue, settings: Settings, now: datetime
 ) -> list[Run]:
-    """Step 2: queued runs sent long enough ago of which the broker knows nothing."""
+    """Step 2: queued runs sent long enough ago with no live message on the broker."""
     # The broker first, SQL second: a run claimed in between is no longer queued in SQL,
     # while the other order would take a run whose message was just consumed as lost.
-    pending = queue.pending_run_ids()
+    pending = queue.pending_run_ids(held_within_s=settings.resend_after_s)
     if pending is None:
         return []
     queued = session.scalars(select(Run).where(Run.status == RunStatus.QUEUED)).all()
@@ -125,8 +130,9 @@ def reconcile_once(session: Session, queue: RunQueue, settings: Settings) -> Rep
         add_log(
             session,
             run.id,
-            "the run queue holds no message for this queued run (was Redis "
-            "restarted without its data, or flushed?); sending it again",
+            "the run queue holds no live message for this queued run (Redis restarted "
+            "without its data or was flushed, or the worker that took the message is "
+            "gone); sending it again",
             level="WARNING",
             source="reconciler",
             attempt=run.attempt,

@@ -298,6 +298,22 @@ def claim_run(
     return run
 
 
+def stale_message(run: Run | None, now: datetime, heartbeat_timeout_s: float) -> str | None:
+    """Why a message for ``run`` would start nothing, or None when ``claim_run`` may act.
+
+    The worker asks this before it starts a process for a message: a message for a run that
+    is gone, has ended, or that a live worker runs, is dropped at no cost.
+    """
+    if run is None:
+        return "no such run"
+    if run.status in TERMINAL_STATUSES:
+        return f"it is {run.status}"
+    active = run.status in (RunStatus.RUNNING, RunStatus.CANCELLING)
+    if active and owner_lost(run, now, heartbeat_timeout_s) is None:
+        return f"{run.worker} runs it (a duplicate message)"
+    return None
+
+
 def end_cancelled(reason: str, now: datetime) -> Change:
     return Change(RunStatus.CANCELLED, reason, {"finished_at": now, "eta_s": None})
 

@@ -78,7 +78,7 @@ class FakeQueue:
         self.pending.add(run_id)
         return f"task-{len(self.sent)}"
 
-    def pending_run_ids(self) -> set[int] | None:
+    def pending_run_ids(self, held_within_s: float | None = None) -> set[int] | None:
         return None if self.fail else set(self.pending)
 
 

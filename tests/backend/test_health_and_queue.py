@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 
 import pytest
 import redis
@@ -67,6 +68,22 @@ def test_pending_run_ids_sees_waiting_messages_and_those_a_worker_holds(redis_ur
     broker.lpush(CPU_QUEUE, json.dumps({"headers": {"task": "other.task"}, "body": "x"}))
     assert queue.pending_run_ids() == set()  # foreign messages are no runs
     broker.delete(CPU_QUEUE)
+
+
+def test_a_message_held_longer_than_a_claim_takes_no_longer_counts(redis_url: str) -> None:
+    broker = redis.Redis.from_url(redis_url)
+    broker.delete(CPU_QUEUE, GPU_QUEUE, "unacked", "unacked_index")
+    queue = CeleryRunQueue(redis_url)
+    queue.enqueue(41, "cpu", 60, 90)
+    with queue._app.connection() as connection:
+        held = connection.default_channel.basic_get(CPU_QUEUE, no_ack=False)
+        assert held is not None
+        assert queue.pending_run_ids(held_within_s=30) == {41}
+        [tag] = broker.zrange("unacked_index", 0, -1)
+        broker.zadd("unacked_index", {tag: time.time() - 31})  # taken 31 s ago
+        assert queue.pending_run_ids(held_within_s=30) == set()
+        assert queue.pending_run_ids() == {41}  # without a bound: every held message
+        held.ack()
 
 
 def test_pending_run_ids_is_unknown_when_redis_is_down() -> None:

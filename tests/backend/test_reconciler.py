@@ -9,10 +9,12 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
+import redis
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.models import Run, RunLog, RunTransition, utcnow
+from backend.queue import CeleryRunQueue
 from backend.services import reconciler, runs
 from backend.services.leases import Lease
 from backend.settings import Settings
@@ -180,3 +182,31 @@ def test_the_reconciler_thread_recovers_runs_on_its_own(
     finally:
         thread.stop()
     assert not thread.is_alive() and queue.sent == [(silent, "auto")]
+
+
+def test_a_queued_run_whose_message_a_gone_worker_holds_is_sent_again(
+    sessions: sessionmaker[Session], tuned: Settings, redis_url: str
+) -> None:
+    """The message sits in Redis's ``unacked`` hash (its worker was stopped while Redis was
+    down, and Redis came back from its append-only file); the run went back to ``queued``."""
+    broker = redis.Redis.from_url(redis_url)
+    broker.flushdb()
+    queue = CeleryRunQueue(redis_url)
+    with sessions() as session:
+        stranded = add_run(session)
+        stranded.sent_at = utcnow() - timedelta(seconds=60)
+        session.commit()
+        run_id = stranded.id
+    queue.enqueue(run_id, "auto", 60, 90)
+    with queue._app.connection() as connection:
+        held = connection.default_channel.basic_get("cpu", no_ack=False)
+        assert held is not None
+        # Taken just now: its worker may be about to claim the run.
+        assert not _reconcile(sessions, queue, tuned)  # type: ignore[arg-type]
+        [tag] = broker.zrange("unacked_index", 0, -1)
+        broker.zadd("unacked_index", {tag: time.time() - tuned.resend_after_s - 1})
+        report = _reconcile(sessions, queue, tuned)  # type: ignore[arg-type]
+        assert report.resent == [run_id]
+        assert broker.llen("cpu") == 1  # the new message waits for a live worker
+        held.ack()
+    broker.flushdb()

@@ -20,7 +20,7 @@ from tests.backend.conftest import Api, add_run
 
 METHODS = {"get", "post", "put", "patch", "delete"}
 # Per operation and database: enough to reach every check, small enough for CI.
-EXAMPLES = 15
+EXAMPLES = 10
 
 
 def _operations(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:

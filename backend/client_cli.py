@@ -61,7 +61,9 @@ def submit(
         list[str] | None,
         typer.Option(help="sweep: dotted.key=[v1,v2] (repeatable); one run per combination"),
     ] = None,
-    time_limit_s: Annotated[float | None, typer.Option(help="soft limit per attempt")] = None,
+    time_limit_s: Annotated[
+        float | None, typer.Option(help="soft limit per attempt, in seconds (at least 10)")
+    ] = None,
     as_json: Json = False,
 ) -> None:
     """Submit an experiment to the API; prints its id and its runs."""

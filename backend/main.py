@@ -12,18 +12,18 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, status
+from fastapi import FastAPI, status
 from fastapi.exceptions import HTTPException
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from backend.api import errors
 from backend.api.limits import ConcurrencyLimit, pool_timeout, size_thread_pool
 from backend.api.main import api_router
 from backend.auth import ensure_bootstrap_token
 from backend.db import session_factory, upgrade_database
 from backend.queue import celery_run_queue
-from backend.services.experiments import SubmissionError
 from backend.services.reconciler import ReconcilerThread
 from backend.settings import get_settings
 
@@ -94,12 +94,6 @@ def _too_large(limit: int) -> JSONResponse:
     )
 
 
-async def _submission_error(_request: Request, exc: Exception) -> JSONResponse:
-    # The same shape as FastAPI's own request validation errors.
-    assert isinstance(exc, SubmissionError)
-    return JSONResponse({"detail": exc.errors}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
-
-
 def create_app() -> FastAPI:
     app = FastAPI(
         title="tapfl",
@@ -109,7 +103,7 @@ def create_app() -> FastAPI:
         openapi_url=f"{API_PREFIX}/openapi.json",
     )
     app.include_router(api_router, prefix=API_PREFIX)
-    app.add_exception_handler(SubmissionError, _submission_error)
+    errors.install(app)
     app.add_exception_handler(PoolTimeoutError, pool_timeout)
     app.add_middleware(BodySizeLimit)
     app.add_middleware(ConcurrencyLimit)  # outermost: a waiting request holds nothing

@@ -60,6 +60,12 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+# Ids are never handed out twice, even after the newest row was deleted: a deleted run's id
+# may still sit in a bookmark, a script or a log, and must not come to mean another run.
+# SQLite otherwise reuses the largest deleted rowid; PostgreSQL's sequences never do.
+NEVER_REUSE_IDS = {"sqlite_autoincrement": True}
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON}
@@ -80,6 +86,7 @@ ACTIVE_STATUSES = frozenset({RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.CANC
 
 class User(Base):
     __tablename__ = "users"
+    __table_args__ = NEVER_REUSE_IDS
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
@@ -93,6 +100,7 @@ class User(Base):
 
 class Experiment(Base):
     __tablename__ = "experiments"
+    __table_args__ = NEVER_REUSE_IDS
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
@@ -113,6 +121,7 @@ class Experiment(Base):
 
 class Run(Base):
     __tablename__ = "runs"
+    __table_args__ = NEVER_REUSE_IDS
 
     id: Mapped[int] = mapped_column(primary_key=True)
     experiment_id: Mapped[int] = mapped_column(
@@ -173,6 +182,7 @@ class Metric(Base):
         # whole run come straight off the index; and the series the compare view reads.
         Index("ix_metrics_series", *METRIC_SERIES_ORDER),
         Index("ix_metrics_compare", "run_id", "model", "split", "metric", "client", "task"),
+        NEVER_REUSE_IDS,
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -192,7 +202,10 @@ class TrainingLoss(Base):
     """Mean loss of one task over one client's local training in one round."""
 
     __tablename__ = "training_losses"
-    __table_args__ = (UniqueConstraint("run_id", "stage", "round", "client", "model", "task"),)
+    __table_args__ = (
+        UniqueConstraint("run_id", "stage", "round", "client", "model", "task"),
+        NEVER_REUSE_IDS,
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
@@ -222,6 +235,7 @@ class TrainingStepLoss(Base):
         UniqueConstraint(*STEP_KEY, name="uq_training_steps_key"),
         # The order /steps serves: one client's curves after another, each in step order.
         Index("ix_training_steps_series", *STEP_SERIES_ORDER),
+        NEVER_REUSE_IDS,
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -241,7 +255,7 @@ class Replacement(Base):
     """A TAP replacement decision: the personal model took over parameters of a task."""
 
     __tablename__ = "replacements"
-    __table_args__ = (UniqueConstraint("run_id", "round", "client", "task"),)
+    __table_args__ = (UniqueConstraint("run_id", "round", "client", "task"), NEVER_REUSE_IDS)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
@@ -258,6 +272,7 @@ class RunTransition(Base):
     """One change of a run's status: when, from what, to what and why."""
 
     __tablename__ = "run_transitions"
+    __table_args__ = NEVER_REUSE_IDS
 
     id: Mapped[int] = mapped_column(primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
@@ -273,7 +288,7 @@ class RunLog(Base):
     lifecycle's own notes (queued, taken by a worker, cancelled, re-queued, failed)."""
 
     __tablename__ = "run_logs"
-    __table_args__ = (Index("ix_run_logs_run_id_id", "run_id", "id"),)
+    __table_args__ = (Index("ix_run_logs_run_id_id", "run_id", "id"), NEVER_REUSE_IDS)
 
     id: Mapped[int] = mapped_column(primary_key=True)  # served as ``seq``: increases per run
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))

@@ -7,12 +7,17 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
-from backend.settings import MAX_RUN_TIME_LIMIT_S
+from backend.settings import MAX_RUN_TIME_LIMIT_S, MIN_RUN_TIME_LIMIT_S
 
 T = TypeVar("T")
+MAX_RUNS_PER_EXPERIMENT = 256
+"""Runs of one submission: the product of the sweep's value-list lengths."""
 SQL_INT_MAX = 2**31 - 1
 """Ids, clients and rounds are SQL INTEGERs: a larger number is a 422, not a database error."""
 SqlInt = Annotated[int, Field(ge=-SQL_INT_MAX - 1, le=SQL_INT_MAX)]
+# A loss or metric the engine computed may be NaN or infinite (a diverged run); JSON has no
+# such numbers, so it is sent as null.
+Measured = Annotated[float | None, Field(description="null when not a finite number")]
 RunStatusName = Literal["queued", "running", "cancelling", "succeeded", "failed", "cancelled"]
 
 
@@ -43,15 +48,18 @@ class PresetList(BaseModel):
 class ExperimentCreate(BaseModel):
     """A preset, optionally changed field by field, run once or over a sweep."""
 
+    # strict: JSON types as declared (no "5" for a number, no 0 for a boolean).
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,
+        allow_inf_nan=False,
         json_schema_extra={
             "examples": [
                 {
                     "name": "demo: fedavg vs local",
                     "preset": "demo",
                     "algorithm": "fedavg",
-                    "overrides": {"rounds": 4, "backbone.hidden_size": 32},
+                    "overrides": {"rounds": 4, "backbone.tiny_hidden_size": 32},
                     "sweep": {"seed": [41, 42], "algorithm": ["fedavg", "local"]},
                 }
             ]
@@ -60,21 +68,25 @@ class ExperimentCreate(BaseModel):
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
     preset: str = Field(min_length=1, max_length=200, description="a preset name (GET /presets)")
-    algorithm: str | None = Field(default=None, description="replaces the preset's algorithm")
+    algorithm: str | None = Field(
+        default=None, max_length=50, description="replaces the preset's algorithm"
+    )
     overrides: dict[str, Any] = Field(
         default_factory=dict,
         description="config fields to change: dotted keys (`backbone.name`) or nested objects",
     )
     sweep: dict[str, Annotated[list[Any], Field(min_length=1)]] = Field(
         default_factory=dict,
-        description="dotted key -> values; one run per combination (cartesian product)",
+        description="dotted key -> values; one run per combination (cartesian product), "
+        f"at most {MAX_RUNS_PER_EXPERIMENT} runs in all",
     )
     time_limit_s: float | None = Field(
         default=None,
-        gt=0,
+        ge=MIN_RUN_TIME_LIMIT_S,
         le=MAX_RUN_TIME_LIMIT_S,
         description="soft time limit of each attempt of each run, in seconds (default: the "
-        "server's TAPFL_RUN_TIME_LIMIT_S); a run that reaches it fails, keeping its checkpoint",
+        "server's TAPFL_RUN_TIME_LIMIT_S); a run that reaches it fails, keeping its "
+        "checkpoint, and is not queued again",
     )
 
 
@@ -142,7 +154,7 @@ class MetricOut(BaseModel):
     model: str
     split: str
     metric: str
-    value: float
+    value: Measured
     n: int
 
 
@@ -154,7 +166,7 @@ class LossOut(BaseModel):
     client: int
     model: str
     task: str
-    loss: float
+    loss: Measured
     steps: int
 
 
@@ -196,7 +208,7 @@ class StepOut(BaseModel):
         "as added (`kd`: TAP's λ·KD)"
     )
     task: str = Field(description="empty for a term of the whole micro-batch (orthogonality)")
-    value: float
+    value: Measured
 
 
 class StepFilter(BaseModel):
@@ -262,9 +274,9 @@ class ReplacementOut(BaseModel):
     round: int
     client: int
     task: str
-    global_loss: float
-    personal_loss: float
-    margin: float
+    global_loss: Measured
+    personal_loss: Measured
+    margin: Measured
     parameters_copied: int
 
 
@@ -280,7 +292,7 @@ USER_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$"
 
 
 class UserCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     name: str = Field(pattern=USER_NAME_PATTERN, examples=["ada"])
     admin: bool = False

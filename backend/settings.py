@@ -17,6 +17,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # to another worker; it must exceed the longest run (time limit plus kill grace).
 VISIBILITY_TIMEOUT_S = 7 * 24 * 3600
 MAX_RUN_TIME_LIMIT_S = VISIBILITY_TIMEOUT_S - 24 * 3600
+MIN_RUN_TIME_LIMIT_S = 10.0
+"""The smallest time limit of a run. Before its first round a run starts a process, claims
+the run, loads its data and builds its model: seconds even for the demo preset. A smaller
+limit could only kill the run in its setup, so it is refused rather than accepted."""
 
 
 class Settings(BaseSettings):
@@ -80,7 +84,9 @@ class Settings(BaseSettings):
     """A queued run whose message the broker lost is sent again once it is this old."""
     max_recoveries: int = Field(default=3, ge=0)
     """Worker losses in a row (without a round completed between them) before a run fails."""
-    run_time_limit_s: float = Field(default=5 * 24 * 3600, gt=0, le=MAX_RUN_TIME_LIMIT_S)
+    run_time_limit_s: float = Field(
+        default=5 * 24 * 3600, ge=MIN_RUN_TIME_LIMIT_S, le=MAX_RUN_TIME_LIMIT_S
+    )
     """Soft time limit of one attempt of a run, unless the experiment sets its own."""
     run_kill_grace_s: float = Field(default=300.0, gt=0, le=24 * 3600)
     """After the soft limit, how long a run has to stop before its process is killed."""

@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic.json_schema import SkipJsonSchema
 
 from tap_engine import catalog
@@ -29,8 +37,40 @@ Modality = Literal["image", "text"]
 TASK_FAMILIES: tuple[str, ...] = TaskFamily.__args__  # type: ignore[attr-defined]
 
 
+# Bounds of a config's settings. Each is far above any sensible experiment and far below
+# what breaks something: a SQL INTEGER column (rounds, seed), memory (widths, batches), a
+# float that overflows to inf. A value outside them is refused with its field's path.
+MAX_ROUNDS = 100_000
+MAX_STEPS = 1_000_000
+"""Local steps, stage-2 iterations, warm-up rounds, evaluation intervals."""
+MAX_BATCH = 65_536
+MAX_GRAD_ACCUM = 1_024
+MAX_WIDTH = 4_096
+"""Width of a *-tiny backbone, and tokens of a text input or target."""
+MAX_IMAGE_SIZE = 1_024
+MAX_SAMPLES = 1_000_000_000
+"""Caps on training and test items, and class counts."""
+MAX_SEED = 2**31 - 1
+"""A run's seed is stored in a SQL INTEGER column (and numpy takes seeds below 2**32)."""
+MAX_LR = 10.0
+MAX_WEIGHT = 1e6
+"""Loss weights, margins, weight decay and clipping norms."""
+MAX_TEXT_CHARS = 500
+"""Names, paths, templates and every other text setting but the description."""
+MAX_DESCRIPTION_CHARS = 2_000
+"""Stored with each run of a sweep and sent with every listing: a paragraph, not a file."""
+HUB_ID_PATTERN = r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$"
+"""A hub dataset id, ``name`` or ``owner/name``; a local copy goes in ``path`` instead."""
+
+Bounded = Annotated[int, Field(ge=1, le=MAX_STEPS)]
+Weight = Annotated[float, Field(ge=0, le=MAX_WEIGHT)]
+
+
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=False)
+    # allow_inf_nan=False: no setting means anything as NaN or infinity.
+    model_config = ConfigDict(
+        extra="forbid", frozen=False, allow_inf_nan=False, str_max_length=MAX_TEXT_CHARS
+    )
 
 
 class DatasetSpec(StrictModel):
@@ -62,8 +102,13 @@ class DatasetSpec(StrictModel):
     text_column: str | None = Field(default=None, description="model input text")
     target_column: str | None = Field(default=None, description="text generation target")
     label_column: str | None = "label"
-    label_offset: int = Field(default=0, description="subtracted from labels (AG News: 1)")
-    num_classes: PositiveInt | None = None
+    label_offset: int = Field(
+        default=0,
+        ge=-MAX_SAMPLES,
+        le=MAX_SAMPLES,
+        description="subtracted from labels (AG News: 1)",
+    )
+    num_classes: Annotated[int, Field(ge=1, le=MAX_SAMPLES)] | None = None
     text_template: str | None = Field(
         default=None, description="input text from columns, e.g. '{title} {description}'"
     )
@@ -76,6 +121,26 @@ class DatasetSpec(StrictModel):
         default=None, description="a paper prompt template building input and target text"
     )
 
+    @field_validator("name")
+    @classmethod
+    def _hub_id(cls, name: str, info: ValidationInfo) -> str:
+        # A hub id that is a path would make `datasets` read that folder of the server.
+        if info.data.get("source") == "hub" and (
+            not re.match(HUB_ID_PATTERN, name) or ".." in name
+        ):
+            raise ValueError(
+                f"{name!r} is not a hub dataset id (`name` or `owner/name`); give a local "
+                "copy as `path`"
+            )
+        return name
+
+    @field_validator("path")
+    @classmethod
+    def _copy_of_a_real_dataset(cls, path: str | None, info: ValidationInfo) -> str | None:
+        if path is not None and info.data.get("source") == "builtin":
+            raise ValueError("a builtin dataset is generated; it has no local copy to read")
+        return path
+
 
 class TaskPart(StrictModel):
     """One source of a task's data: a slice of a dataset, with its domain."""
@@ -87,8 +152,8 @@ class TaskPart(StrictModel):
         description="successive (index, count) splits: [[0, 3], [1, 2]] = 2nd half of 1st third",
     )
     labels: list[int] | None = Field(default=None, description="keep only these labels")
-    max_train: PositiveInt | None = None
-    max_test: PositiveInt | None = None
+    max_train: Annotated[int, Field(ge=1, le=MAX_SAMPLES)] | None = None
+    max_test: Annotated[int, Field(ge=1, le=MAX_SAMPLES)] | None = None
 
     @field_validator("shards")
     @classmethod
@@ -122,8 +187,8 @@ class TaskSpec(StrictModel):
     domain: str = "general"
     shards: list[tuple[int, int]] = Field(default_factory=list)
     labels: list[int] | None = None
-    max_train: PositiveInt | None = None
-    max_test: PositiveInt | None = None
+    max_train: Annotated[int, Field(ge=1, le=MAX_SAMPLES)] | None = None
+    max_test: Annotated[int, Field(ge=1, le=MAX_SAMPLES)] | None = None
     # ... or several (a task over several domains, e.g. MMLU's three subjects).
     parts: list[TaskPart] | None = Field(
         default=None, description="several sources, each with its domain; replaces dataset"
@@ -174,11 +239,17 @@ class ClientSpec(StrictModel):
 class ScenarioSpec(StrictModel):
     datasets: dict[str, DatasetSpec] = Field(min_length=1)
     clients: list[ClientSpec] = Field(min_length=1)
-    max_train: PositiveInt | None = Field(
-        default=None, description="cap on every task part's training items (quick runs)"
+    max_train: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_SAMPLES,
+        description="cap on every task part's training items (quick runs)",
     )
-    max_test: PositiveInt | None = Field(
-        default=None, description="cap on every task part's test items (quick runs)"
+    max_test: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_SAMPLES,
+        description="cap on every task part's test items (quick runs)",
     )
 
     @model_validator(mode="after")
@@ -216,15 +287,25 @@ class BackboneSpec(StrictModel):
         description="hub id or local directory; default: the hub model, or for *-tiny a "
         "random-weight model built offline",
     )
-    tiny_hidden_size: PositiveInt = Field(default=48, description="width of *-tiny backbones")
-    max_text_length: PositiveInt | None = Field(
-        default=None, description="input tokens; default 256 (FLAVA) / 40 (ViLT)"
+    tiny_hidden_size: int = Field(
+        default=48, ge=1, le=MAX_WIDTH, description="width of *-tiny backbones"
     )
-    max_target_length: PositiveInt | None = Field(
-        default=None, description="text generation target tokens; default max_text_length"
-    )
-    image_size: PositiveInt | None = Field(
+    max_text_length: int | None = Field(
         default=None,
+        ge=1,
+        le=MAX_WIDTH,
+        description="input tokens; default 256 (FLAVA) / 40 (ViLT)",
+    )
+    max_target_length: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_WIDTH,
+        description="text generation target tokens; default max_text_length",
+    )
+    image_size: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_IMAGE_SIZE,
         description="side the image adaptor resizes to before the backbone; default: 224 as "
         "in the paper's code, or the backbone's own image size where that is smaller",
     )
@@ -269,59 +350,66 @@ class RunConfig(StrictModel):
     """Everything that determines a run; equal configs give equal results on CPU."""
 
     name: str = "run"
-    description: str = ""
+    description: str = Field(default="", max_length=MAX_DESCRIPTION_CHARS)
     preset: str | None = None
     algorithm: str = "tap"
-    seed: int = 41
+    seed: int = Field(default=41, ge=0, le=MAX_SEED)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["fp32", "bf16"] = Field(
         default="fp32", description="bf16: autocast on CUDA (ignored on CPU)"
     )
     backbone: BackboneSpec = Field(default_factory=BackboneSpec)
     # Paper defaults (TAP_SPEC section 3); None takes the backbone's default.
-    rounds: PositiveInt = 200
+    rounds: int = Field(default=200, ge=1, le=MAX_ROUNDS)
     clients_per_round: PositiveInt = 2
-    local_steps: PositiveInt | None = None
-    batch_size: PositiveInt = 32
-    grad_accum: PositiveInt = 4
-    min_lr: float | None = Field(default=None, gt=0)
-    peak_lr: float | None = Field(default=None, gt=0)
-    warmup_rounds: int = Field(default=20, ge=0)
-    weight_decay: float = Field(default=0.01, ge=0)
-    grad_clip: float = Field(default=1.0, gt=0)
+    local_steps: Bounded | None = None
+    batch_size: int = Field(default=32, ge=1, le=MAX_BATCH)
+    grad_accum: int = Field(default=4, ge=1, le=MAX_GRAD_ACCUM)
+    min_lr: float | None = Field(default=None, gt=0, le=MAX_LR)
+    peak_lr: float | None = Field(default=None, gt=0, le=MAX_LR)
+    warmup_rounds: int = Field(default=20, ge=0, le=MAX_ROUNDS)
+    weight_decay: Weight = 0.01
+    grad_clip: float = Field(default=1.0, gt=0, le=MAX_WEIGHT)
     # A negative margin would replace parameters that are worse than the global ones.
-    margins: dict[TaskFamily, Annotated[float, Field(ge=0, allow_inf_nan=False)]] | None = Field(
+    margins: dict[TaskFamily, Weight] | None = Field(
         default=None, description="replacement margin per task family (>= 0, finite)"
     )
     post_iterations: int = Field(
         default=50,
         ge=0,
+        le=MAX_STEPS,
         description="stage-2 fine-tuning length in micro-batches, as the paper's code counts "
         "it: an optimizer step every grad_accum of them and after the last",
     )
     # The old name, refused with a pointer to the new one (never part of a resolved config).
     post_steps: SkipJsonSchema[Any] = Field(default=None, exclude=True)
-    kd_lambda: float = Field(default=2e-3, ge=0, description="stage-2 distillation weight")
-    kd_text_classification_factor: float = Field(
-        default=500.0, ge=0, description="kd_lambda multiplier for text classification"
+    kd_lambda: Weight = Field(default=2e-3, description="stage-2 distillation weight")
+    kd_text_classification_factor: Weight = Field(
+        default=500.0, description="kd_lambda multiplier for text classification"
     )
     kd_text_positions: Literal["all", "target"] = Field(
         default="all",
         description="text generation KD over every position up to max_target_length "
         "(all: the paper's code) or over each sample's target tokens only (target)",
     )
-    disentafl_weight: float = Field(default=0.5, ge=0, description="DisentAFL orthogonality")
-    eval_every: PositiveInt = 10
-    eval_batch_size: PositiveInt = 64
-    eval_max_samples: PositiveInt | None = Field(
-        default=None, description="cap on each evaluation set (a fixed subset), None: all"
+    disentafl_weight: Weight = Field(default=0.5, description="DisentAFL orthogonality")
+    eval_every: Bounded = 10
+    eval_batch_size: int = Field(default=64, ge=1, le=MAX_BATCH)
+    eval_max_samples: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_SAMPLES,
+        description="cap on each evaluation set (a fixed subset), None: all",
     )
     bertscore_model: str | None = Field(
         default="bert-base-uncased",
         description="hub id or folder of BERTScore's model; None: no BERTScore",
     )
-    bertscore_num_layers: PositiveInt | None = Field(
-        default=None, description="BERTScore layer; None: bert-score's default for the model"
+    bertscore_num_layers: int | None = Field(
+        default=None,
+        ge=1,
+        le=1_000,
+        description="BERTScore layer; None: bert-score's default for the model",
     )
     scenario: ScenarioSpec
 

@@ -19,7 +19,7 @@ from backend.db import session_factory
 from backend.models import RunStatus
 from backend.queue import RUN_TASK, celery_run_queue
 from backend.services import runs
-from backend.services.dispatch import send_runs
+from backend.services.dispatch import send_runs, time_limits
 from backend.settings import Settings, get_settings
 from tap_engine import runner
 from tap_engine.config import RunConfig
@@ -51,31 +51,64 @@ def execute(run_id: int, task_id: str | None = None, node: str | None = None) ->
     settings = get_settings()
     sessions = session_factory()
     owner = runs.Owner.current(node or socket.gethostname())
-    with sessions() as session:
-        claimed = runs.claim_run(
-            session,
-            run_id,
-            owner,
-            task_id=task_id,
-            heartbeat_timeout_s=settings.heartbeat_timeout_s,
-            max_recoveries=settings.max_recoveries,
-        )
-        if claimed is None:
-            log.info("run %s not started: %s", run_id, _why_not(session, run_id))
-            return "skipped"
-        attempt, stored_config = claimed.attempt, claimed.config
-        time_limit = claimed.time_limit_s or settings.run_time_limit_s
+    try:
+        with sessions() as session:
+            claimed = runs.claim_run(
+                session,
+                run_id,
+                owner,
+                task_id=task_id,
+                heartbeat_timeout_s=settings.heartbeat_timeout_s,
+                max_recoveries=settings.max_recoveries,
+            )
+            if claimed is None:
+                log.info("run %s not started: %s", run_id, _why_not(session, run_id))
+                return "skipped"
+            attempt, stored_config = claimed.attempt, claimed.config
+            time_limit, _ = time_limits(claimed, settings)
+    except SoftTimeLimitExceeded:
+        # Out of time while claiming: the run fails here. Left queued (or running without
+        # a worker), the reconciler would send it again, and it would run out again.
+        return _out_of_time_unclaimed(run_id, task_id, sessions)
 
     runtime = RunRuntime(
         run_id, attempt, sessions, settings.heartbeat_interval_s, settings.run_log_level
-    ).start()
+    )
     try:
+        runtime.start()
         outcome = _run_engine(
             run_id, attempt, stored_config, time_limit, sessions, settings, runtime
         )
+    except SoftTimeLimitExceeded:  # in the setup around the engine, before its own handler
+        outcome = Outcome("failed", error=time_limit_error(run_id, time_limit))
     finally:
         runtime.stop()  # the run's last log lines go in before its final status
     return _record(run_id, attempt, outcome, owner, sessions, settings)
+
+
+def time_limit_error(run_id: int, time_limit: float) -> str:
+    error = (
+        f"time limit reached: the attempt ran for its {time_limit:.0f} s limit and was "
+        "stopped. Retry resumes from the last checkpoint; the limit is the experiment's "
+        "time_limit_s or the server's TAPFL_RUN_TIME_LIMIT_S."
+    )
+    log.error("run %s: %s", run_id, error)
+    return error
+
+
+def _out_of_time_unclaimed(
+    run_id: int, task_id: str | None, sessions: sessionmaker[Session]
+) -> str:
+    error = (
+        "time limit reached before the run started: the attempt's time limit ran out while "
+        "the worker was taking the run. Retry to run it again."
+    )
+    log.error("run %s: %s", run_id, error)
+    if task_id is not None:
+        with sessions() as session:
+            if runs.fail_task(session, run_id, task_id, error):
+                return "failed"
+    return "abandoned"
 
 
 def _why_not(session: Session, run_id: int) -> str:
@@ -133,13 +166,7 @@ def _run_engine(
             state_memory_budget_mb=settings.state_memory_budget_mb,
         )
     except SoftTimeLimitExceeded:
-        error = (
-            f"time limit reached: the attempt ran for its {time_limit:.0f} s limit and was "
-            "stopped. Retry resumes from the last checkpoint; the limit is the experiment's "
-            "time_limit_s or the server's TAPFL_RUN_TIME_LIMIT_S."
-        )
-        log.error("run %s: %s", run_id, error)
-        return Outcome("failed", error=error)
+        return Outcome("failed", error=time_limit_error(run_id, time_limit))
     except Exception as exc:  # bad data, bad model path, a bug: the run fails, the worker goes on
         log.error("run %s failed", run_id, exc_info=exc)
         return Outcome("failed", error=describe_failure(exc))

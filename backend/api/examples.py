@@ -17,7 +17,7 @@ CONFIG = {
     "clients": 3,
     "clients_per_round": 3,
     "device": "cpu",
-    "backbone": {"name": "tiny", "tiny_hidden_size": 32},
+    "backbone": {"name": "flava-tiny", "tiny_hidden_size": 32},
 }
 
 RUN = {

@@ -92,7 +92,7 @@ class MetricRow(TypedDict):
     model: str
     split: str
     metric: str
-    value: float
+    value: float | None  # null: not a finite number
 
 
 class LossRow(TypedDict):
@@ -101,7 +101,7 @@ class LossRow(TypedDict):
     client: int
     model: str
     task: str
-    loss: float
+    loss: float | None
     steps: int
 
 
@@ -117,7 +117,7 @@ class StepRow(TypedDict):
     micro_batches: int
     term: str
     task: str
-    value: float
+    value: float | None
 
 
 class LogLine(TypedDict):
@@ -132,9 +132,9 @@ class ReplacementRow(TypedDict):
     round: int
     client: int
     task: str
-    global_loss: float
-    personal_loss: float
-    margin: float
+    global_loss: float | None
+    personal_loss: float | None
+    margin: float | None
     parameters_copied: int
 
 

@@ -6,6 +6,8 @@ migration runs inside the lock it holds; the ``alembic`` command line connects i
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from logging.config import fileConfig
 from typing import Any, Literal
 
@@ -37,6 +39,34 @@ def _render_item(kind: str, obj: Any, _autogen_context: Any) -> str | Literal[Fa
 
 
 def _run(connection: Connection) -> None:
+    if connection.dialect.name == "sqlite":
+        with _sqlite_foreign_keys_off(connection):
+            _migrate(connection)
+    else:
+        _migrate(connection)
+
+
+@contextlib.contextmanager
+def _sqlite_foreign_keys_off(connection: Connection) -> Iterator[None]:
+    """A batch migration rebuilds a table (copy, drop, rename); with foreign keys on, the
+    drop of a parent table would first delete every child row through ON DELETE CASCADE.
+
+    SQLite takes the pragma only outside a transaction, so it must come before the first
+    write; the keys are checked once the migrations are done."""
+    dbapi = connection.connection.dbapi_connection
+    if getattr(dbapi, "in_transaction", False):
+        raise RuntimeError("migrate SQLite on a connection that has not written yet")
+    connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+    try:
+        yield
+        broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+        if broken:
+            raise RuntimeError(f"the migration left rows without their parent: {broken[:5]}")
+    finally:
+        connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+
+
+def _migrate(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,

@@ -11,7 +11,7 @@ from backend.models import Run
 from backend.queue import RunQueue
 from backend.services import runs
 from backend.services.run_logs import add_log
-from backend.settings import Settings
+from backend.settings import MIN_RUN_TIME_LIMIT_S, Settings
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +19,9 @@ log = logging.getLogger(__name__)
 def time_limits(run: Run, settings: Settings) -> tuple[float, float]:
     """(soft, hard) seconds for one attempt: the soft limit ends the run as failed with a
     reason; the hard one kills a process that did not stop after the soft one."""
-    soft = run.time_limit_s or settings.run_time_limit_s
+    # The floor holds for rows stored before there was one (a limit of 0.01 s killed
+    # the run before it started).
+    soft = max(run.time_limit_s or settings.run_time_limit_s, MIN_RUN_TIME_LIMIT_S)
     return soft, soft + settings.run_kill_grace_s
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import re
 import shutil
 import uuid
@@ -16,15 +17,13 @@ from sqlalchemy.orm import Session, selectinload
 
 from backend.models import ACTIVE_STATUSES, Experiment, Run, RunStatus, User, utcnow
 from backend.queue import RunQueue
-from backend.schemas import ExperimentCreate, ExperimentFilter
+from backend.schemas import MAX_RUNS_PER_EXPERIMENT, ExperimentCreate, ExperimentFilter
 from backend.services import runs as run_service
 from backend.services.dispatch import send_runs
 from backend.settings import Settings
 from tap_engine.config import ConfigError, RunConfig, list_presets, resolve_config
 
 log = logging.getLogger(__name__)
-
-MAX_RUNS_PER_EXPERIMENT = 256
 
 Loc = tuple[str | int, ...]
 
@@ -52,17 +51,21 @@ def resolve_runs(body: ExperimentCreate) -> list[tuple[RunConfig, dict[str, Any]
         raise SubmissionError(
             [_error(("body", "preset"), f"unknown preset {body.preset!r} (known: {known})")]
         )
-    combos = sweep_combinations(body.sweep)
-    if len(combos) > MAX_RUNS_PER_EXPERIMENT:
+    # The size from the axes' lengths, before any combination is built: a short body can
+    # describe billions of them.
+    size = math.prod(len(values) for values in body.sweep.values())
+    if size > MAX_RUNS_PER_EXPERIMENT:
+        axes = " x ".join(str(len(values)) for values in body.sweep.values())
         raise SubmissionError(
             [
                 _error(
                     ("body", "sweep"),
-                    f"the sweep gives {len(combos)} runs; at most "
+                    f"the sweep gives {axes} = {size} runs; at most "
                     f"{MAX_RUNS_PER_EXPERIMENT} fit in one experiment",
                 )
             ]
         )
+    combos = sweep_combinations(body.sweep)
     configs: list[tuple[RunConfig, dict[str, Any]]] = []
     errors: list[dict[str, Any]] = []
     for combo in combos:

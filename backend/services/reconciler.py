@@ -4,8 +4,8 @@
    ``heartbeat_timeout_s`` (or whose worker process is gone from this machine) lost its
    worker: process killed, out of memory, machine gone. It goes back to ``queued`` and is
    sent again; the next worker resumes it from its last checkpoint. A ``cancelling`` one
-   becomes ``cancelled``; one past its hard time limit, or lost too often in a row,
-   ``failed``.
+   becomes ``cancelled``; one whose attempt outlived its time limit, or lost too often in
+   a row, ``failed``: a run that reached its limit is never queued again by itself.
 2. **Lost messages.** A ``queued`` run for which the broker holds no live message, sent
    at least ``resend_after_s`` ago, is sent again. A message is lost when Redis restarted
    without its data or was flushed, and dead when a worker took it but never claimed the
@@ -73,12 +73,15 @@ def recover_lost_workers(session: Session, settings: Settings, report: Report) -
                 return None
             if run.status == RunStatus.CANCELLING:
                 return runs.end_cancelled(f"{lost} while it was being cancelled", now)
-            _, hard = time_limits(run, settings)
-            if run.claimed_at and (now - run.claimed_at).total_seconds() >= hard:
+            soft, _ = time_limits(run, settings)
+            ran = (now - run.claimed_at).total_seconds() if run.claimed_at else 0.0
+            if ran >= soft:
+                # It reached its limit and its worker died before saying so; a new attempt
+                # would get the same limit again.
                 error = (
-                    f"time limit reached: the attempt ran {hard:.0f} s (soft limit plus "
-                    f"{settings.run_kill_grace_s:.0f} s grace) and its process was stopped "
-                    f"({lost}). Retry resumes from the last checkpoint."
+                    f"time limit reached: the attempt ran {ran:.0f} s, past its {soft:.0f} s "
+                    f"limit, and its worker is gone ({lost}). Retry resumes from the last "
+                    "checkpoint."
                 )
                 values = {"error": error, "finished_at": now, "eta_s": None}
                 return runs.Change(RunStatus.FAILED, error, values, level="ERROR")

@@ -381,11 +381,13 @@ def fail_run(session: Session, run_id: int, attempt: int | None, error: str) -> 
 
 
 def fail_task(session: Session, run_id: int, task_id: str, error: str) -> bool:
-    """Fail the run if its current attempt came from message ``task_id`` (whose process the
-    worker killed at the hard time limit)."""
+    """Fail the run if its current attempt came from message ``task_id``, whose time limit
+    ran out: the worker killed its process at the hard limit, or the soft limit struck
+    before the claim was done (the run is still ``queued`` with that message's id)."""
 
     def decide(run: Run, now: datetime) -> Change | None:
-        if not _owned(run, None) or run.task_id != task_id:
+        waiting = run.status == RunStatus.QUEUED
+        if not (waiting or _owned(run, None)) or run.task_id != task_id:
             return None
         values = {"error": error, "finished_at": now, "eta_s": None}
         return Change(RunStatus.FAILED, error, values, level="ERROR")

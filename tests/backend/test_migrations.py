@@ -173,3 +173,43 @@ def test_upgrading_rewrites_post_steps_so_stored_runs_keep_their_stage_two(
     engine = make_engine(url)
     assert "training_steps" not in inspect(engine).get_table_names()
     engine.dispose()
+
+
+def test_the_autoincrement_rebuild_keeps_every_row_and_its_children(tmp_path: Path) -> None:
+    # Rebuilding a parent table with foreign keys on would cascade-delete its children.
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    config = alembic_config(url)
+    config.attributes["configure_logging"] = False
+    command.upgrade(config, "0004")
+    engine = make_engine(url)
+    rows = {
+        "users": "(id, name, token_hash, is_admin, created_at) VALUES (1, 'u', 'h', 1, 0)",
+        "experiments": "(id, name, preset, owner_id, spec, created_at) "
+        "VALUES (1, 'e', 'demo', 1, '{}', 0)",
+        "runs": "(id, experiment_id, algorithm, seed, config, status, round, total_rounds, "
+        "progress, created_at, group_id, attempt, recoveries) "
+        "VALUES (1, 1, 'tap', 1, '{}', 'succeeded', 0, 3, 0, 0, 'g', 0, 0)",
+        "metrics": "(run_id, round, stage, client, task, model, split, metric, value, n) "
+        "VALUES (1, 1, 'fl', 0, 't', 'global', 'local', 'accuracy', 0.5, 3)",
+        "run_logs": "(run_id, time, level, source, attempt, message) "
+        "VALUES (1, 0, 'INFO', 'api', 0, 'hi')",
+    }
+    with engine.begin() as db:
+        for table, values in rows.items():
+            db.execute(text(f"INSERT INTO {table} {values}"))
+    engine.dispose()
+    upgrade_database(url)
+    engine = make_engine(url)
+    try:
+        with engine.connect() as db:
+            counts = {t: db.execute(text(f"SELECT count(*) FROM {t}")).scalar() for t in rows}
+            schemas = db.execute(text("SELECT sql FROM sqlite_master WHERE type = 'table'"))
+            autoincrement = {sql.split("(")[0].split()[-1].strip('"'): "AUTOINCREMENT" in sql
+                             for (sql,) in schemas}  # fmt: skip
+    finally:
+        engine.dispose()
+    assert counts == dict.fromkeys(rows, 1)
+    assert {t: autoincrement[t] for t in Base.metadata.tables} == dict.fromkeys(
+        Base.metadata.tables, True
+    )
+    assert _diff(url) == []

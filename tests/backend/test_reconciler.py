@@ -98,6 +98,20 @@ def test_a_silent_cancelling_run_ends_cancelled_and_one_past_its_hard_limit_fail
     assert "gave up after losing its worker" in (_get(sessions, worn_out).error or "")
 
 
+def test_a_lost_run_past_its_soft_limit_fails_rather_than_running_out_again(
+    sessions: sessionmaker[Session], tuned: Settings
+) -> None:
+    # Its worker died between the soft limit and the kill: a new attempt would get the
+    # same limit and end the same way, so the run fails, saying why.
+    ran = utcnow() - timedelta(seconds=tuned.run_time_limit_s + 1)
+    overdue = _running(sessions, heartbeat_age_s=60, claimed_at=ran)
+    queue = FakeQueue()
+    assert _reconcile(sessions, queue, tuned).failed == [overdue]
+    assert queue.sent == []
+    error = _get(sessions, overdue).error or ""
+    assert error.startswith("time limit reached") and "worker is gone" in error
+
+
 def test_queued_runs_the_broker_lost_are_sent_again_and_no_others(
     sessions: sessionmaker[Session], tuned: Settings
 ) -> None:

@@ -150,7 +150,7 @@ def test_the_apis_422_lands_under_the_field_and_submit_waits(
     at.number_input(key="submit_rounds").set_value(0).run()
     rounds = column_with(at, "Rounds")
     assert len(rounds.error) == 1
-    assert "greater than 0" in rounds.error[0].value
+    assert "greater than or equal to 1" in rounds.error[0].value
     # Under Rounds, not at the top: the other column and the page's general slot stay clean.
     assert not column_with(at, "Seed").error
     assert not errors_under_extra_overrides(at)

@@ -70,7 +70,7 @@ def test_results_of_a_folder_without_events_fail_naming_it(tmp_path: Path):
 def test_invalid_override_exits_2_naming_the_field(tmp_path: Path):
     proc = tapfl("run", "--set", "rounds=0", "-o", str(tmp_path / "x"))
     assert proc.returncode == 2
-    assert "rounds" in proc.stderr and "greater than 0" in proc.stderr
+    assert "rounds" in proc.stderr and "greater than or equal to 1" in proc.stderr
     assert not (tmp_path / "x").exists()
 
 

@@ -144,3 +144,42 @@ def test_a_margin_must_be_finite_and_not_negative(value):
 def test_a_zero_margin_is_accepted():
     config = resolve_config("demo", overrides={"margins.image_classification": 0})
     assert config.margins["image_classification"] == 0
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("rounds", 10**30),
+        ("seed", 2**63),
+        ("peak_lr", float("nan")),
+        ("kd_lambda", float("inf")),
+        ("grad_clip", float("-inf")),
+        ("batch_size", 10**9),
+        ("backbone.tiny_hidden_size", 10**6),
+        ("scenario.max_train", 10**12),
+    ],
+)
+def test_a_setting_past_its_bound_is_refused_at_its_path(key, value):
+    with pytest.raises(ValidationError) as caught:
+        resolve_config("demo", overrides={key: value})
+    assert [e["loc"] for e in caught.value.errors()] == [tuple(key.split("."))]
+
+
+@pytest.mark.parametrize("name", ["cais/mmlu", "uoft-cs/cifar100", "mnist", "a.b/c_d-1"])
+def test_a_hub_id_is_accepted_as_a_hub_dataset_name(name):
+    overrides = {"scenario.datasets.digits.source": "hub", "scenario.datasets.digits.name": name}
+    assert resolve_config("demo", overrides=overrides).scenario.datasets["digits"].name == name
+
+
+@pytest.mark.parametrize("name", ["/var/tapfl", "./cache", "../x", "a/../b", "a/b/c", "~/d", ""])
+def test_a_path_is_not_a_hub_dataset_name(name):
+    overrides = {"scenario.datasets.digits.source": "hub", "scenario.datasets.digits.name": name}
+    with pytest.raises(ValidationError, match="not a hub dataset id") as caught:
+        resolve_config("demo", overrides=overrides)
+    assert caught.value.errors()[0]["loc"] == ("scenario", "datasets", "digits", "name")
+
+
+def test_a_builtin_dataset_takes_no_path():
+    with pytest.raises(ValidationError, match="builtin dataset") as caught:
+        resolve_config("demo", overrides={"scenario.datasets.digits.path": "/data/digits"})
+    assert caught.value.errors()[0]["loc"] == ("scenario", "datasets", "digits", "path")

@@ -1,11 +1,14 @@
 """The paper's presets run end to end on small local stand-ins with the hub schemas, loaded
 through ``datasets.load_dataset`` exactly as hub ids are (a folder laid out like a hub
-repository: parquet files per split and a README that names the configurations)."""
+repository: parquet files per split and a README that names the configurations). The
+presets keep their hub ids; ``load_dataset`` is pointed from each id to its stand-in."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -119,7 +122,28 @@ SPLITS = {
 
 
 @pytest.fixture(scope="module")
-def stand_ins(tmp_path_factory) -> dict[str, str]:
+def stand_ins(tmp_path_factory) -> Iterator[dict[str, str]]:
+    """Stand-in folders by the presets' dataset keys; while the module runs, each preset's
+    hub id loads its stand-in."""
+    import datasets
+
+    folders = _stand_in_folders(tmp_path_factory)
+    by_hub_id = {
+        spec.name: folders[key]
+        for preset in ("paper-flava", "paper-vilt")
+        for key, spec in resolve_config(preset).scenario.datasets.items()
+    }
+    load = datasets.load_dataset
+
+    def load_stand_in(path: str, *args: Any, **kwargs: Any) -> Any:
+        return load(by_hub_id.get(path, path), *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(datasets, "load_dataset", load_stand_in)
+        yield folders
+
+
+def _stand_in_folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     root = tmp_path_factory.mktemp("hub")
     mmlu = _hub_like_repo(
         root / "mmlu",
@@ -137,11 +161,7 @@ def stand_ins(tmp_path_factory) -> dict[str, str]:
 
 def _overrides(preset: str, stand_ins: dict[str, str]) -> dict:
     config = resolve_config(preset)
-    overrides = {
-        f"scenario.datasets.{name}.name": stand_ins[name] for name in config.scenario.datasets
-    }
     return {
-        **overrides,
         "backbone.name": f"{config.backbone.kind}-tiny",
         "backbone.max_text_length": 32,
         "backbone.max_target_length": 12,

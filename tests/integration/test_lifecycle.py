@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from backend.queue import CeleryRunQueue
+from backend.settings import MIN_RUN_TIME_LIMIT_S
 from tap_engine import runner
 from tap_engine.checkpoint import latest_checkpoint
 from tap_engine.config import RunConfig
@@ -333,12 +334,29 @@ def test_a_run_whose_data_cannot_load_fails_readably_and_the_worker_goes_on(
     assert cluster.workers["w1"].poll() is None
 
 
-def test_a_run_past_its_time_limit_fails_saying_so(
+def test_a_run_at_the_smallest_time_limit_fails_saying_so_and_is_never_queued_again(
     cluster: Cluster,
 ) -> None:
     cluster.start_worker("w1")
-    [run] = cluster.submit(quick(rounds=200, local_steps=20), time_limit_s=8)["runs"]
+    overrides = quick(rounds=10_000, local_steps=20)  # far more than fits in the limit
+    [run] = cluster.submit(overrides, time_limit_s=MIN_RUN_TIME_LIMIT_S)["runs"]
     run = cluster.wait_done(run["id"], timeout=120)
     assert run["status"] == "failed", cluster.dump()
-    assert run["error"].startswith("time limit reached: the attempt ran for its 8 s limit")
+    limit = f"{MIN_RUN_TIME_LIMIT_S:.0f} s"
+    assert run["error"].startswith(f"time limit reached: the attempt ran for its {limit} limit")
     assert run["round"] < run["total_rounds"]  # stopped by the limit, not by the end
+
+    # A reconciler turn that takes every message as lost long ago sends nothing: the run
+    # stays failed, after its one attempt, and no message of it waits in the broker.
+    turn = subprocess.run(
+        tapfl_command("reconcile"),
+        env={**cluster.env, "TAPFL_RESEND_AFTER_S": "0.001"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert turn.returncode == 0, turn.stderr
+    run = cluster.run(run["id"])
+    assert (run["status"], run["attempt"]) == ("failed", 1)
+    assert [t["to_status"] for t in run["transitions"]] == ["queued", "running", "failed"]
+    assert queue_contents(cluster.redis_url) == []

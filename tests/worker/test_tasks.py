@@ -382,3 +382,36 @@ def test_a_stored_config_the_engine_no_longer_accepts_fails_the_run(
     calls = engine(_succeeding)
     assert tasks.execute(run_id) == "failed" and calls == []
     assert "stored config" in (_get(sessions, run_id).error or "")
+
+
+def _out_of_time(*_: Any, **__: Any) -> Any:
+    raise SoftTimeLimitExceeded()
+
+
+def test_a_time_limit_that_strikes_while_claiming_fails_the_run_of_that_message(
+    sessions: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with sessions() as session:
+        run_id = add_run(session).id
+        runs.mark_sent(session, run_id, "msg-1")
+    monkeypatch.setattr(tasks.runs, "claim_run", _out_of_time)
+    # Left queued, the reconciler would send it again, and it would run out again.
+    assert tasks.execute(run_id, task_id="msg-1") == "failed"
+    run = _get(sessions, run_id)
+    assert run.status == "failed"
+    assert (run.error or "").startswith("time limit reached before the run started")
+
+
+def test_a_time_limit_that_strikes_in_the_setup_fails_the_run_saying_so(
+    sessions: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with sessions() as session:
+        run = add_run(session)
+        run.time_limit_s = 30
+        session.commit()
+        run_id = run.id
+    monkeypatch.setattr(tasks.runs, "set_workdir", _out_of_time)  # before the engine runs
+    assert tasks.execute(run_id) == "failed"
+    run = _get(sessions, run_id)
+    assert run.status == "failed"
+    assert (run.error or "").startswith("time limit reached: the attempt ran for its 30 s limit")

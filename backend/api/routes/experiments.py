@@ -74,14 +74,14 @@ def list_experiments(
 
 
 @router.get(
-    "/{experiment_id}", response_model=ExperimentOut, responses=ex.responses(ex.EXPERIMENT, 404)
+    "/{experiment_id:int}", response_model=ExperimentOut, responses=ex.responses(ex.EXPERIMENT, 404)
 )
 def get_experiment(experiment: ExperimentDep) -> ExperimentOut:
     return ExperimentOut.model_validate(experiment)
 
 
 @router.delete(
-    "/{experiment_id}",
+    "/{experiment_id:int}",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
     responses={204: {"description": "deleted; no body"}, **ex.errors_of(403, 404, 409)},

@@ -69,7 +69,9 @@ def cancel_run(
 ) -> RunDetail:
     """A queued run is cancelled at once; a running one becomes `cancelling` and stops after
     its current local training step, keeping the checkpoint of its last completed round.
-    Only the run's owner or an admin may cancel it (403)."""
+    Cancelling again a run that is already `cancelling` or `cancelled` changes nothing and
+    answers 200 with the run as it is; a run that succeeded or failed answers 409. Only the
+    run's owner or an admin may cancel it (403)."""
     run_id = run.id
     require_owner(user, run.experiment.owner_id, f"run {run_id}")
     with _conflict():

@@ -9,6 +9,7 @@ say plainly that the API is down (``ApiUnreachable``) or refused the token
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -77,6 +78,24 @@ def drop_none(params: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in params.items() if value is not None and value != ""}
 
 
+# A saturated API answers 503 with Retry-After before it does anything: reads are asked
+# again after the wait it names (writes are not, so that nothing is done twice).
+BUSY_RETRIES = 3
+RETRIED_METHODS = frozenset({"GET", "HEAD"})
+MAX_BUSY_WAIT_S = 10.0
+
+
+def busy_wait_s(response: httpx.Response) -> float | None:
+    """The seconds a 503 with ``Retry-After`` asks to wait (at most ``MAX_BUSY_WAIT_S``);
+    None for any other answer (a degraded ``/health`` is a 503 without it)."""
+    if response.status_code != 503:
+        return None
+    try:
+        return min(max(float(response.headers["Retry-After"]), 0.0), MAX_BUSY_WAIT_S)
+    except (KeyError, ValueError):
+        return None
+
+
 class Http:
     """Requests under ``{base_url}/api/v1`` with the bearer token, errors raised as above."""
 
@@ -99,6 +118,14 @@ class Http:
 
     def close(self) -> None:
         self._http.close()
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:  # connect refused, DNS, timeouts, resets
+            raise ApiUnreachable(
+                f"cannot reach the API at {self.base_url} ({type(exc).__name__}: {exc})"
+            ) from exc
 
     def json(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self.send(method, path, **kwargs)
@@ -128,12 +155,13 @@ class Http:
                 return items
 
     def send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        try:
-            response = self._http.request(method, path, **kwargs)
-        except httpx.TransportError as exc:  # connect refused, DNS, timeouts, resets
-            raise ApiUnreachable(
-                f"cannot reach the API at {self.base_url} ({type(exc).__name__}: {exc})"
-            ) from exc
+        response = self._request(method, path, **kwargs)
+        for _ in range(BUSY_RETRIES if method in RETRIED_METHODS else 0):
+            wait = busy_wait_s(response)
+            if wait is None:
+                break
+            time.sleep(wait)
+            response = self._request(method, path, **kwargs)
         if response.is_success:
             return response
         detail = _detail_of(response)

@@ -24,6 +24,7 @@ from dashboard.export_ui import export_section
 from dashboard.ui import MAIN, SPLIT_LABELS
 
 SWEEP, RUNS = "A sweep", "Runs"
+VERDICT_ROWS_SHOWN = 30
 
 
 def sweep_groups(runs: list[Run]) -> dict[str, list[Run]]:
@@ -200,12 +201,15 @@ def verdict_section(
         + (f" Lower is better for {', '.join(lower)}: lower wins." if lower else "")
     )
     shown = compare.verdict_display(table, ours)
-    st.dataframe(
-        shown.style.map(verdict_style, subset=["result"]),
-        hide_index=True,
-        height=min(36 + 35 * len(shown), 36 + 35 * 24) + 2,
-        key="compare_verdict",
-    )
+    for i, (rival, rows) in enumerate(shown.groupby("vs", sort=False)):
+        st.markdown(f"**{ours}** vs **{rival}**, per client and task")
+        st.dataframe(
+            rows.drop(columns="vs").style.map(verdict_style, subset=["result"]),
+            hide_index=True,
+            # tall enough to show every row of a small comparison without scrolling
+            height=min(len(rows), VERDICT_ROWS_SHOWN) * 35 + 38,
+            key=f"compare_verdict_{i}",
+        )
 
 
 def curves_section(

@@ -196,6 +196,8 @@ def test_groups_that_differ_in_rounds_are_warned_about(
         # the longer run has one seed: said at the top, and no verdict in the table
         expect(page.get_by_text("has one seed: no verdict on it")).to_be_visible()
         expect(page.get_by_test_id("stException")).to_have_count(0)
+        expect(page.get_by_test_id("stTable")).to_be_visible(timeout=30_000)  # the counts
+        page.wait_for_timeout(1500)  # let the grids and charts draw before the screenshot
         screenshot(page, "compare-rounds-differ")
     finally:
         page.close()

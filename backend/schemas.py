@@ -322,12 +322,23 @@ class CompareCurve(BaseModel):
     n: list[int] = Field(description="runs with a value at that round")
 
 
+class CompareRunValue(BaseModel):
+    run_id: int
+    seed: int
+    value: float
+    round: int = Field(description="the round of the value: the run's last evaluated round")
+
+
 class CompareFinal(BaseModel):
     client: int
     task: str
     mean: float
     std: float
     n: int
+    values: list[CompareRunValue] = Field(
+        default_factory=list,
+        description="each run's final value, to pair runs by seed (ordered by run id)",
+    )
 
 
 class CompareGroup(BaseModel):
@@ -336,10 +347,25 @@ class CompareGroup(BaseModel):
     label: str = Field(description="what sets the group apart, e.g. `tap, tap.margin=0.05`")
     run_ids: list[int]
     seeds: list[int]
+    config: dict[str, Any] = Field(
+        default_factory=dict,
+        description="the group's resolved config, flattened (`tap.margin`), without seed, "
+        "name and device",
+    )
     curves: list[CompareCurve]
     final: list[CompareFinal] = Field(
         description="each run's value at its last evaluated round, mean ± std over the runs"
     )
+
+
+class CompareExcluded(BaseModel):
+    run_id: int
+    status: str
+
+
+class CompareDiffering(BaseModel):
+    key: str = Field(description="a flattened config key, e.g. `rounds`")
+    values: list[Any] = Field(description="its value in each group, in the order of `groups`")
 
 
 class CompareOut(BaseModel):
@@ -347,4 +373,12 @@ class CompareOut(BaseModel):
     split: str
     model: str
     higher_is_better: bool
-    groups: list[CompareGroup]
+    groups: list[CompareGroup] = Field(description="groups of the succeeded runs only")
+    excluded: list[CompareExcluded] = Field(
+        default_factory=list, description="runs left out because they have not succeeded"
+    )
+    differing: list[CompareDiffering] = Field(
+        default_factory=list,
+        description="config keys other than `algorithm` whose values differ between groups: "
+        "the groups are then not the same experiment but for the algorithm",
+    )

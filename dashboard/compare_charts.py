@@ -4,6 +4,9 @@ over its seeds, and personalization against generalization. Colours come from
 
 from __future__ import annotations
 
+import html
+from collections.abc import Iterable, Mapping
+
 import pandas as pd
 import plotly.graph_objects as go
 
@@ -11,9 +14,15 @@ from dashboard import chart_style as style
 
 
 def compare_figure(
-    curves: pd.DataFrame, *, metric: str, title: str, colors: dict[str, str]
+    curves: pd.DataFrame,
+    *,
+    metric: str,
+    title: str,
+    colors: dict[str, str],
+    higher_is_better: bool = True,
 ) -> go.Figure:
-    """One client's one task: a line per group (mean over seeds) in a band of ± one std."""
+    """One client's one task: a line per group (mean over seeds) in a band of ± one std;
+    the axis says so when lower is better."""
     figure = go.Figure()
     for label, rows in curves.groupby("label", sort=False):
         rows = rows.sort_values("round")
@@ -47,7 +56,8 @@ def compare_figure(
                 ),
             )
         )
-    style.small_layout(figure, title=title, y_title=metric)
+    y_title = metric if higher_is_better else f"{metric} (lower is better)"
+    style.small_layout(figure, title=title, y_title=y_title)
     return figure
 
 
@@ -85,3 +95,21 @@ def tradeoff_figure(points: pd.DataFrame, *, colors: dict[str, str]) -> go.Figur
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.02},
     )
     return figure
+
+
+def lower_is_better_note(better: Mapping[str, bool], metrics: Iterable[str]) -> str:
+    """`` · lower is better for mse`` when some of ``metrics`` are, else nothing."""
+    lower = sorted({str(m) for m in metrics if not better.get(str(m), True)})
+    return f" · **lower is better** for {', '.join(lower)}" if lower else ""
+
+
+def legend_html(colors: Mapping[str, str]) -> str:
+    """One legend for a grid of small multiples: a swatch and the label of each group."""
+    items = "".join(
+        f'<span style="margin-right:1.2em;white-space:nowrap">'
+        f'<span style="display:inline-block;width:0.9em;height:0.9em;border-radius:2px;'
+        f'background:{color};margin-right:0.35em;vertical-align:-0.1em"></span>'
+        f"{html.escape(label)}</span>"
+        for label, color in colors.items()
+    )
+    return f'<div class="compare-legend" style="font-size:0.9rem">{items}</div>'

@@ -193,7 +193,20 @@ COMPARE = {
                     "n": [2, 2],
                 }
             ],
-            "final": [{"client": 0, "task": "vqa", "mean": 0.62, "std": 0.02, "n": 2}],
+            "config": {"algorithm": "tap", "rounds": 12, "tap.margin": 0.02},
+            "final": [
+                {
+                    "client": 0,
+                    "task": "vqa",
+                    "mean": 0.62,
+                    "std": 0.02,
+                    "n": 2,
+                    "values": [
+                        {"run_id": 12, "seed": 41, "value": 0.6, "round": 12},
+                        {"run_id": 13, "seed": 42, "value": 0.64, "round": 12},
+                    ],
+                }
+            ],
         },
         {
             "key": "a81b44c0de9f1270",
@@ -211,9 +224,24 @@ COMPARE = {
                     "n": [2, 2],
                 }
             ],
-            "final": [{"client": 0, "task": "vqa", "mean": 0.53, "std": 0.01, "n": 2}],
+            "config": {"algorithm": "fedavg", "rounds": 12, "tap.margin": 0.02},
+            "final": [
+                {
+                    "client": 0,
+                    "task": "vqa",
+                    "mean": 0.53,
+                    "std": 0.01,
+                    "n": 2,
+                    "values": [
+                        {"run_id": 14, "seed": 41, "value": 0.52, "round": 12},
+                        {"run_id": 15, "seed": 42, "value": 0.54, "round": 12},
+                    ],
+                }
+            ],
         },
     ],
+    "excluded": [{"run_id": 16, "status": "failed"}],
+    "differing": [],
 }
 
 USER = {

@@ -147,12 +147,20 @@ class CompareCurve(TypedDict):
     n: list[int]
 
 
+class CompareRunValue(TypedDict):
+    run_id: int
+    seed: int
+    value: float
+    round: int
+
+
 class CompareFinal(TypedDict):
     client: int
     task: str
     mean: float
     std: float
     n: int
+    values: list[CompareRunValue]  # each run's final value, to pair runs by seed
 
 
 class CompareGroup(TypedDict):
@@ -161,8 +169,19 @@ class CompareGroup(TypedDict):
     label: str
     run_ids: list[int]
     seeds: list[int]
+    config: dict[str, Any]  # flattened (``tap.margin``), without seed, name and device
     curves: list[CompareCurve]
     final: list[CompareFinal]
+
+
+class CompareExcluded(TypedDict):
+    run_id: int
+    status: str
+
+
+class CompareDiffering(TypedDict):
+    key: str
+    values: list[Any]  # one per group, in the order of ``groups``
 
 
 class Comparison(TypedDict):
@@ -172,7 +191,9 @@ class Comparison(TypedDict):
     split: str
     model: str
     higher_is_better: bool
-    groups: list[CompareGroup]
+    groups: list[CompareGroup]  # the succeeded runs only
+    excluded: list[CompareExcluded]  # runs left out: not succeeded
+    differing: list[CompareDiffering]  # config keys besides the algorithm that differ
 
 
 class RunPage(TypedDict):

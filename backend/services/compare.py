@@ -1,6 +1,8 @@
 """Comparing runs: runs grouped by their resolved config without the seed, and per group the
 mean ± std over its runs of one metric, per client, task and round (curves) and at each
-run's last evaluated round (final values).
+run's last evaluated round (final values, with each run's own value so that runs can be
+paired by seed). Only succeeded runs are compared; the others are reported as excluded,
+as are the config keys in which the groups differ besides the algorithm.
 
 The aggregation runs in SQL, one query for the curves and one for the final values over all
 groups at once: a ``CASE`` maps each run to its group, and the variance is a second pass
@@ -20,8 +22,16 @@ from typing import Any
 from sqlalchemy import ColumnElement, Label, and_, case, func, literal, select
 from sqlalchemy.orm import Session
 
-from backend.models import Metric, Run
-from backend.schemas import CompareCurve, CompareFinal, CompareGroup, CompareOut
+from backend.models import Metric, Run, RunStatus
+from backend.schemas import (
+    CompareCurve,
+    CompareDiffering,
+    CompareExcluded,
+    CompareFinal,
+    CompareGroup,
+    CompareOut,
+    CompareRunValue,
+)
 from tap_engine.catalog import higher_is_better
 
 # Fields that do not make two runs different experiments.
@@ -59,15 +69,21 @@ def group_runs(runs: list[Run]) -> list[_Group]:
     for run in sorted(runs, key=lambda r: r.id):
         key = group_key(run.config)
         if key not in groups:
-            groups[key] = _Group(key, run.algorithm, flatten(run.config), [])
+            kept = {k: v for k, v in flatten(run.config).items() if k not in IGNORED_FIELDS}
+            groups[key] = _Group(key, run.algorithm, kept, [])
         groups[key].runs.append(run)
     return list(groups.values())
 
 
+def differing_keys(groups: list[_Group]) -> list[str]:
+    """The config keys, besides the algorithm, whose values differ between the groups."""
+    keys = sorted({k for g in groups for k in g.config} - IGNORED_FIELDS - {"algorithm"})
+    return [k for k in keys if len({json.dumps(g.config.get(k)) for g in groups}) > 1]
+
+
 def labels(groups: list[_Group]) -> list[str]:
     """The algorithm, then each other field whose value differs between the groups."""
-    keys = sorted({k for g in groups for k in g.config} - IGNORED_FIELDS - {"algorithm"})
-    differing = [k for k in keys if len({json.dumps(g.config.get(k)) for g in groups}) > 1]
+    differing = differing_keys(groups)
     out = []
     for g in groups:
         parts = [g.algorithm, *(f"{k}={_short(g.config.get(k))}" for k in differing)]
@@ -84,10 +100,19 @@ def runs_by_id(session: Session, ids: list[int]) -> list[Run]:
 
 
 def compare(session: Session, runs: list[Run], metric: str, split: str, model: str) -> CompareOut:
-    groups = group_runs(runs)
+    """The succeeded ``runs`` compared; unfinished, failed and cancelled ones are excluded
+    (a half-trained run's last value is not a final value)."""
+    done = [run for run in runs if run.status == RunStatus.SUCCEEDED]
+    excluded = [
+        CompareExcluded(run_id=run.id, status=str(run.status))
+        for run in sorted(runs, key=lambda r: r.id)
+        if run.status != RunStatus.SUCCEEDED
+    ]
+    groups = group_runs(done)
     index = {run.id: i for i, g in enumerate(groups) for run in g.runs}
     curves = _curves(session, index, metric, split, model)
-    finals = _finals(session, index, metric, split, model)
+    seeds = {run.id: run.seed for run in done}
+    finals = _finals(session, index, metric, split, model, seeds)
     out = []
     for i, (group, label) in enumerate(zip(groups, labels(groups), strict=True)):
         out.append(
@@ -97,6 +122,7 @@ def compare(session: Session, runs: list[Run], metric: str, split: str, model: s
                 label=label,
                 run_ids=[r.id for r in group.runs],
                 seeds=[r.seed for r in group.runs],
+                config=group.config,
                 curves=curves.get(i, []),
                 final=finals.get(i, []),
             )
@@ -107,6 +133,11 @@ def compare(session: Session, runs: list[Run], metric: str, split: str, model: s
         model=model,
         higher_is_better=higher_is_better(metric),
         groups=out,
+        excluded=excluded,
+        differing=[
+            CompareDiffering(key=key, values=[g.config.get(key) for g in groups])
+            for key in differing_keys(groups)
+        ],
     )
 
 
@@ -153,29 +184,52 @@ def _curves(
 
 
 def _finals(
-    session: Session, index: dict[int, int], metric: str, split: str, model: str
+    session: Session,
+    index: dict[int, int],
+    metric: str,
+    split: str,
+    model: str,
+    seeds: dict[int, int],
 ) -> dict[int, list[CompareFinal]]:
     """Each run's value at its last evaluated round (post-FL after FL), then mean ± std per
-    group, client and task."""
+    group, client and task, with the runs' own values."""
     group, where = _selection(index, metric, split, model)
     order = func.row_number().over(
         partition_by=(Metric.run_id, Metric.client, Metric.task),
         order_by=(Metric.stage.desc(), Metric.round.desc()),
     )
     ranked = (
-        select(group, Metric.client, Metric.task, Metric.value, order.label("k"))
+        select(
+            group,
+            Metric.run_id,
+            Metric.client,
+            Metric.task,
+            Metric.round,
+            Metric.value,
+            order.label("k"),
+        )
         .where(*where)
         .subquery()
     )
-    last = (
-        select(ranked.c.g, ranked.c.client, ranked.c.task, ranked.c.value)
-        .where(ranked.c.k == 1)
-        .cte("last")
-    )
+    last = select(*ranked.c).where(ranked.c.k == 1).cte("last")
+    per_run: dict[tuple[int, int, str], list[CompareRunValue]] = defaultdict(list)
+    for g, run_id, client, task, rnd, value, _ in session.execute(
+        select(last).order_by(last.c.run_id)
+    ):
+        value_of_run = CompareRunValue(run_id=run_id, seed=seeds[run_id], value=value, round=rnd)
+        per_run[(g, client, task)].append(value_of_run)
     query = _mean_and_variance(last, ("g", "client", "task"), "final_means")
     out: dict[int, list[CompareFinal]] = defaultdict(list)
     for g, client, task, mean, n, var in session.execute(query):
-        out[g].append(CompareFinal(client=client, task=task, mean=float(mean), std=_sqrt(var), n=n))
+        final = CompareFinal(
+            client=client,
+            task=task,
+            mean=float(mean),
+            std=_sqrt(var),
+            n=n,
+            values=per_run[(g, client, task)],
+        )
+        out[g].append(final)
     return out
 
 

@@ -1,8 +1,11 @@
 """Compare: a sweep (or any runs) side by side. Runs with the same config but the seed
 form a group; each group is a line with a band of ± one std over its seeds. At the top,
-the answer to "did TAP beat FedAvg and local here?" for every client and task; below it
-the curves, the final values with the best marked, and personalization against
-generalization per algorithm. All aggregation happens on the server (``GET /compare``).
+warnings when the comparison is not a fair one, then the verdict: one group ("ours", TAP
+by default) against every other, win, tie or loss per client and task on personalization
+and generalization, each task on its own main metric. Below it the curves, the final
+values with the best marked, and personalization against generalization per group. The
+means over seeds come from the server (``GET /compare``); the verdict's tie band is a
+bootstrap over the runs' final values, paired by seed, done here (``dashboard.compare``).
 """
 
 from __future__ import annotations
@@ -14,12 +17,14 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from backend.client import ApiError
 from backend.client.types import Comparison, Run
 from dashboard import chart_style, compare, compare_charts, data, ui
 from dashboard.export_ui import export_section
 from dashboard.ui import MAIN, SPLIT_LABELS
 
 SWEEP, RUNS = "A sweep", "Runs"
+VERDICT_ROWS_SHOWN = 30
 
 
 def sweep_groups(runs: list[Run]) -> dict[str, list[Run]]:
@@ -44,18 +49,61 @@ def group_label(members: list[Run]) -> str:
     )
 
 
+MAX_RUN_ID = 2**63 - 1  # the largest id SQL can hold
+
+
+def bad_link(message: str) -> None:
+    """Say what is wrong with the page's link and stop: no silent fallback to a default."""
+    st.error(f"**This link cannot be compared.** {message}", icon=":material/link_off:")
+    st.page_link(ui.COMPARE_PAGE, label="Compare without the link", icon=":material/restart_alt:")
+    st.stop()
+
+
+def linked_runs(raw: str, by_id: dict[int, Run]) -> list[int]:
+    """The run ids of ``?runs=``, each checked: a number, small enough, an existing run
+    (looked up when it is older than the runs listed here)."""
+    parts = [part.strip() for part in raw.split(",")]
+    not_ids = [part for part in parts if not part.isdigit()]
+    if not_ids:
+        bad_link(f"`runs` must be run ids separated by commas; `{not_ids[0]}` is not a run id.")
+    ids = list(dict.fromkeys(int(part) for part in parts))
+    too_big = [i for i in ids if i > MAX_RUN_ID]
+    if too_big:
+        bad_link(f"Run id `{too_big[0]}` is larger than any run id can be.")
+    missing = []
+    for run_id in (i for i in ids if i not in by_id):
+        try:
+            by_id[run_id] = data.run(run_id)
+        except ApiError as err:
+            if err.status != 404:
+                raise
+            missing.append(run_id)
+    if missing:
+        listed = ", ".join(f"#{i}" for i in missing)
+        bad_link(f"No run {listed}: the link names runs that do not exist.")
+    return ids
+
+
 def pick_runs(recent: list[Run]) -> tuple[list[Run], str | None]:
-    """(the runs to compare, the sweep's group id or None), kept in the URL for sharing."""
+    """(the runs to compare, the sweep's group id or None), kept in the URL for sharing.
+    A link whose runs or group do not exist says so."""
     groups = sweep_groups(recent)
     by_id = {run["id"]: run for run in recent}
     wanted_group = st.query_params.get("group")
-    wanted_runs = [int(x) for x in st.query_params.get("runs", "").split(",") if x.isdigit()]
-    if wanted_runs and "compare_source" not in st.session_state:
+    first_visit = "compare_source" not in st.session_state
+    wanted_runs: list[int] = []
+    if first_visit and "runs" in st.query_params:
+        wanted_runs = linked_runs(st.query_params["runs"], by_id)
         st.session_state["compare_source"] = RUNS
+    if first_visit and wanted_group is not None and not wanted_runs and wanted_group not in groups:
+        members = data.runs(group_id=wanted_group, limit=500)["items"]
+        if not members:
+            bad_link(f"No sweep `{wanted_group}`: the link names a group without runs.")
+        groups[wanted_group] = members
     source = st.segmented_control("Compare", [SWEEP, RUNS], default=SWEEP, key="compare_source")
     if source == RUNS:
         if wanted_runs and "compare_runs" not in st.session_state:
-            st.session_state["compare_runs"] = [r for r in wanted_runs if r in by_id]
+            st.session_state["compare_runs"] = wanted_runs
         chosen = st.multiselect(
             "Runs",
             list(by_id),
@@ -99,38 +147,69 @@ def comparisons(
 
 def verdict_style(value: Any) -> str:
     text = str(value)
-    if text.startswith("better") or text == "yes":
+    if text == compare.WIN:
         return "background-color: rgba(33, 195, 84, 0.18)"
-    if text.startswith("worse"):
+    if text == compare.LOSS:
         return "background-color: rgba(255, 43, 43, 0.15)"
     return ""
 
 
-def summary_section(local: pd.DataFrame, pooled: pd.DataFrame, better: dict[str, bool]):
-    st.subheader("Did TAP beat FedAvg and local here?")
-    table = compare.summary(local, pooled, better)
-    if table.empty:
-        present = ", ".join(sorted(set(local["algorithm"]))) or "no finished runs"
+def warnings_section(comps: list[Comparison]) -> None:
+    for warning in compare.warnings(comps):
+        st.warning(warning, icon=":material/warning:")
+
+
+def pick_ours(groups: list[tuple[str, str]]) -> str:
+    """The group the verdict weighs against the others (TAP's by default)."""
+    labels = [label for label, _ in groups]
+    return str(
+        st.selectbox(
+            "Ours",
+            labels,
+            index=compare.default_ours(groups),
+            help="the group weighed against every other group of the comparison",
+            key="compare_ours",
+        )
+    )
+
+
+def verdict_section(
+    runs: dict[str, pd.DataFrame], groups: list[tuple[str, str]], better: dict[str, bool]
+) -> None:
+    st.subheader("Verdict: how does ours do against each other group?")
+    if len(groups) < 2:
+        present = ", ".join(label for label, _ in groups) or "no succeeded runs"
         st.info(
-            "The summary needs a TAP group and a FedAvg or local group; this comparison has: "
-            f"{present}.",
+            f"The verdict needs two groups or more; this comparison has: {present}.",
             icon=":material/info:",
         )
         return
-    st.markdown(compare.headline(table))
-    verdicts = [c for c in table.columns if c.startswith("vs ") or c.startswith("general")]
-    st.dataframe(
-        table.style.map(verdict_style, subset=[*verdicts, "TAP beat all"]).format(
-            precision=4, subset=[c for c in ("tap", "fedavg", "local") if c in table]
-        ),
-        hide_index=True,
-        key="compare_summary",
-    )
+    ours = pick_ours(groups)
+    table = compare.verdict(runs, ours, better)
+    if table.empty:
+        st.info(f"No final values of {ours} to weigh yet.", icon=":material/info:")
+        return
+    summary = compare.verdict_summary(table)
+    st.markdown(compare.headline(ours, summary))
+    st.table(summary.set_index(["vs", "on"]))
+    lower = sorted(m for m in set(table["metric"]) if not better.get(m, True))
     st.caption(
-        "Final values on each client's own test data (personalization), mean over seeds; "
-        "a tie is a difference within the combined std over seeds. *generalization vs "
-        "fedavg* compares the same models on every client's test data of the task."
+        f"Final values, mean over seeds; *difference* = {ours} - the other group. *win* or "
+        "*loss* when the 95% interval of the difference (a bootstrap over seeds, runs paired "
+        f"by seed, {compare.BOOTSTRAP_RESAMPLES} resamples) leaves out 0, else *tie*; one "
+        "seed gives no verdict. A client-task pair that one group lacks is not counted."
+        + (f" Lower is better for {', '.join(lower)}: lower wins." if lower else "")
     )
+    shown = compare.verdict_display(table, ours)
+    for i, (rival, rows) in enumerate(shown.groupby("vs", sort=False)):
+        st.markdown(f"**{ours}** vs **{rival}**, per client and task")
+        st.dataframe(
+            rows.drop(columns="vs").style.map(verdict_style, subset=["result"]),
+            hide_index=True,
+            # tall enough to show every row of a small comparison without scrolling
+            height=min(len(rows), VERDICT_ROWS_SHOWN) * 35 + 38,
+            key=f"compare_verdict_{i}",
+        )
 
 
 def curves_section(
@@ -139,9 +218,14 @@ def curves_section(
     split: str,
     model: str,
     figures: dict[str, go.Figure],
-):
+    better: dict[str, bool],
+) -> None:
     st.subheader("Over rounds")
-    st.caption(f"model **{model}** on **{SPLIT_LABELS.get(split, split)}** · mean ± std over seeds")
+    st.caption(
+        f"model **{model}** on **{SPLIT_LABELS.get(split, split)}** · mean ± std over seeds · "
+        "each task on its own metric"
+        + compare_charts.lower_is_better_note(better, set(curves["metric"]))
+    )
     if curves.empty:
         st.info(
             f"No {model} model values on {split} test data in these runs.",
@@ -152,12 +236,19 @@ def curves_section(
     shown = ui.client_page("compare_page", clients)
     curves = curves[curves["client"].isin(shown)]
     panels = sorted({(int(c), str(t)) for c, t in curves[["client", "task"]].itertuples(False)})
+    shown_labels = list(dict.fromkeys(curves["label"]))
+    st.html(compare_charts.legend_html({label: colors[label] for label in shown_labels}))
 
     def figure(client: int, task: str) -> go.Figure:
         panel = curves[(curves["client"] == client) & (curves["task"] == task)]
         title = f"Client {client} · {task}"
+        metric = str(panel["metric"].iloc[0])
         figures[title] = compare_charts.compare_figure(
-            panel, metric=str(panel["metric"].iloc[0]), title=title, colors=colors
+            panel,
+            metric=metric,
+            title=title,
+            colors=colors,
+            higher_is_better=better.get(metric, True),
         )
         return figures[title]
 
@@ -179,24 +270,27 @@ if not runs:
     st.info("Pick a sweep or some runs to compare.", icon=":material/checklist:")
     st.stop()
 
-# Which metrics and models there are: from every algorithm's first run with evaluations,
-# since algorithms differ in their models (FedAvg has no personal model, TAP has).
-found: dict[str, dict[str, Any]] = {}
+# Which metrics and models there are: from every run compared (runs differ in their models
+# and tasks: FedAvg has no personal model, TAP has; a run may hold tasks others lack).
 with ui.api_errors():
     catalog = data.catalog()
-    for candidate in runs:
-        if candidate["algorithm"] in found:
-            continue
-        run_facets = data.metric_facets(candidate, first_rounds=ui.first_eval_round(candidate))
-        if run_facets["metric"]:
-            found[candidate["algorithm"]] = run_facets
-facets = data.merge_facets(list(found.values()))
+    facets = data.merge_facets(
+        [
+            data.metric_facets(candidate, first_rounds=ui.first_eval_round(candidate))
+            for candidate in runs
+            if candidate["status"] == "succeeded"
+        ]
+    )
 if not facets["metric"]:
-    st.info("None of these runs has evaluations yet.", icon=":material/hourglass_top:")
+    st.info(
+        "None of these runs has succeeded with evaluations yet: only succeeded runs are compared.",
+        icon=":material/hourglass_top:",
+    )
     st.stop()
 
+mains_per_task = compare.task_mains(facets["task_metrics"], catalog)
 metric_col, split_col, model_col, final_col = st.columns(4)
-choice, mains = ui.metric_choice(metric_col, facets, catalog, key="compare_metric")
+choice, _ = ui.metric_choice(metric_col, facets, catalog, key="compare_metric")
 curve_split = split_col.segmented_control(
     "Curves on",
     ["local", "pooled"],
@@ -219,33 +313,46 @@ final_model = final_col.selectbox(
     key="compare_final_model",
 )
 
-fetch = comparisons(mains if choice == MAIN else [choice], runs, group)
+if choice == MAIN:
+    # Each task on its own main metric: fetch every main metric, keep each task's own.
+    fetched, mains = sorted(set(mains_per_task.values())), mains_per_task
+else:
+    fetched, mains = [choice], {task: choice for task in facets["task_metrics"]}
+fetch = comparisons(fetched, runs, group)
 with ui.api_errors():
-    local_final = compare.finals_frame(fetch("local", final_model))
-    pooled_final = compare.finals_frame(fetch("pooled", final_model))
+    local_data = fetch("local", final_model)
+    pooled_data = fetch("pooled", final_model)
     curve_data = fetch(curve_split or "local", curve_model)
 better = compare.higher_is_better(curve_data)
-curves = compare.curves_frame(curve_data)
-pairs = [(g["label"], g["algorithm"]) for comp in curve_data for g in comp["groups"]]
-colors = chart_style.group_colors(
-    list(dict.fromkeys(pairs)), chart_style.algorithm_colors(catalog["algorithms"])
+local_final = compare.main_only(compare.finals_frame(local_data), mains)
+pooled_final = compare.main_only(compare.finals_frame(pooled_data), mains)
+final_runs = {
+    "local": compare.main_only(compare.runs_frame(local_data), mains),
+    "pooled": compare.main_only(compare.runs_frame(pooled_data), mains),
+}
+curves = compare.main_only(compare.curves_frame(curve_data), mains)
+pairs = list(
+    dict.fromkeys((g["label"], g["algorithm"]) for comp in local_data for g in comp["groups"])
 )
-groups = list(dict.fromkeys(label for label, _ in pairs))
+colors = chart_style.group_colors(pairs, chart_style.algorithm_colors(catalog["algorithms"]))
+groups = [label for label, _ in pairs]
+done = sum(len(g["run_ids"]) for g in (local_data[0]["groups"] if local_data else []))
 st.caption(
-    f"{len(runs)} runs in {len(groups)} group{'s' if len(groups) != 1 else ''}: "
-    + ", ".join(groups)
+    f"{done} runs in {len(groups)} group{'s' if len(groups) != 1 else ''}: " + ", ".join(groups)
 )
 
-summary_section(local_final, pooled_final, better)
+warnings_section([*local_data, *pooled_data])
+verdict_section(final_runs, pairs, better)
 st.divider()
 figures: dict[str, go.Figure] = {}  # every figure drawn, by title: for the export
-curves_section(curves, colors, curve_split or "local", curve_model, figures)
+curves_section(curves, colors, curve_split or "local", curve_model, figures, better)
 st.divider()
 
 st.subheader("Final values")
 st.caption(
     f"model **{final_model}** on each client's own test data, mean ± std over seeds at each "
     f"run's last evaluated round; {compare.BEST_MARK} marks the best group"
+    + compare_charts.lower_is_better_note(better, set(local_final["metric"]))
 )
 table = compare.final_table(local_final, better)
 st.dataframe(table, hide_index=True, key="compare_final")
@@ -265,7 +372,8 @@ points = compare.tradeoff_frame(local_final, pooled_final)
 if points.empty:
     st.caption("No final values on both test sets yet.")
 for metric, rows in points.groupby("metric", sort=True):
-    st.markdown(f"**{metric}** · a point per client and task; colour = group")
+    direction = "" if better.get(str(metric), True) else " · lower is better: down and left"
+    st.markdown(f"**{metric}** · a point per client and task; colour = group{direction}")
     tradeoff = compare_charts.tradeoff_figure(rows, colors=colors)
     figures[f"Personalization vs generalization · {metric}"] = tradeoff
     st.plotly_chart(tradeoff, config={"displayModeBar": False})

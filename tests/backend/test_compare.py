@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from backend.models import Metric
+from backend.models import Metric, RunStatus
 from tap_engine import catalog
 from tests.backend.conftest import Api, add_run
 
@@ -45,6 +45,7 @@ def runs(sessions: sessionmaker[Session]) -> dict[str, list[int]]:
             if kd is not None:
                 overrides["kd_lambda"] = kd
             run = add_run(session, **overrides)
+            run.status = RunStatus.SUCCEEDED
             ids["tap_kd" if kd else algorithm].append(run.id)
             for rnd, value in curve.items():
                 session.add(_metric(run.id, rnd, value))
@@ -96,6 +97,35 @@ def test_runs_are_grouped_by_config_without_seed_with_mean_std_and_n(
     kd_final = {(f["client"], f["task"]): f for f in tap_kd["final"]}
     assert kd_final[(0, "t")]["mean"] == pytest.approx(0.5)
     assert kd_final[(0, "t")]["std"] == pytest.approx(0.1)
+    # and each run's own final value, to pair runs by seed
+    assert final[(0, "t")]["values"] == [
+        {"run_id": runs["tap"][0], "seed": 1, "value": pytest.approx(0.6), "round": 2},
+        {"run_id": runs["tap"][1], "seed": 2, "value": pytest.approx(0.9), "round": 3},
+    ]
+    # the groups' configs, and what sets them apart besides the algorithm
+    assert (tap["config"]["kd_lambda"], tap_kd["config"]["kd_lambda"]) == (0.002, 0.01)
+    assert "seed" not in tap["config"] and tap["config"]["algorithm"] == "tap"
+    assert body["differing"] == [{"key": "kd_lambda", "values": [0.002, 0.01, 0.002]}]
+    assert body["excluded"] == []
+
+
+def test_only_succeeded_runs_are_compared_and_the_others_are_listed(
+    api: Api, sessions: sessionmaker[Session], runs: dict[str, list[int]]
+) -> None:
+    with sessions() as session:
+        failed = add_run(session, algorithm="fedavg", seed=3)
+        failed.status = RunStatus.FAILED
+        queued = add_run(session, algorithm="fedavg", seed=4, rounds=3)  # stays queued
+        session.add(_metric(failed.id, 1, 0.0))
+        session.commit()
+        left_out = [(failed.id, "failed"), (queued.id, "queued")]
+    ids = f"{runs['fedavg'][0]},{failed.id},{queued.id}"
+    body = api.get(URL, params={"runs": ids, "metric": "accuracy"}).json()
+    assert [(e["run_id"], e["status"]) for e in body["excluded"]] == left_out
+    [fedavg] = body["groups"]
+    assert fedavg["run_ids"] == runs["fedavg"]
+    assert [v["run_id"] for v in fedavg["final"][0]["values"]] == runs["fedavg"]
+    assert body["differing"] == []  # the queued run's rounds=3 is not compared
 
 
 def test_a_sweep_group_a_model_only_stage_two_has_and_a_lower_is_better_metric(
@@ -118,7 +148,9 @@ def test_the_constant_answer_compares_like_any_model(
 ) -> None:
     # Text generation's chance level, at every evaluation round.
     with sessions() as session:
-        run_id = add_run(session).id
+        run = add_run(session)
+        run.status = RunStatus.SUCCEEDED
+        run_id = run.id
         for rnd in (1, 2):
             session.add(_metric(run_id, rnd, 0.25, model="constant", metric="exact_match"))
         session.commit()
@@ -135,6 +167,7 @@ def test_the_constant_answer_compares_like_any_model(
         ({"metric": "accuracy"}, ["query", "runs"]),
         ({"metric": "accuracy", "runs": "1", "group": "g"}, ["query", "runs"]),
         ({"metric": "accuracy", "runs": "1,x"}, ["query", "runs"]),
+        ({"metric": "accuracy", "runs": "9223372036854775808"}, ["query", "runs"]),
         ({"metric": "accuracy", "runs": "1", "split": "test"}, ["query", "split"]),
         ({"metric": "accuracy", "runs": "1", "model": "teacher"}, ["query", "model"]),
         ({"runs": "1"}, ["query", "metric"]),

@@ -371,9 +371,9 @@ def test_submit_a_demo_run_in_the_form_watch_it_finish_and_see_its_curves(
         page.set_viewport_size({"width": 1600, "height": 1100})
         page.goto(f"{stack.dashboard_url}/compare?runs={run_id}", wait_until="domcontentloaded")
         expect(page.get_by_role("heading", name="Compare")).to_be_visible(timeout=60_000)
-        expect(page.get_by_text("Did TAP beat FedAvg and local here?")).to_be_visible(
-            timeout=60_000
-        )
+        expect(
+            page.get_by_text("Verdict: how does ours do against each other group?")
+        ).to_be_visible(timeout=60_000)
         expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=60_000)
         expect(page.get_by_text("This API cannot compare runs yet")).to_have_count(0)
         expect(page.get_by_test_id("stException")).to_have_count(0)

@@ -24,6 +24,11 @@ def table(at: AppTest, column: str) -> Any:
     return next(frame.value for frame in at.dataframe if column in frame.value.columns)
 
 
+def compare_warnings(at: AppTest) -> list[str]:
+    """The page's warnings about the comparison (not the sidebar's)."""
+    return [w.value for w in at.warning if w.icon == ":material/warning:"]
+
+
 def sweep_panels(dashboard: Dashboard) -> list[tuple[int, str]]:
     metrics = rows(dashboard, f"/runs/{dashboard.runs.sweep.tap[0]}/metrics", stage="fl")
     return sorted({(row["client"], row["task"]) for row in metrics})
@@ -33,24 +38,32 @@ def open_sweep(open_page: OpenPage, dashboard: Dashboard) -> AppTest:
     return open_page(COMPARE, group=dashboard.runs.sweep.group_id)
 
 
-def test_summary_weighs_tap_against_fedavg_on_every_client_and_task(
+def test_the_verdict_weighs_tap_against_fedavg_on_every_client_and_task(
     open_page: OpenPage, dashboard: Dashboard
 ) -> None:
     group = dashboard.runs.sweep.group_id
     at = open_sweep(open_page, dashboard)
     panels = sweep_panels(dashboard)
-    assert re.search(
-        rf"TAP beat fedavg on \*\*\d+ of {len(panels)}\*\* client-task pairs", all_text(at)
-    )
-    summary = table(at, "TAP beat all")
-    assert sorted(zip(summary["client"], summary["task"], strict=True)) == panels
-    assert set(summary["TAP beat all"]) <= {"yes", "no"}
-    assert all(v.split()[0] in ("better", "worse", "tie") for v in summary["vs fedavg"])
-    assert set(summary["metric"]) == MAIN_METRICS
+    assert at.selectbox(key="compare_ours").value == "tap"
+    verdict = table(at, "95% CI (tie band)")
+    for on in ("personalization", "generalization"):
+        rows_on = verdict[verdict["on"] == on]
+        assert sorted(zip(rows_on["client"], rows_on["task"], strict=True)) == panels
+    assert "vs" not in verdict  # a table per rival, under its name
+    assert set(verdict["result"]) <= {"win", "tie", "loss"}  # two seeds each: a verdict
+    assert set(verdict["metric"]) == MAIN_METRICS  # one metric per task, never a loss
+    text = all_text(at)
+    assert "**tap** vs **fedavg**, per client and task" in text
+    n = len(panels)
+    for on in ("personalization", "generalization"):
+        assert re.search(
+            rf"{on}: \d+ wins?, \d+ ties?, \d+ loss(es)? of {n} client-task pairs", text
+        )
     # The sweep is the whole group, asked for by id, on the final (stage-2) models.
     assert dashboard.asked("/compare", group=group, model="final", split="local")
     assert dashboard.asked("/compare", group=group, model="final", split="pooled")
     assert at.query_params["group"] == group
+    assert not compare_warnings(at)  # same config but the algorithm and seed, two seeds each
 
 
 def test_curves_overlay_each_algorithm_with_a_band_over_seeds(
@@ -114,13 +127,49 @@ def test_picked_runs_from_the_url_are_compared_by_id(
     assert at.segmented_control(key="compare_source").value == "Runs"
     assert dashboard.asked("/compare", runs=picked)
     assert "3 runs in 2 groups: tap, fedavg" in texts(at, "caption")
-    assert "TAP beat fedavg on" in all_text(at)
+    assert "**tap** vs **fedavg**" in all_text(at)
+    # fedavg has one seed here: no verdict, said at the top and in the table
+    assert any("`fedavg` has one seed" in w for w in compare_warnings(at))
+    assert set(table(at, "95% CI (tie band)")["result"]) == {"one seed: no verdict"}
 
 
-def test_summary_needs_a_baseline(open_page: OpenPage, dashboard: Dashboard) -> None:
+def test_the_verdict_needs_two_groups(open_page: OpenPage, dashboard: Dashboard) -> None:
     at = open_page(COMPARE, runs=",".join(map(str, dashboard.runs.sweep.tap)))
-    assert "needs a TAP group and a FedAvg or local group" in all_text(at)
+    assert "The verdict needs two groups or more" in all_text(at)
     assert not at.exception
+
+
+def test_unfinished_runs_are_left_out_and_listed(open_page: OpenPage, dashboard: Dashboard) -> None:
+    sweep, states = dashboard.runs.sweep, dashboard.runs.states
+    at = open_page(
+        COMPARE, runs=f"{sweep.tap[0]},{sweep.fedavg[0]},{states.failed},{states.running}"
+    )
+    [left_out] = [w for w in compare_warnings(at) if "Left out" in w]
+    assert f"#{states.running} (running)" in left_out and f"#{states.failed} (failed)" in left_out
+    assert "2 runs in 2 groups: tap, fedavg" in texts(at, "caption")
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ({"group": "bogus"}, "No sweep `bogus`"),
+        ({"runs": "abc"}, "`abc` is not a run id"),
+        ({"runs": "9223372036854775808"}, "larger than any run id"),
+    ],
+)
+def test_a_bad_link_says_what_is_wrong(
+    open_page: OpenPage, dashboard: Dashboard, query: dict[str, str], message: str
+) -> None:
+    at = open_page(COMPARE, **query)
+    [error] = at.error
+    assert "This link cannot be compared" in error.value and message in error.value
+    assert not at.dataframe  # nothing compared in its place
+
+
+def test_a_link_to_a_missing_run_names_it(open_page: OpenPage, dashboard: Dashboard) -> None:
+    at = open_page(COMPARE, runs=f"{dashboard.runs.sweep.tap[0]},999999")
+    [error] = at.error
+    assert "No run #999999" in error.value
 
 
 @pytest.mark.usefixtures("empty_dashboard")

@@ -14,6 +14,7 @@ from tap_engine.events import ModelKind, Split
 router = APIRouter(prefix="/compare", tags=["compare"])
 
 MAX_COMPARED_RUNS = 500
+MAX_RUN_ID = 2**63 - 1  # SQL's BIGINT: a larger id cannot name a run
 
 
 @router.get("", response_model=CompareOut, responses=ex.responses(ex.COMPARE, 404, 422))
@@ -38,7 +39,10 @@ def compare_runs(
 ) -> CompareOut:
     """Runs grouped by their resolved config without the seed; per group the mean ± std over
     its runs of `metric` for `model` on `split`, per client, task and round (`curves`), and
-    at each run's last evaluated round (`final`). `label` says what sets a group apart."""
+    at each run's last evaluated round (`final`, with each run's value). `label` says what
+    sets a group apart. Only succeeded runs are compared; the others are listed in
+    `excluded`. `differing` names the config keys besides `algorithm` whose values differ
+    between the groups."""
     if (runs_ is None) == (group is None):
         raise RequestValidationError(
             [
@@ -52,6 +56,18 @@ def compare_runs(
         )
     if runs_ is not None:
         ids = list(dict.fromkeys(int(x) for x in runs_.split(",")))
+        too_big = [i for i in ids if i > MAX_RUN_ID]
+        if too_big:
+            raise RequestValidationError(
+                [
+                    {
+                        "type": "less_than_equal",
+                        "loc": ("query", "runs"),
+                        "input": runs_,
+                        "msg": f"run id {too_big[0]} is larger than any run id ({MAX_RUN_ID})",
+                    }
+                ]
+            )
         if len(ids) > MAX_COMPARED_RUNS:
             raise RequestValidationError(
                 [

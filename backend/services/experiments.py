@@ -55,12 +55,14 @@ def resolve_runs(body: ExperimentCreate) -> list[tuple[RunConfig, dict[str, Any]
     # describe billions of them.
     size = math.prod(len(values) for values in body.sweep.values())
     if size > MAX_RUNS_PER_EXPERIMENT:
-        axes = " x ".join(str(len(values)) for values in body.sweep.values())
+        # "160 x 160 x 160 = 4096000" says where the size comes from; one axis needs no sum.
+        lengths = [str(len(values)) for values in body.sweep.values() if len(values) != 1]
+        axes = f"{' x '.join(lengths)} = " if len(lengths) > 1 else ""
         raise SubmissionError(
             [
                 _error(
                     ("body", "sweep"),
-                    f"the sweep gives {axes} = {size} runs; at most "
+                    f"the sweep gives {axes}{size} runs; at most "
                     f"{MAX_RUNS_PER_EXPERIMENT} fit in one experiment",
                 )
             ]

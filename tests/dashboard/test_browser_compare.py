@@ -10,6 +10,7 @@ A comparison of runs with different round counts warns that the groups differ in
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -129,16 +130,23 @@ def expected_rows(api: LiveApi, runs: Runs, rival: str) -> list[list[str]]:
     return out
 
 
-def shown_rows(page, index: int) -> list[list[str]]:  # type: ignore[no-untyped-def]
-    """The cells of a verdict table, read from the grid's hidden accessible table."""
+def shown_rows(page, index: int, count: int) -> list[list[str]]:  # type: ignore[no-untyped-def]
+    """The cells of a verdict table, read from the grid's hidden accessible table once it
+    holds ``count`` rows (the grid fills it as it lays itself out; at most 30 s)."""
     table = page.get_by_test_id("stDataFrame").nth(index)
     rows = table.get_by_role("row", include_hidden=True)
-    out = []
-    for i in range(rows.count()):
-        cells = rows.nth(i).get_by_role("gridcell", include_hidden=True).all_text_contents()
-        if cells:
-            out.append([c.strip() for c in cells])
-    return out
+    deadline = time.monotonic() + 30
+    while True:
+        out = []
+        for i in range(rows.count()):
+            cells = rows.nth(i).get_by_role("gridcell", include_hidden=True).all_text_contents()
+            if cells:
+                out.append([c.strip() for c in cells])
+        if len(out) >= count and all(len(cells) >= 10 and all(cells) for cells in out[:count]):
+            return out
+        if time.monotonic() > deadline:
+            return out
+        page.wait_for_timeout(250)
 
 
 def test_the_verdict_shows_the_means_and_differences_of_the_runs_metrics(
@@ -167,7 +175,7 @@ def test_the_verdict_shows_the_means_and_differences_of_the_runs_metrics(
         # the first grid is the summary's (a table), then one per rival, in the groups' order
         for index, rival in enumerate(("fedavg_ft", "local")):
             expected = expected_rows(live_server, runs, rival)
-            shown = shown_rows(page, index)
+            shown = shown_rows(page, index, len(expected))
             # columns: on, client, task, metric, tap, theirs, difference, CI, seeds, result
             assert [[r[0], r[1], r[2], r[4], r[5], r[6]] for r in shown] == expected, rival
             assert {r[9] for r in shown} <= {"win", "tie", "loss"}

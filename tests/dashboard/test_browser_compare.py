@@ -20,7 +20,12 @@ import pytest
 
 from tests.dashboard import real_runs
 from tests.dashboard.conftest import Seeded
-from tests.dashboard.test_browser import CHROMIUM, CHROMIUM_ARGS, screenshot, streamlit_server
+from tests.dashboard.test_browser import (
+    CHROMIUM,
+    browser,  # noqa: F401  (the module's Chromium)
+    screenshot,
+    streamlit_server,
+)
 from tests.live_api import LiveApi
 
 pytestmark = [
@@ -76,20 +81,6 @@ def runs(live_server: LiveApi, seeded: Seeded) -> Runs:
 def page_url(live_server: LiveApi, runs: Runs) -> Iterator[str]:
     with streamlit_server(live_server.url, live_server.admin_token) as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 def final_values(api: LiveApi, run_id: int, split: str) -> dict[tuple[int, str], float]:
@@ -153,7 +144,7 @@ def test_the_verdict_shows_the_means_and_differences_of_the_runs_metrics(
     live_server: LiveApi,
     runs: Runs,
     page_url: str,
-    browser,  # type: ignore[no-untyped-def]
+    browser,  # noqa: F811  # type: ignore[no-untyped-def]
 ) -> None:
     from playwright.sync_api import expect
 
@@ -187,7 +178,7 @@ def test_the_verdict_shows_the_means_and_differences_of_the_runs_metrics(
 def test_groups_that_differ_in_rounds_are_warned_about(
     runs: Runs,
     page_url: str,
-    browser,  # type: ignore[no-untyped-def]
+    browser,  # noqa: F811  # type: ignore[no-untyped-def]
 ) -> None:
     from playwright.sync_api import expect
 

@@ -7,6 +7,7 @@ through ``backend.services.events`` as upserts, so a repeat replaces instead of 
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     DateTime,
+    Double,
     ForeignKey,
     Index,
     MetaData,
@@ -58,6 +60,21 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class FiniteFloat(TypeDecorator[float]):
+    """A measured value; NaN and infinity (a diverged run) are stored as NULL.
+
+    SQLite turns NaN into NULL by itself and PostgreSQL keeps it, so without this the same
+    run read back differently on each, and a NOT NULL column refused a diverged run's rows.
+    The API serves a non-finite value as null either way.
+    """
+
+    impl = Double
+    cache_ok = True
+
+    def process_bind_param(self, value: float | None, dialect: Dialect) -> float | None:
+        return value if value is not None and math.isfinite(value) else None
 
 
 # Ids are never handed out twice, even after the newest row was deleted: a deleted run's id
@@ -194,7 +211,7 @@ class Metric(Base):
     model: Mapped[str] = mapped_column(String(16))
     split: Mapped[str] = mapped_column(String(16))
     metric: Mapped[str] = mapped_column(String(100))
-    value: Mapped[float]
+    value: Mapped[float | None] = mapped_column(FiniteFloat)  # null: not finite
     n: Mapped[int]  # test samples the value averages over
 
 
@@ -214,7 +231,7 @@ class TrainingLoss(Base):
     client: Mapped[int]
     model: Mapped[str] = mapped_column(String(16))
     task: Mapped[str] = mapped_column(String(200))
-    loss: Mapped[float]
+    loss: Mapped[float | None] = mapped_column(FiniteFloat)  # null: not finite
     steps: Mapped[int]
 
 
@@ -248,7 +265,7 @@ class TrainingStepLoss(Base):
     micro_batches: Mapped[int]  # the step's micro-batches, which the values average over
     term: Mapped[str] = mapped_column(String(100))
     task: Mapped[str] = mapped_column(String(200))
-    value: Mapped[float]
+    value: Mapped[float | None] = mapped_column(FiniteFloat)  # null: not finite
 
 
 class Replacement(Base):

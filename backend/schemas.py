@@ -317,23 +317,26 @@ class CompareCurve(BaseModel):
     client: int
     task: str
     rounds: list[int]
-    mean: list[float]
-    std: list[float] = Field(description="population std over the group's runs; 0 for one run")
+    mean: list[Measured]
+    std: list[Measured] = Field(
+        description="population std over the group's runs; 0 for one run; null (with the "
+        "mean) when a run's value is not finite"
+    )
     n: list[int] = Field(description="runs with a value at that round")
 
 
 class CompareRunValue(BaseModel):
     run_id: int
     seed: int
-    value: float
+    value: Measured
     round: int = Field(description="the round of the value: the run's last evaluated round")
 
 
 class CompareFinal(BaseModel):
     client: int
     task: str
-    mean: float
-    std: float
+    mean: Measured
+    std: Measured
     n: int
     values: list[CompareRunValue] = Field(
         default_factory=list,

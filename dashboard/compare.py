@@ -80,9 +80,16 @@ def higher_is_better(comparisons: Iterable[Comparison]) -> dict[str, bool]:
 
 
 def format_mean_std(mean: float, std: float, n: int) -> str:
+    if not math.isfinite(mean):
+        return "not finite"
     if n > 1 and not math.isnan(std):
         return f"{mean:.4f} ± {std:.4f}"
     return f"{mean:.4f}"
+
+
+def _as_float(value: object) -> float:
+    """A served value as a float: null (not finite) is NaN."""
+    return math.nan if value is None else float(value)  # type: ignore[arg-type]
 
 
 def final_table(finals: pd.DataFrame, better: dict[str, bool]) -> pd.DataFrame:
@@ -94,15 +101,18 @@ def final_table(finals: pd.DataFrame, better: dict[str, bool]) -> pd.DataFrame:
     out = []
     for (client, task, metric), rows in finals.groupby(["client", "task", "metric"], sort=True):
         by_label = rows.set_index("label")
-        means = by_label["mean"]
-        best = means.idxmax() if better.get(str(metric), True) else means.idxmin()
+        means = pd.to_numeric(by_label["mean"], errors="coerce").dropna()  # null: not finite
+        best = ""
+        if not means.empty:
+            best = means.idxmax() if better.get(str(metric), True) else means.idxmin()
         row: dict[str, object] = {"client": client, "task": task, "metric": metric}
         for label in labels:
             if label not in by_label.index:
                 row[label] = ""
                 continue
             one = by_label.loc[label]
-            cell = format_mean_std(float(one["mean"]), float(one["std"]), int(one["n"]))
+            mean, std = (_as_float(one[c]) for c in ("mean", "std"))
+            cell = format_mean_std(mean, std, int(one["n"]))
             row[label] = f"{BEST_MARK} {cell}" if label == best else cell
         row["best"] = best
         out.append(row)
@@ -187,8 +197,11 @@ VERDICT_COLUMNS = [
 
 
 def _by_seed(rows: pd.DataFrame) -> dict[int, float]:
-    """seed -> the final value (the mean if a seed was run twice)."""
-    return {int(s): float(v) for s, v in rows.groupby("seed")["value"].mean().items()}
+    """seed -> the final value (the mean if a seed was run twice); NaN where a run's value
+    was not finite (null)."""
+    values = pd.to_numeric(rows["value"], errors="coerce")
+    means = values.groupby(rows["seed"]).mean(skipna=False)
+    return {int(s): float(v) for s, v in means.items()}
 
 
 def bootstrap_ci(differences: Sequence[float]) -> tuple[float, float]:
@@ -226,6 +239,10 @@ def _judge(ours: dict[int, float], theirs: dict[int, float], higher: bool) -> di
     return out | {"result": WIN if better else LOSS}
 
 
+def _not_finite(values: dict[int, float]) -> bool:
+    return not all(math.isfinite(v) for v in values.values())
+
+
 def _pair(
     ours: str,
     rival: str,
@@ -234,6 +251,18 @@ def _pair(
     higher: bool,
 ) -> dict[str, Any]:
     if mine is not None and theirs is not None:
+        # A diverged seed (NaN or infinite value, served as null) has no place in a mean.
+        diverged = [label for label, v in ((ours, mine), (rival, theirs)) if _not_finite(v)]
+        if diverged:
+            return {
+                "ours": math.nan,
+                "theirs": math.nan,
+                "difference": math.nan,
+                "ci_low": math.nan,
+                "ci_high": math.nan,
+                "seeds": 0,
+                "result": f"not finite in {' and '.join(diverged)}: not counted",
+            }
         return _judge(mine, theirs, higher)
     present = float(np.mean(list((mine or theirs or {}).values())))
     return {
@@ -253,7 +282,8 @@ def verdict(
     """``ours`` (a group label) against each other group, per split (``runs``: split ->
     ``runs_frame``), client and task: a row with the means over seeds, the difference and
     its tie band, and the result (win, tie, loss; no verdict with one seed; a pair that
-    one group lacks is ``missing in …`` and not counted). A lower-is-better metric wins
+    one group lacks is ``missing in …``, one with a run whose value is not finite is ``not
+    finite in …``; neither is counted). A lower-is-better metric wins
     when it is lower."""
     cells: dict[str, dict[tuple[str, int, str, str], dict[int, float]]] = {}
     rivals: dict[str, None] = {}
@@ -294,7 +324,7 @@ def verdict_summary(table: pd.DataFrame) -> pd.DataFrame:
     out = []
     for (rival, on), rows in table.groupby(["vs", "on"], sort=False):
         results = rows["result"]
-        missing = int(results.str.startswith("missing").sum())
+        missing = int(results.str.endswith("not counted").sum())
         out.append(
             {
                 "vs": rival,
@@ -329,7 +359,7 @@ def headline(ours: str, summary: pd.DataFrame) -> str:
             if row["no verdict"]:
                 part += f" ({row['no verdict']} without a verdict: one seed)"
             if row["not counted"]:
-                part += f", {row['not counted']} not counted (missing in one group)"
+                part += f", {row['not counted']} not counted (missing or not finite in one group)"
             parts.append(part)
         lines.append(f"**{ours}** vs **{rival}** · " + " · ".join(parts))
     return "  \n".join(lines)

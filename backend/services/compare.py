@@ -174,7 +174,7 @@ def _curves(
             CompareCurve(client=client, task=task, rounds=[], mean=[], std=[], n=[]),
         )
         curve.rounds.append(rnd)
-        curve.mean.append(float(mean))
+        curve.mean.append(_float(mean))
         curve.std.append(_sqrt(var))
         curve.n.append(n)
     out: dict[int, list[CompareCurve]] = defaultdict(list)
@@ -224,7 +224,7 @@ def _finals(
         final = CompareFinal(
             client=client,
             task=task,
-            mean=float(mean),
+            mean=_float(mean),
             std=_sqrt(var),
             n=n,
             values=per_run[(g, client, task)],
@@ -235,13 +235,14 @@ def _finals(
 
 def _mean_and_variance(rows: Any, columns: tuple[str, ...], name: str) -> Any:
     """Per group of ``columns``: the columns, mean, count and population variance of
-    ``rows.c.value``, ordered by the columns (two passes, so it is exact on both databases)."""
+    ``rows.c.value``, ordered by the columns (two passes, so it is exact on both databases).
+
+    A group holding a NULL (a run's value was not finite) has a NULL mean and variance: a
+    diverged seed must not vanish from the mean that ``n`` says it is part of."""
     keys = tuple(rows.c[c] for c in columns)
-    means = (
-        select(*keys, func.avg(rows.c.value).label("mean"), func.count().label("n"))
-        .group_by(*keys)
-        .cte(name)
-    )
+    all_finite = func.count(rows.c.value) == func.count()
+    mean = case((all_finite, func.avg(rows.c.value)), else_=None)
+    means = select(*keys, mean.label("mean"), func.count().label("n")).group_by(*keys).cte(name)
     deviation = rows.c.value - means.c.mean
     grouped = (*(means.c[c] for c in columns), means.c.mean, means.c.n)
     return (
@@ -256,6 +257,10 @@ def _same(a: Any, b: Any, columns: tuple[str, ...]) -> ColumnElement[bool]:
     return and_(*(a.c[c] == b.c[c] for c in columns))
 
 
-def _sqrt(var: float | None) -> float:
-    # Rounding can leave a variance a hair below zero.
-    return math.sqrt(max(0.0, float(var or 0.0)))
+def _float(value: float | None) -> float | None:
+    return None if value is None else float(value)
+
+
+def _sqrt(var: float | None) -> float | None:
+    # None: not finite (see _mean_and_variance). Rounding can leave a variance a hair below 0.
+    return None if var is None else math.sqrt(max(0.0, float(var)))

@@ -213,3 +213,27 @@ def test_the_direction_of_a_metric_is_the_catalogs(
         for name in expected
     }
     assert answered == expected
+
+
+def test_a_diverged_seed_makes_its_means_null_not_a_mean_of_the_others(
+    api: Api, sessions: sessionmaker[Session]
+) -> None:
+    ids = []
+    with sessions() as session:
+        for seed, last in ((1, 0.4), (2, float("nan"))):
+            run = add_run(session, seed=seed)
+            run.status = RunStatus.SUCCEEDED
+            session.flush()
+            ids.append(run.id)
+            session.add(_metric(run.id, 1, 0.2, metric="mse"))
+            session.add(_metric(run.id, 2, last, metric="mse"))
+        session.commit()
+    params = {"runs": ",".join(map(str, ids)), "metric": "mse"}
+    response = api.get(URL, params=params)
+    assert response.status_code == 200, response.text
+    [group] = response.json()["groups"]
+    [curve], [final] = group["curves"], group["final"]
+    assert (curve["rounds"], curve["mean"], curve["n"]) == ([1, 2], [0.2, None], [2, 2])
+    assert curve["std"] == [0.0, None]
+    assert (final["mean"], final["std"], final["n"]) == (None, None, 2)
+    assert [v["value"] for v in final["values"]] == [0.4, None]

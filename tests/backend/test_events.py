@@ -172,3 +172,38 @@ def test_progress_and_round_events_update_the_run_row(sessions: sessionmaker[Ses
         assert progress == ("fl", 3, 8, 0.4, 15)
         assert run.heartbeat_at is not None and run.heartbeat_at.tzinfo is not None
         assert run.status == "queued"  # events never change the status
+
+
+def test_a_diverged_run_keeps_its_non_finite_values_as_nulls(
+    sessions: sessionmaker[Session],
+) -> None:
+    """NaN and infinity are stored as NULL (not a finite number) on both databases: SQLite
+    turns NaN into NULL anyway, and a NOT NULL column then refused the whole event."""
+    nan, inf = float("nan"), float("inf")
+    with sessions() as session:
+        run_id = add_run(session).id
+    _record(
+        sessions,
+        run_id,
+        _evaluation(nan),
+        _evaluation(inf, metric="loss"),
+        ev.LocalTraining(
+            round=1, stage="fl", client=3, model="global", losses={"digits": nan}, steps=2
+        ),
+        ev.TrainingStep(
+            stage="post",
+            round=2,
+            client=3,
+            model="final",
+            step=1,
+            micro_batches=1,
+            losses={"digits": nan},
+            extra_losses={"kd": {"digits": -inf}},
+        ),
+    )
+    with sessions() as session:
+        metrics = session.execute(select(Metric.metric, Metric.value).order_by(Metric.metric))
+        assert list(metrics) == [("accuracy", None), ("loss", None)]
+        assert session.scalars(select(TrainingLoss.loss)).all() == [None]
+        steps = session.execute(select(TrainingStepLoss.term, TrainingStepLoss.value))
+        assert sorted(steps) == [("kd", None), ("task", None)]

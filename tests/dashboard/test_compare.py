@@ -65,7 +65,7 @@ def test_one_seed_shows_no_std() -> None:
 Pair = tuple[int, str]
 
 
-def with_seeds(metric: str, values: dict[str, dict[Pair, list[float]]]) -> Comparison:
+def with_seeds(metric: str, values: dict[str, dict[Pair, list[float | None]]]) -> Comparison:
     """Groups with each run's final value: algorithm -> (client, task) -> a value per seed
     (seeds 1, 2, …)."""
     groups: list[Any] = []
@@ -76,7 +76,8 @@ def with_seeds(metric: str, values: dict[str, dict[Pair, list[float]]]) -> Compa
                 {"run_id": 100 * len(groups) + seed, "seed": seed, "value": v, "round": 3}
                 for seed, v in enumerate(per_seed, start=1)
             ]
-            mean = sum(per_seed) / len(per_seed)
+            finite = [v for v in per_seed if v is not None]
+            mean = sum(finite) / len(finite)
             finals.append(
                 {"client": client, "task": task, "mean": mean, "std": 0.0, "n": len(per_seed)}
                 | {"values": runs}
@@ -162,6 +163,25 @@ def test_a_pair_that_one_group_lacks_is_not_counted_and_said_so() -> None:
     assert "of 1 client-task pairs, 2 not counted" in compare.headline(
         "tap", pd.DataFrame([summary])
     )
+
+
+def test_a_pair_with_a_diverged_seed_is_not_counted_and_its_mean_is_not_finite() -> None:
+    """The API serves a NaN or infinite value as null: that pair gets no verdict (a mean
+    without the diverged seed would hide it), and the final table says "not finite"."""
+    comp = with_seeds(
+        "mse",
+        {"tap": {A: [0.1, 0.11], B: [0.2, None]}, "fedavg": {A: [0.2, 0.21], B: [0.3, 0.3]}},
+    )
+    table = judge(comp).set_index("task")
+    assert table.loc["a", "result"] == "win"
+    assert table.loc["b", "result"] == "not finite in tap: not counted"
+    [summary] = compare.verdict_summary(judge(comp)).to_dict("records")
+    assert (summary["wins"], summary["pairs"], summary["not counted"]) == (1, 1, 1)
+    comp["groups"][0]["final"][1] |= {"mean": None, "std": None}
+    finals = compare.finals_frame([comp])
+    final = compare.final_table(finals, {"mse": False}).set_index("task")
+    assert final.loc["b", "tap"] == "not finite"
+    assert final.loc["b", "best"] == "fedavg"
 
 
 def test_four_algorithms_each_get_a_verdict_and_the_headline_matches_the_table() -> None:

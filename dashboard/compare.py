@@ -243,6 +243,18 @@ def _not_finite(values: dict[int, float]) -> bool:
     return not all(math.isfinite(v) for v in values.values())
 
 
+def _not_counted(result: str, ours: float = math.nan, theirs: float = math.nan) -> dict[str, Any]:
+    return {
+        "ours": ours,
+        "theirs": theirs,
+        "difference": math.nan,
+        "ci_low": math.nan,
+        "ci_high": math.nan,
+        "seeds": 0,
+        "result": f"{result}: not counted",
+    }
+
+
 def _pair(
     ours: str,
     rival: str,
@@ -254,26 +266,14 @@ def _pair(
         # A diverged seed (NaN or infinite value, served as null) has no place in a mean.
         diverged = [label for label, v in ((ours, mine), (rival, theirs)) if _not_finite(v)]
         if diverged:
-            return {
-                "ours": math.nan,
-                "theirs": math.nan,
-                "difference": math.nan,
-                "ci_low": math.nan,
-                "ci_high": math.nan,
-                "seeds": 0,
-                "result": f"not finite in {' and '.join(diverged)}: not counted",
-            }
+            return _not_counted(f"not finite in {' and '.join(diverged)}")
         return _judge(mine, theirs, higher)
     present = float(np.mean(list((mine or theirs or {}).values())))
-    return {
-        "ours": present if mine else math.nan,
-        "theirs": present if theirs else math.nan,
-        "difference": math.nan,
-        "ci_low": math.nan,
-        "ci_high": math.nan,
-        "seeds": 0,
-        "result": f"missing in {ours if mine is None else rival}: not counted",
-    }
+    return _not_counted(
+        f"missing in {ours if mine is None else rival}",
+        ours=present if mine else math.nan,
+        theirs=present if theirs else math.nan,
+    )
 
 
 def verdict(

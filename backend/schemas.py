@@ -39,6 +39,11 @@ class PresetOut(BaseModel):
     rounds: int
     clients: int
     backbone: str
+    pairs: list[str] = Field(
+        default_factory=list,
+        description="the modality-task pairs (MODALITIES:FAMILY) in the order the setting "
+        "`pairs` keeps them",
+    )
 
 
 class PresetList(BaseModel):

@@ -26,7 +26,7 @@ from pydantic import (
 )
 from pydantic.json_schema import SkipJsonSchema
 
-from tap_engine import catalog
+from tap_engine import catalog, pairs
 
 PRESETS_DIR = Path(__file__).parent / "presets"
 
@@ -251,6 +251,30 @@ class ScenarioSpec(StrictModel):
         le=MAX_SAMPLES,
         description="cap on every task part's test items (quick runs)",
     )
+    pairs_order: list[str] | None = Field(
+        default=None,
+        description="the study order of the modality-task pairs (MODALITIES:FAMILY, e.g. "
+        "image+text:text_generation): the setting `pairs` keeps the first ones. Default: "
+        "the order they first appear in",
+    )
+
+    @model_validator(mode="after")
+    def _pairs_order_covers_every_pair(self) -> ScenarioSpec:
+        if self.pairs_order is None:
+            return self
+        bad = [p for p in self.pairs_order if not pairs.PAIR_PATTERN.match(p)]
+        if bad:
+            raise ValueError(
+                f"pairs_order: {bad[0]!r} is not a pair MODALITIES:FAMILY "
+                "(e.g. image:image_classification)"
+            )
+        if len(set(self.pairs_order)) != len(self.pairs_order):
+            raise ValueError("pairs_order: a pair is listed twice")
+        # A pair the scenario lacks may be listed: a variant keeps the whole order.
+        missing = [p for p in pairs.present_pairs(self.clients) if p not in self.pairs_order]
+        if missing:
+            raise ValueError(f"pairs_order: lacks the scenario's pairs {', '.join(missing)}")
+        return self
 
     @model_validator(mode="after")
     def _shared_heads_agree(self) -> ScenarioSpec:
@@ -411,7 +435,29 @@ class RunConfig(StrictModel):
         le=1_000,
         description="BERTScore layer; None: bert-score's default for the model",
     )
+    pairs: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_SAMPLES,
+        description="keep only the scenario's first N modality-task pairs (in "
+        "scenario.pairs_order); None: all. Clients left without a task copy a donor's "
+        "(docs/STUDIES.md)",
+    )
     scenario: ScenarioSpec
+
+    @model_validator(mode="after")
+    def _scenario_variant(self) -> RunConfig:
+        # First of the checks, so that the others see the variant a run trains on. The
+        # variant of a variant is itself: a resolved config validates again unchanged.
+        if self.pairs is None:
+            return self
+        available = len(pairs.scenario_pairs(self.scenario))
+        if self.pairs > available:
+            raise ValueError(
+                f"pairs ({self.pairs}) exceeds the scenario's {available} modality-task pairs"
+            )
+        self.scenario = pairs.keep_pairs(self.scenario, self.pairs)
+        return self
 
     @field_validator("post_steps")
     @classmethod

@@ -48,6 +48,11 @@ class CatalogPreset(BaseModel):
     name: str
     description: str
     defaults: PresetDefaults
+    pairs: list[str] = Field(
+        default_factory=list,
+        description="the modality-task pairs (MODALITIES:FAMILY) in the order the setting "
+        "`pairs` keeps them; `pairs=2` keeps the first two",
+    )
 
 
 class Catalog(BaseModel):
@@ -111,6 +116,12 @@ EXAMPLE: dict[str, Any] = {
                 },
                 "backbone": "flava-tiny",
             },
+            "pairs": [
+                "image:image_classification",
+                "text:text_classification",
+                "image:image_generation",
+                "image+text:text_generation",
+            ],
         },
     ],
 }

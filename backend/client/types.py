@@ -33,6 +33,7 @@ class Preset(TypedDict):
     rounds: NotRequired[int]
     clients: NotRequired[int]
     backbone: NotRequired[str]
+    pairs: NotRequired[list[str]]  # modality-task pairs, in the order `pairs` keeps them
 
 
 class Transition(TypedDict):
@@ -251,6 +252,7 @@ class CatalogPreset(TypedDict):
     name: str
     description: str
     defaults: dict[str, Any]  # resolved values: algorithm, rounds, seed, clients, …
+    pairs: NotRequired[list[str]]  # modality-task pairs, in the order `pairs` keeps them
 
 
 class Catalog(TypedDict):

@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from backend.schemas import PresetOut
 from tap_engine import config as engine_config
+from tap_engine.pairs import scenario_pairs
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ def list_presets() -> list[PresetOut]:
                 rounds=run.rounds,
                 clients=len(run.scenario.clients),
                 backbone=run.backbone.name,
+                pairs=scenario_pairs(run.scenario),
             )
         )
     return items

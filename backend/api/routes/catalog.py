@@ -13,6 +13,7 @@ from backend.api.catalog_schemas import EXAMPLE, Catalog, CatalogPreset, PresetD
 from backend.services.presets import describe
 from tap_engine import catalog as engine_catalog
 from tap_engine import config as engine_config
+from tap_engine.pairs import scenario_pairs
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,10 @@ def preset_entries() -> tuple[CatalogPreset, ...]:
         )
         entries.append(
             CatalogPreset(
-                name=name, description=config.description or describe(name), defaults=defaults
+                name=name,
+                description=config.description or describe(name),
+                defaults=defaults,
+                pairs=scenario_pairs(config.scenario),
             )
         )
     return tuple(entries)

@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from backend.models import Replacement, Run
 from backend.services.events import record_event
-from tap_engine import events as ev
 from backend.settings import Settings
+from tap_engine import events as ev
 from tap_engine.artifacts import save_final_state
 from tests.backend.conftest import Api, add_run
 

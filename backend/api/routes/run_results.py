@@ -1,5 +1,6 @@
 """What a run produced beside its metrics: TAP's replacement events, the bytes each round
-sent between server and clients, and the downloadable artifacts (resolved config, each client's final personalized adapters)."""
+sent between server and clients, and the downloadable artifacts (resolved config, each
+client's final personalized adapters)."""
 
 from __future__ import annotations
 

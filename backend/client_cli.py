@@ -249,7 +249,8 @@ def export(
     output: Annotated[Path, typer.Option("--output", "-o", help="folder to write")] = Path("."),
 ) -> None:
     """Download a run: run.json, metrics.csv, losses.json, steps.json (stage 2 step by step),
-    replacements.json, logs.json and its artifacts (config.json, each client's final
+    replacements.json, traffic.json (bytes per round, client and direction), logs.json and
+    its artifacts (config.json, each client's final
     adapters) into OUTPUT/run-ID/."""
     folder = output / f"run-{run_id}"
     with _api() as api:
@@ -261,6 +262,7 @@ def export(
             ("losses", api.losses(run_id)),
             ("steps", api.steps(run_id)),
             ("replacements", api.replacements(run_id)),
+            ("traffic", api.traffic(run_id)),
             ("logs", api.all_logs(run_id)),
         ):
             (folder / f"{name}.json").write_text(json.dumps(rows, indent=2))

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     DateTime,
     Double,
     ForeignKey,
@@ -283,6 +284,25 @@ class Replacement(Base):
     personal_loss: Mapped[float]
     margin: Mapped[float]
     parameters_copied: Mapped[int]
+
+
+TRAFFIC_KEY = ("run_id", "round", "client", "direction")
+
+
+class RoundTraffic(Base):
+    """Bytes one client received (``down``) or uploaded (``up``) in one FL round: the
+    trainable tensors of its sub-model. A repeated round after a resume overwrites its row."""
+
+    __tablename__ = "round_traffic"
+    __table_args__ = (UniqueConstraint(*TRAFFIC_KEY), NEVER_REUSE_IDS)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    round: Mapped[int]
+    client: Mapped[int]
+    direction: Mapped[str] = mapped_column(String(8))
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    parameters: Mapped[int] = mapped_column(BigInteger)
 
 
 class RunTransition(Base):

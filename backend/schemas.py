@@ -285,6 +285,19 @@ class ReplacementOut(BaseModel):
     parameters_copied: int
 
 
+class TrafficOut(BaseModel):
+    """What crossed the network for one client in one FL round, one direction: the
+    trainable tensors of its sub-model (``down``: server to client, ``up``: back)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    round: int
+    client: int
+    direction: Literal["down", "up"]
+    bytes: int = Field(description="bytes of the tensors, at their stored precision")
+    parameters: int = Field(description="scalars sent")
+
+
 class ArtifactOut(BaseModel):
     name: str = Field(description="pass to GET /runs/{id}/artifacts/{name}")
     kind: Literal["config", "adapter"]

@@ -11,6 +11,7 @@ from tap_engine.data import ClientData
 from tap_engine.events import Event, LocalTraining, ModelKind, Observer, Stage, TrainingStep
 from tap_engine.models.state import State
 from tap_engine.models.tap_model import TapModel, TaskInfo
+from tap_engine.traffic import traffic_event
 from tap_engine.training import ExtraLoss, LocalResult, LocalTrainer
 
 
@@ -60,9 +61,16 @@ class Context:
     ) -> LocalResult:
         """A round's local training (E steps at the round's learning rate). Every model a
         client trains in a round sees the round's data order, as in the paper's code, unless
-        ``reshuffle`` (TAP's personalized model after a replacement) asks for another."""
+        ``reshuffle`` (TAP's personalized model after a replacement) asks for another.
+
+        A ``global`` training during FL is what crosses the network: the client receives
+        ``state`` from the server and uploads what it trained (TAP_SPEC section 3); a
+        personal model never leaves the client."""
         assert self.config.local_steps is not None
-        return self._run(
+        sent = kind == "global" and self.stage == "fl"
+        if sent:
+            self.emit(traffic_event(self.round, client, "down", state))
+        result = self._run(
             client,
             state,
             kind,
@@ -71,6 +79,9 @@ class Context:
             purpose="replaced" if reshuffle else "global",
             extra_loss=extra_loss,
         )
+        if sent:
+            self.emit(traffic_event(self.round, client, "up", result.state))
+        return result
 
     def fine_tune(
         self,

@@ -99,6 +99,21 @@ class Replacement(EventModel):
     parameters_copied: int
 
 
+Direction = Literal["down", "up"]  # down: server -> client; up: client -> server
+
+
+class RoundTraffic(EventModel):
+    """What crossed the network for one client in one FL round, one direction: the
+    trainable tensors of its sub-model (the frozen backbone never travels)."""
+
+    type: Literal["round_traffic"] = "round_traffic"
+    round: int
+    client: int
+    direction: Direction
+    bytes: int = Field(description="bytes of the tensors sent, at their stored precision")
+    parameters: int = Field(description="scalars sent")
+
+
 class Evaluation(EventModel):
     """One metric of one model on one client's task, on local or pooled test data."""
 
@@ -145,6 +160,7 @@ Event = Annotated[
     | LocalTraining
     | TrainingStep
     | Replacement
+    | RoundTraffic
     | Evaluation
     | MetricSkipped
     | Progress

@@ -134,6 +134,8 @@ REPLACEMENT = {
     "parameters_copied": 18432,
 }
 
+TRAFFIC = {"round": 3, "client": 0, "direction": "up", "bytes": 73728, "parameters": 18432}
+
 LOG_LINE = {
     "seq": 5,
     "time": "2026-11-24T18:00:03Z",

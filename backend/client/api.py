@@ -36,6 +36,8 @@ from backend.client.types import (
     RunPage,
     StepFilters,
     StepRow,
+    TrafficFilters,
+    TrafficRow,
     User,
 )
 
@@ -203,6 +205,10 @@ class TapflClient:
     ) -> list[ReplacementRow]:
         """TAP's replacement events (round, client, task, losses, margin, parameters)."""
         return self._http.all_items(f"/runs/{run_id}/replacements", drop_none(filters))
+
+    def traffic(self, run_id: int, **filters: Unpack[TrafficFilters]) -> list[TrafficRow]:
+        """Bytes each participant received (``down``) and uploaded (``up``) per FL round."""
+        return self._http.all_items(f"/runs/{run_id}/traffic", drop_none(filters))
 
     def logs(
         self, run_id: int, *, after: int = 0, limit: int | None = None, level: str | None = None

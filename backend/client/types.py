@@ -139,6 +139,14 @@ class ReplacementRow(TypedDict):
     parameters_copied: int
 
 
+class TrafficRow(TypedDict):
+    round: int
+    client: int
+    direction: str  # down: server to client; up: client to server
+    bytes: int
+    parameters: int
+
+
 class CompareCurve(TypedDict):
     client: int
     task: str
@@ -296,6 +304,11 @@ class StepFilters(TypedDict, total=False):
 class ReplacementFilters(TypedDict, total=False):
     client: int
     task: str
+
+
+class TrafficFilters(TypedDict, total=False):
+    client: int
+    direction: str
 
 
 class ExperimentFilters(TypedDict, total=False):

@@ -16,9 +16,11 @@ from sqlalchemy.orm import Session
 from backend.models import (
     STEP_KEY,
     TASK_LOSS_TERM,
+    TRAFFIC_KEY,
     Base,
     Metric,
     Replacement,
+    RoundTraffic,
     Run,
     TrainingLoss,
     TrainingStepLoss,
@@ -79,6 +81,9 @@ def record_event(
         case ev.Replacement():
             row = event.model_dump(exclude={"type"})
             upsert(session, Replacement, [{"run_id": run_id, **row}], REPLACEMENT_KEY)
+        case ev.RoundTraffic():
+            row = event.model_dump(exclude={"type"})
+            upsert(session, RoundTraffic, [{"run_id": run_id, **row}], TRAFFIC_KEY)
         case ev.RunStarted():
             _update_run(
                 session,

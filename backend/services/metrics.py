@@ -11,7 +11,14 @@ from pydantic_core import to_json
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from backend.models import STEP_SERIES_ORDER, Metric, Replacement, TrainingLoss, TrainingStepLoss
+from backend.models import (
+    STEP_SERIES_ORDER,
+    Metric,
+    Replacement,
+    RoundTraffic,
+    TrainingLoss,
+    TrainingStepLoss,
+)
 from backend.schemas import LossFilter, MetricFilter, StepFilter
 
 METRIC_COLUMNS = ("round", "stage", "client", "task", "model", "split", "metric", "value", "n")
@@ -118,4 +125,21 @@ def query_replacements(
     if task is not None:
         query = query.where(Replacement.task == task)
     order = (Replacement.round, Replacement.client, Replacement.task)
+    return _page(session, query.order_by(*order), limit, offset)
+
+
+def query_traffic(
+    session: Session,
+    run_id: int,
+    client: int | None,
+    direction: str | None,
+    limit: int | None,
+    offset: int = 0,
+) -> tuple[list[RoundTraffic], int]:
+    query = select(RoundTraffic).where(RoundTraffic.run_id == run_id)
+    if client is not None:
+        query = query.where(RoundTraffic.client == client)
+    if direction is not None:
+        query = query.where(RoundTraffic.direction == direction)
+    order = (RoundTraffic.round, RoundTraffic.client, RoundTraffic.direction)
     return _page(session, query.order_by(*order), limit, offset)

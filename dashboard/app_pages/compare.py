@@ -19,7 +19,7 @@ import streamlit as st
 
 from backend.client import ApiError
 from backend.client.types import Comparison, Run
-from dashboard import chart_style, compare, compare_charts, data, ui
+from dashboard import chart_style, compare, compare_charts, data, traffic, traffic_charts, ui
 from dashboard.export_ui import export_section
 from dashboard.ui import MAIN, SPLIT_LABELS
 
@@ -255,6 +255,39 @@ def curves_section(
     ui.chart_grid(panels, figure)
 
 
+def communication_section(
+    curves: pd.DataFrame, comps: list[Comparison], colors: dict[str, str], model: str
+) -> None:
+    """Each group's curve metric against the MB it has sent: communication cost, as FL
+    papers report it. Reads the curves already fetched and each run's traffic rows, only
+    while open (a sweep of many runs costs a request per run)."""
+    section = st.expander(
+        "Communication cost", key="compare_traffic", icon=":material/swap_vert:", on_change="rerun"
+    )
+    with section:
+        if not section.open:
+            return
+        groups = {g["label"]: g["run_ids"] for g in (comps[0]["groups"] if comps else [])}
+        with ui.api_errors():
+            sent = {label: traffic.group_traffic(ids) for label, ids in groups.items()}
+        points = traffic.cost_vs_metric(curves, sent)
+        if points.empty:
+            st.caption("No evaluated rounds to set against the traffic yet.")
+            return
+        st.caption(
+            f"Per group: the curves' metric of model **{model}** (mean over clients and "
+            "tasks, mean over seeds) against the MB of trainable tensors sent down and up so "
+            "far; a group without that model has no line. Local training sends nothing: its "
+            "points stand at 0 MB."
+        )
+        for metric, rows in points.groupby("metric", sort=True):
+            st.plotly_chart(
+                traffic_charts.cost_figure(rows, metric=str(metric), colors=colors),
+                config={"displayModeBar": False},
+                key=f"compare_traffic_{metric}",
+            )
+
+
 # -- the page ----------------------------------------------------------------------------------
 
 st.title("Compare")
@@ -346,6 +379,7 @@ verdict_section(final_runs, pairs, better)
 st.divider()
 figures: dict[str, go.Figure] = {}  # every figure drawn, by title: for the export
 curves_section(curves, colors, curve_split or "local", curve_model, figures, better)
+communication_section(curves, curve_data, colors, curve_model)
 st.divider()
 
 st.subheader("Final values")

@@ -18,7 +18,7 @@ import streamlit as st
 
 from backend.client import ApiError
 from backend.client.types import Catalog, Run
-from dashboard import data, personalization, run_charts, ui
+from dashboard import data, personalization, run_charts, traffic, traffic_charts, ui
 from dashboard.ui import MAIN, SPLIT_LABELS
 
 LOG_LINES = 300
@@ -100,6 +100,7 @@ def run_view(run_id: int, live: bool) -> None:
     # its rows afresh.
     clients, stages = curves(run_id, run)
     training_losses(run, clients)
+    communication(run)
     if "post" in stages:
         stage_two_steps(run, clients)
     with st.expander("Config", icon=":material/tune:"):
@@ -479,6 +480,34 @@ def training_losses(run: Run, clients: list[int] | None) -> None:
             lambda client: run_charts.loss_figure(
                 frame[frame["client"] == client], title=f"Client {client}", rounds=rounds
             ),
+        )
+
+
+def communication(run: Run) -> None:
+    """Bytes of trainable tensors sent per FL round; fetched only while open."""
+    section = lazy_expander("Communication", f"traffic_{run['id']}", ":material/swap_vert:")
+    with section:
+        if not section.open:
+            return
+        with ui.api_errors():
+            frame = traffic.traffic(run)
+        if frame.empty:
+            st.caption(
+                "Nothing sent: local training and stage 2 stay on the clients (or no FL "
+                "round has finished yet)."
+            )
+            return
+        sums = frame.groupby("direction")["bytes"].sum()
+        st.caption(
+            "The trainable tensors (adapters, experts, heads) each participant received and "
+            "uploaded; the frozen backbone never travels. Total "
+            + " · ".join(f"{d} {sums.get(d, 0) / traffic.MB:,.2f} MB" for d in traffic.DIRECTIONS)
+        )
+        cumulative = traffic.cumulative(frame)
+        st.plotly_chart(
+            traffic_charts.run_traffic_figure(cumulative),
+            config={"displayModeBar": False},
+            key=f"traffic_chart_{run['id']}",
         )
 
 

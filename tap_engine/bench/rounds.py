@@ -11,7 +11,8 @@ from pathlib import Path
 from tap_engine.bench.measure import median, synchronize
 from tap_engine.checkpoint import config_fingerprint
 from tap_engine.context import Context
-from tap_engine.models.state import State, nbytes
+from tap_engine.events import Event, RoundTraffic
+from tap_engine.models.state import nbytes
 from tap_engine.runner import (
     Engine,
     Evaluator,
@@ -20,23 +21,22 @@ from tap_engine.runner import (
     unique_frozen_parameters,
     write_checkpoint,
 )
-from tap_engine.training import LocalResult
 
 
-@dataclass
-class MeteredContext(Context):
-    """Counts what crosses the network: a ``global`` training starts from the state the
-    server sent and ends with the state the client uploads."""
+class TrafficMeter:
+    """An observer that adds up the run's own ``round_traffic`` events: the bench reports
+    the very bytes a run stores, not a count of its own."""
 
-    down_bytes: int = 0
-    up_bytes: int = 0
+    def __init__(self) -> None:
+        self.down_bytes = 0
+        self.up_bytes = 0
 
-    def train(self, client: int, state: State, kind, **kwargs) -> LocalResult:
-        result = super().train(client, state, kind, **kwargs)
-        if kind == "global":
-            self.down_bytes += nbytes(state)
-            self.up_bytes += nbytes(result.state)
-        return result
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, RoundTraffic):
+            if event.direction == "down":
+                self.down_bytes += event.bytes
+            else:
+                self.up_bytes += event.bytes
 
 
 @dataclass
@@ -94,20 +94,21 @@ def measure_rounds(
 ) -> RoundFigures:
     config, device, model = engine.config, engine.device, engine.model
     algorithm = engine.new_algorithm(storage_for(workdir, state_memory_budget_mb))
-    ctx = MeteredContext(
+    meter = TrafficMeter()
+    ctx = Context(
         config,
         engine.clients,
         model,
         engine.trainer,
         engine.components,
         engine.infos,
-        lambda event: None,
+        meter,
         lambda: False,
     )
     fingerprint = config_fingerprint(config)
     round_s, checkpoint_s, down, up, written = [], [], [], [], []
     for r in range(warmup + rounds):
-        ctx.down_bytes = ctx.up_bytes = 0
+        meter.down_bytes = meter.up_bytes = 0
         synchronize(device)
         start = time.perf_counter()
         play_round(ctx, algorithm, r)
@@ -119,8 +120,8 @@ def measure_rounds(
         if r >= warmup:
             round_s.append(middle - start)
             checkpoint_s.append(end - middle)
-            down.append(ctx.down_bytes)
-            up.append(ctx.up_bytes)
+            down.append(meter.down_bytes)
+            up.append(meter.up_bytes)
             written.append(_written(workdir, before))
 
     if fill_states:

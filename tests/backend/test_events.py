@@ -3,7 +3,14 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from backend.models import Metric, Replacement, Run, TrainingLoss, TrainingStepLoss
+from backend.models import (
+    Metric,
+    Replacement,
+    RoundTraffic,
+    Run,
+    TrainingLoss,
+    TrainingStepLoss,
+)
 from backend.services.events import record_event
 from tap_engine import events as ev
 from tests.backend.conftest import add_run
@@ -154,6 +161,25 @@ def test_replacements_are_stored_once_per_round_client_and_task(
     with sessions() as session:
         [row] = session.scalars(select(Replacement)).all()
         assert (row.client, row.task, row.parameters_copied, row.margin) == (1, "cls", 1234, 0.5)
+
+
+def test_a_round_repeated_after_a_resume_does_not_count_its_traffic_twice(
+    sessions: sessionmaker[Session],
+) -> None:
+    with sessions() as session:
+        run_id = add_run(session).id
+    big = 5 * 2**31  # a large model's round: more than a 32-bit column holds
+
+    def sent(direction: str, nbytes: int, client: int = 1) -> ev.RoundTraffic:
+        return ev.RoundTraffic(
+            round=2, client=client, direction=direction, bytes=nbytes, parameters=nbytes // 4
+        )
+
+    _record(sessions, run_id, sent("down", big), sent("up", 8), sent("up", big), sent("up", 8, 2))
+    with sessions() as session:
+        rows = session.scalars(select(RoundTraffic).order_by(RoundTraffic.id)).all()
+        got = [(r.round, r.client, r.direction, r.bytes) for r in rows]
+    assert got == [(2, 1, "down", big), (2, 1, "up", big), (2, 2, "up", 8)]
 
 
 def test_progress_and_round_events_update_the_run_row(sessions: sessionmaker[Session]) -> None:

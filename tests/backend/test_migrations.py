@@ -213,3 +213,42 @@ def test_the_autoincrement_rebuild_keeps_every_row_and_its_children(tmp_path: Pa
         Base.metadata.tables, True
     )
     assert _diff(url) == []
+
+
+def test_round_traffic_arrives_with_0007_and_leaves_with_its_downgrade(
+    empty_database: str,
+) -> None:
+    url = empty_database
+    config = alembic_config(url)
+    config.attributes["configure_logging"] = False
+    command.upgrade(config, "0006")
+    engine = make_engine(url)
+    assert "round_traffic" not in inspect(engine).get_table_names()
+    with engine.begin() as db:
+        db.execute(text("INSERT INTO users (name, token_hash, is_admin, created_at) "
+                        "VALUES ('u', 'h', true, CURRENT_TIMESTAMP)"))  # fmt: skip
+        db.execute(text("INSERT INTO experiments (name, preset, owner_id, spec, created_at) "
+                        "SELECT 'e', 'demo', id, '{}', CURRENT_TIMESTAMP FROM users"))  # fmt: skip
+        db.execute(text(
+            "INSERT INTO runs (experiment_id, algorithm, seed, config, status, round, "
+            "total_rounds, progress, created_at, group_id, attempt, recoveries) "
+            "SELECT id, 'fedavg', 1, '{}', 'succeeded', 3, 3, 1, CURRENT_TIMESTAMP, 'g', 0, 0 "
+            "FROM experiments"))  # fmt: skip
+    engine.dispose()
+    upgrade_database(url)
+    assert _diff(url) == []
+    engine = make_engine(url)
+    with engine.begin() as db:
+        db.execute(text(
+            "INSERT INTO round_traffic (run_id, round, client, direction, bytes, parameters) "
+            "SELECT id, 1, 0, 'down', 10000000000, 2500000000 FROM runs"))  # fmt: skip
+        assert db.execute(text("SELECT bytes FROM round_traffic")).scalar() == 10_000_000_000
+    engine.dispose()
+    command.downgrade(config, "0006")
+    engine = make_engine(url)
+    try:
+        assert "round_traffic" not in inspect(engine).get_table_names()
+        with engine.connect() as db:
+            assert db.execute(text("SELECT count(*) FROM runs")).scalar() == 1
+    finally:
+        engine.dispose()

@@ -11,7 +11,9 @@ from safetensors.torch import load
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.models import Replacement, Run
+from backend.services.events import record_event
 from backend.settings import Settings
+from tap_engine import events as ev
 from tap_engine.artifacts import save_final_state
 from tests.backend.conftest import Api, add_run
 
@@ -51,6 +53,37 @@ def test_replacements_come_in_round_order_and_filter_by_client(
     one = api.get(f"/api/v1/runs/{run_id}/replacements", params={"client": 1}).json()
     assert [r["round"] for r in one["items"]] == [1, 2]
     assert api.get("/api/v1/runs/999/replacements").status_code == 404
+
+
+def test_traffic_comes_in_round_order_and_filters_by_client_and_direction(
+    api: Api, sessions: sessionmaker[Session]
+) -> None:
+    with sessions() as session:
+        run = add_run(session)
+        for rnd, client, direction in ((2, 0, "up"), (1, 1, "down"), (1, 0, "up"), (1, 0, "down")):
+            event = ev.RoundTraffic(
+                round=rnd, client=client, direction=direction, bytes=4096, parameters=1024
+            )
+            record_event(session, run.id, event)
+        session.commit()
+        run_id = run.id
+    url = f"/api/v1/runs/{run_id}/traffic"
+    page = api.get(url).json()
+    assert page["total"] == 4
+    keys = [(r["round"], r["client"], r["direction"]) for r in page["items"]]
+    assert keys == [(1, 0, "down"), (1, 0, "up"), (1, 1, "down"), (2, 0, "up")]
+    assert page["items"][0] == {
+        "round": 1,
+        "client": 0,
+        "direction": "down",
+        "bytes": 4096,
+        "parameters": 1024,
+    }
+    up = api.get(url, params={"client": 0, "direction": "up"}).json()
+    assert [r["round"] for r in up["items"]] == [1, 2]
+    bad = api.get(url, params={"direction": "sideways"})
+    assert bad.status_code == 422 and "direction" in bad.text
+    assert api.get("/api/v1/runs/999/traffic").status_code == 404
 
 
 def test_the_config_and_each_clients_final_adapters_are_listed_and_downloaded(

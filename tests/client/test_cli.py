@@ -16,7 +16,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from backend.models import Metric, Run
+from backend.models import Metric, RoundTraffic, Run
 from tap_engine.artifacts import save_final_state
 from tap_engine.cli import _load_plugins, app
 from tests.client.conftest import LiveApi
@@ -119,6 +119,8 @@ def test_metrics_compare_and_export(tapfl: Tapfl, live_api: LiveApi, tmp_path: P
                         n=4,
                     )
                 )
+        up = {"round": 1, "client": 0, "direction": "up", "bytes": 2048, "parameters": 512}
+        session.add(RoundTraffic(run_id=ids[0], **up))
         session.commit()
     save_final_state(live_api.home / "runs" / str(ids[0]), 1, {"w": torch.zeros(2)}, "tap")
 
@@ -145,10 +147,14 @@ def test_metrics_compare_and_export(tapfl: Tapfl, live_api: LiveApi, tmp_path: P
         "losses.json",
         "steps.json",
         "replacements.json",
+        "traffic.json",
         "logs.json",
         "artifacts",
     }
     assert json.loads((folder / "steps.json").read_text()) == []  # no stage 2 rows written
+    assert json.loads((folder / "traffic.json").read_text()) == [
+        {"round": 1, "client": 0, "direction": "up", "bytes": 2048, "parameters": 512}
+    ]
 
 
 def _installed(*args: str, **env: str) -> subprocess.CompletedProcess[str]:

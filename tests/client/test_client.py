@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import load
 
 from backend.client import ApiError, TapflClient
-from backend.models import Metric, Replacement, Run, TrainingStepLoss
+from backend.models import Metric, Replacement, RoundTraffic, Run, TrainingStepLoss
 from tap_engine.artifacts import save_final_state
 from tests.client.conftest import LiveApi
 
@@ -184,3 +184,24 @@ def test_replacements_read_every_page(
     monkeypatch.setattr("backend.client.http.PAGE_LIMIT", 2)  # 5 rows: three requests
     assert [r["round"] for r in admin.replacements(run_id)] == [1, 2, 3, 4, 5]
     assert [r["round"] for r in admin.replacements(run_id, client=1)] == [1, 3, 5]
+
+
+def test_traffic_reads_every_page_and_filters(
+    admin: TapflClient, live_api: LiveApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_id = admin.submit("demo")["runs"][0]["id"]
+    with live_api.sessions()() as session:
+        for rnd in (1, 2):
+            for direction in ("down", "up"):
+                row = {"round": rnd, "client": 0, "direction": direction}
+                session.add(RoundTraffic(run_id=run_id, **row, bytes=4 * rnd, parameters=rnd))
+        session.commit()
+    monkeypatch.setattr("backend.client.http.PAGE_LIMIT", 3)  # 4 rows: two requests
+    rows = admin.traffic(run_id)
+    assert [(r["round"], r["direction"], r["bytes"]) for r in rows] == [
+        (1, "down", 4),
+        (1, "up", 4),
+        (2, "down", 8),
+        (2, "up", 8),
+    ]
+    assert [r["round"] for r in admin.traffic(run_id, direction="up")] == [1, 2]

@@ -11,7 +11,16 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.dashboard.conftest import Dashboard, render
-from tests.dashboard.test_pages import GENERATE, all_text, figures, panels_of, rows, texts
+from tests.dashboard.test_pages import (
+    GENERATE,
+    all_text,
+    array,
+    figures,
+    panels_of,
+    rows,
+    texts,
+    title_of,
+)
 
 OpenPage = Callable[..., AppTest]
 COMPARE = "app_pages/compare.py"
@@ -189,3 +198,32 @@ def test_the_run_page_links_to_the_comparison_of_its_sweep(
     at = open_page(COMPARE, group=group)  # not the default (a sweep of several runs)
     assert at.selectbox(key="compare_group").value == group
     assert dashboard.asked("/compare", group=group)
+
+
+def test_communication_cost_sets_each_groups_metric_against_the_mb_it_sent(
+    open_page: OpenPage, dashboard: Dashboard
+) -> None:
+    at = open_sweep(open_page, dashboard)
+    at.selectbox(key="compare_curve_model").set_value("global").run()  # both have one
+    assert not dashboard.asked("/traffic")
+    metric_reads = len(dashboard.queries("/metrics")) + len(dashboard.queries("/compare"))
+    at.session_state["compare_traffic"] = True
+    at.run()
+    assert not at.exception
+    costs = {title_of(f): f for f in figures(at) if title_of(f).endswith(" vs communication")}
+    assert sorted(costs) == sorted(f"{m} vs communication" for m in MAIN_METRICS)
+    traces = {t["name"]: t for t in costs["accuracy vs communication"]["data"]}
+    assert sorted(traces) == ["fedavg", "tap"]
+    sweep = dashboard.runs.sweep
+    for label, ids in (("tap", sweep.tap), ("fedavg", sweep.fedavg)):
+        totals = []
+        for run_id in ids:
+            sent = rows(dashboard, f"/runs/{run_id}/traffic")
+            totals.append(sum(r["bytes"] for r in sent) / 1e6)
+            assert dashboard.asked(f"/runs/{run_id}/traffic")
+        # The last FL round's point stands at everything the group's runs sent, on average.
+        assert max(array(traces[label]["x"])) == pytest.approx(sum(totals) / len(totals))
+    # TAP sends what FedAvg sends: the same sub-models, the same rounds.
+    assert array(traces["tap"]["x"]) == pytest.approx(array(traces["fedavg"]["x"]))
+    # The section reads traffic only: the curves it plots were fetched already.
+    assert len(dashboard.queries("/metrics")) + len(dashboard.queries("/compare")) == metric_reads

@@ -15,13 +15,16 @@ from streamlit.testing.v1 import AppTest
 from tests.dashboard.conftest import Dashboard
 from tests.dashboard.test_pages import (
     RUN,
+    array,
     curves_of,
+    figures,
     loss_figures,
     metric_figures,
     open_section,
     rows,
     tap_run,
     texts,
+    title_of,
 )
 
 OpenPage = Callable[..., AppTest]
@@ -185,3 +188,43 @@ def test_a_link_that_names_no_run_says_so_instead_of_showing_another(
     assert len(errors) == 1 and message in errors[0]
     assert not any(title.startswith("Run #") for title in texts(at, "title"))
     assert not at.get("plotly_chart") and not at.selectbox
+
+
+def test_communication_charts_the_cumulative_mb_of_the_runs_traffic_once_opened(
+    open_page: OpenPage, dashboard: Dashboard
+) -> None:
+    run_id = tap_run(dashboard)
+    at = open_page(RUN, run=str(run_id))
+    assert "Communication" in [e.label for e in at.expander]
+    assert not dashboard.asked(f"/runs/{run_id}/traffic")
+    open_section(at, f"traffic_{run_id}")
+    [figure] = [f for f in figures(at) if title_of(f) == "Communication"]
+    sent = rows(dashboard, f"/runs/{run_id}/traffic")
+    assert sent  # a real FedAvg/TAP run sends every round
+    for trace in figure["data"]:
+        direction = trace["name"].split()[0]
+        per_round: dict[int, int] = {}
+        for row in sent:
+            if row["direction"] == direction:
+                per_round[row["round"]] = per_round.get(row["round"], 0) + row["bytes"]
+        total, expected = 0, []
+        for round_no in sorted(per_round):
+            total += per_round[round_no]
+            expected.append(total / 1e6)
+        assert array(trace["x"]) == sorted(per_round)
+        assert array(trace["y"]) == pytest.approx(expected)
+    assert sorted(t["name"].split()[0] for t in figure["data"]) == ["down", "up"]
+
+
+def test_a_run_without_traffic_says_so_and_fetches_no_metrics_for_it(
+    open_page: OpenPage, dashboard: Dashboard
+) -> None:
+    run_id = dashboard.runs.large_run  # its events hold no traffic
+    at = open_page(RUN, run=str(run_id))
+    before = len(dashboard.queries(f"/runs/{run_id}/metrics"))
+    open_section(at, f"traffic_{run_id}")
+    assert dashboard.asked(f"/runs/{run_id}/traffic")
+    assert any("Nothing sent" in c.value for c in at.caption)
+    # Opening the section reads the traffic, not the metrics again (the page's own reads
+    # on this rerun come from the cache).
+    assert len(dashboard.queries(f"/runs/{run_id}/metrics")) == before

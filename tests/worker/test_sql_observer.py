@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from backend.models import Run, RunLog, RunStatus, TrainingStepLoss
+from backend.models import RoundTraffic, Run, RunLog, RunStatus, TrainingStepLoss
 from backend.services import runs
 from tap_engine import events as ev
 from tests.backend.conftest import add_run
@@ -206,4 +206,35 @@ def test_the_observer_stores_stage_two_steps_without_a_log_line_for_each(
         keys = sorted((r.step, r.term) for r in rows)
     assert keys == [(step, term) for step in (1, 2) for term in ("kd", "task")]
     # Dozens of steps per client: the run log keeps to rounds and local trainings.
+    assert not [r for r in caplog.records if r.name == "worker.progress"]
+
+
+def test_the_observer_stores_traffic_once_when_a_resumed_attempt_repeats_a_round(
+    sessions: sessionmaker[Session], caplog: pytest.LogCaptureFixture
+) -> None:
+    run_id = _claimed(sessions)
+
+    def round_of(observer: SqlObserver, round_no: int) -> None:
+        for direction in ("down", "up"):
+            observer(
+                ev.RoundTraffic(
+                    round=round_no, client=0, direction=direction, bytes=1000, parameters=250
+                )
+            )
+
+    with caplog.at_level(logging.INFO, logger="worker.progress"):
+        first = SqlObserver(run_id, sessions, attempt=1)
+        round_of(first, 1)
+        round_of(first, 2)  # the worker dies here, before round 2's checkpoint
+        resumed = SqlObserver(run_id, sessions, attempt=2)
+        round_of(resumed, 2)  # the new attempt plays round 2 again from round 1's checkpoint
+    with sessions() as session:
+        rows = session.scalars(select(RoundTraffic).where(RoundTraffic.run_id == run_id)).all()
+    assert sorted((r.round, r.direction) for r in rows) == [
+        (1, "down"),
+        (1, "up"),
+        (2, "down"),
+        (2, "up"),
+    ]
+    assert sum(r.bytes for r in rows) == 4000
     assert not [r for r in caplog.records if r.name == "worker.progress"]

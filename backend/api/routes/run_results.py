@@ -1,18 +1,19 @@
-"""What a run produced beside its metrics: TAP's replacement events and the downloadable
-artifacts (resolved config, each client's final personalized adapters)."""
+"""What a run produced beside its metrics: TAP's replacement events, the bytes each round
+sent between server and clients, and the downloadable artifacts (resolved config, each
+client's final personalized adapters)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import FileResponse
 
 from backend.api import examples as ex
 from backend.api.deps import Offset, RunDep, SessionDep, SettingsDep, not_found
-from backend.schemas import SQL_INT_MAX, ArtifactOut, Page, ReplacementOut
+from backend.schemas import SQL_INT_MAX, ArtifactOut, Page, ReplacementOut, TrafficOut
 from backend.services import artifacts
-from backend.services.metrics import query_replacements
+from backend.services.metrics import query_replacements, query_traffic
 
 router = APIRouter(prefix="/runs", tags=["runs"])
 
@@ -36,6 +37,26 @@ def get_replacements(
     return Page[ReplacementOut](
         items=[ReplacementOut.model_validate(r) for r in items], total=total
     )
+
+
+@router.get(
+    "/{run_id}/traffic",
+    response_model=Page[TrafficOut],
+    responses=ex.responses(ex.page(ex.TRAFFIC), 404, 422),
+)
+def get_traffic(
+    run: RunDep,
+    session: SessionDep,
+    client: Annotated[int | None, Query(ge=0, le=SQL_INT_MAX)] = None,
+    direction: Literal["down", "up"] | None = None,
+    limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
+    offset: Offset = 0,
+) -> Page[TrafficOut]:
+    """Communication cost in round order: the bytes of trainable tensors each participant
+    received (``down``) and uploaded (``up``) per FL round. Local training and stage 2 send
+    nothing, so such runs have no rows."""
+    items, total = query_traffic(session, run.id, client, direction, limit, offset)
+    return Page[TrafficOut](items=[TrafficOut.model_validate(r) for r in items], total=total)
 
 
 @router.get(

@@ -1,0 +1,58 @@
+"""Figures of communication cost: a run's MB per direction over rounds, and on Compare each
+group's metric against the MB it has sent."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from dashboard import chart_style as style
+
+DIRECTION_LABELS = {"down": "down (server → clients)", "up": "up (clients → server)"}
+DIRECTION_COLORS = {"down": "#1f77b4", "up": "#ff7f0e"}
+
+
+def run_traffic_figure(cumulative: pd.DataFrame) -> go.Figure:
+    """Cumulative MB sent down and up after each FL round (``traffic.cumulative``)."""
+    figure = go.Figure()
+    for direction, rows in cumulative.groupby("direction", sort=True):
+        label = DIRECTION_LABELS.get(str(direction), str(direction))
+        figure.add_trace(
+            go.Scatter(
+                x=rows["round"],
+                y=rows["cumulative_mb"],
+                name=label,
+                mode="lines+markers",
+                line={"color": DIRECTION_COLORS.get(str(direction))},
+                customdata=rows["mb"],
+                hovertemplate="%{y:.4g} MB (%{customdata:.4g} this round)<extra>"
+                + label
+                + "</extra>",
+            )
+        )
+    style.small_layout(figure, title="Communication", y_title="cumulative MB")
+    figure.update_layout(showlegend=True, xaxis={"title": "round"})
+    return figure
+
+
+def cost_figure(points: pd.DataFrame, *, metric: str, colors: dict[str, str]) -> go.Figure:
+    """Per group, the metric (mean over clients and tasks) against the cumulative MB sent."""
+    figure = go.Figure()
+    for label, rows in points.groupby("label", sort=False):
+        rows = rows.sort_values("round")
+        figure.add_trace(
+            go.Scatter(
+                x=rows["cumulative_mb"],
+                y=rows["mean"],
+                name=str(label),
+                mode="lines+markers",
+                line={"color": colors.get(str(label))},
+                customdata=rows["round"],
+                hovertemplate="round %{customdata}: %{y:.4g} after %{x:.4g} MB<extra>"
+                + str(label)
+                + "</extra>",
+            )
+        )
+    style.small_layout(figure, title=f"{metric} vs communication", y_title=metric)
+    figure.update_layout(showlegend=True, xaxis={"title": "cumulative MB (down + up)"})
+    return figure

@@ -211,9 +211,18 @@ def _load_plugins() -> None:
         entry.load()(app)
 
 
-def main() -> None:
-    _load_plugins()
-    app(prog_name="tapfl")
+def engine_commands() -> set[str]:
+    commands = {c.name or c.callback.__name__.replace("_", "-") for c in app.registered_commands}
+    return commands | {g.name for g in app.registered_groups if g.name}
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    # An engine command needs no service: importing their plugins would cost every
+    # ``tapfl run`` the services' imports (FastAPI, SQLAlchemy, Celery).
+    if not args or args[0] not in engine_commands():
+        _load_plugins()
+    app(args=args, prog_name="tapfl")
 
 
 if __name__ == "__main__":

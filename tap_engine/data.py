@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tap_engine import builtin_data
+from tap_engine import builtin_data, hub
 from tap_engine.cache import cache_folder
 from tap_engine.config import DatasetSpec, RunConfig, TaskPart, TaskSpec
 from tap_engine.errors import DataError
@@ -191,6 +191,7 @@ def open_split(spec: DatasetSpec, split: str):
                     raise DataError(f"dataset {spec.name!r} has no split {split!r} ({splits})")
                 return loaded[split]
             return loaded
+        hub.settle()  # offline: the cached copy at once, not after the hub client's retries
         return datasets.load_dataset(spec.name, spec.config, split=split)
     except DataError:
         raise

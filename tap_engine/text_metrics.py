@@ -9,18 +9,13 @@ rather than after the hub client's retries.
 
 from __future__ import annotations
 
-import functools
 import logging
-import os
-import socket
 from pathlib import Path
-from urllib.parse import urlparse
 
+from tap_engine import hub
 from tap_engine.data import end_token_id
 
 log = logging.getLogger(__name__)
-
-HUB_PROBE_TIMEOUT_S = 3.0
 
 
 class _NoWordNet:
@@ -41,25 +36,6 @@ def _wordnet():
     return wordnet
 
 
-def _hub_endpoint() -> str:
-    return os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
-
-
-@functools.cache
-def hub_reachable(endpoint: str) -> bool:
-    """One TCP connection attempt to the hub, once per process: offline machines learn it
-    in at most ``HUB_PROBE_TIMEOUT_S`` instead of waiting on the hub client's retries."""
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}:
-        return False
-    url = urlparse(endpoint)
-    port = url.port or (443 if url.scheme == "https" else 80)
-    try:
-        with socket.create_connection((url.hostname or "", port), timeout=HUB_PROBE_TIMEOUT_S):
-            return True
-    except OSError:
-        return False
-
-
 class BertScoreUnavailable(RuntimeError):
     pass
 
@@ -75,10 +51,10 @@ def locate_bertscore_model(model: str) -> str:
         return snapshot_download(model, local_files_only=True)
     except Exception:  # not in the cache (the hub client raises several types)
         pass
-    if not hub_reachable(_hub_endpoint()):
+    if not hub.settle():
         raise BertScoreUnavailable(
             f"{model!r} is neither a folder nor in the Hugging Face cache, and the hub "
-            f"({_hub_endpoint()}) cannot be reached"
+            f"({hub.endpoint()}) cannot be reached"
         )
     return snapshot_download(model)
 

@@ -20,6 +20,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from tap_engine import hub
 from tap_engine.cache import cache_folder
 from tap_engine.config import BackboneSpec
 
@@ -226,6 +227,8 @@ def load_backbone(spec: BackboneSpec, cache_dir: Path | None = None) -> Backbone
         source = str(_tiny_dir(kind, spec.tiny_hidden_size, max_len, cache))
     source = source or DEFAULTS[kind].hub_id
     model_cls = FlavaModel if kind == "flava" else ViltModel
+    if not Path(source).is_dir():
+        hub.settle()  # offline: the cached copy at once, not after the hub client's retries
     try:
         model = model_cls.from_pretrained(source)
         tokenizer = AutoTokenizer.from_pretrained(source)

@@ -55,3 +55,21 @@ def build_engine(preset: str = "demo", algorithm: str = "tap", **overrides) -> E
 @pytest.fixture(scope="module")
 def engine() -> Engine:
     return build_engine()
+
+
+@pytest.fixture
+def fresh_hub(monkeypatch):
+    """A process that has not probed the hub yet, with offline mode off; whatever offline
+    mode a test switches on is undone afterwards."""
+    import datasets.config
+    import huggingface_hub.constants
+
+    from tap_engine import hub
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    hub.hub_reachable.cache_clear()
+    yield hub
+    hub.hub_reachable.cache_clear()

@@ -80,3 +80,17 @@ def test_presets_lists_and_shows_resolved_config():
     shown = tapfl("presets", "show", "demo", "--set", "seed=5")
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout)["seed"] == 5
+
+
+def test_engine_commands_do_not_import_the_services_and_help_still_lists_them():
+    probe = (
+        "import sys\nfrom tap_engine.cli import main\n"
+        "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+        "print('SERVICES', 'backend.cli' in sys.modules)"
+    )
+    engine = subprocess.run(
+        [sys.executable, "-c", probe, "presets"], capture_output=True, text=True, timeout=300
+    )
+    assert "SERVICES False" in engine.stdout, engine.stderr
+    helped = tapfl("--help")
+    assert helped.returncode == 0 and " up " in helped.stdout and " run " in helped.stdout

@@ -53,19 +53,15 @@ def test_bertscore_defaults_to_the_papers_model():
     assert RunConfig.model_fields["bertscore_model"].default == "bert-base-uncased"
 
 
-def test_an_unreachable_hub_skips_bertscore_after_one_probe(tokenizer, monkeypatch):
-    """Offline, the hub is asked once (one TCP connect), never retried: the metric is
+def test_an_unreachable_hub_skips_bertscore_after_one_probe(tokenizer, monkeypatch, fresh_hub):
+    """Offline, the hub is asked once (one connection), never retried: the metric is
     skipped with a reason that says why."""
     import socket
-
-    from tap_engine import text_metrics
 
     with socket.socket() as closed:  # a local port nothing listens on
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    text_metrics.hub_reachable.cache_clear()
     connects = []
     real_connect = socket.create_connection
 
@@ -73,7 +69,7 @@ def test_an_unreachable_hub_skips_bertscore_after_one_probe(tokenizer, monkeypat
         connects.append(args[0])
         return real_connect(*args, **kwargs)
 
-    monkeypatch.setattr(text_metrics.socket, "create_connection", counting)
+    monkeypatch.setattr(socket, "create_connection", counting)
     # A name no cache holds, so that only the hub could provide it.
     first = TextScorer(tokenizer, "tapfl-tests/no-such-bert", None)
     second = TextScorer(tokenizer, "tapfl-tests/no-such-bert-either", None)
@@ -81,4 +77,3 @@ def test_an_unreachable_hub_skips_bertscore_after_one_probe(tokenizer, monkeypat
         reason = scorer.skipped["bertscore_f1"]
         assert "cannot be reached" in reason and "127.0.0.1" in reason
     assert connects == [("127.0.0.1", port)]  # the second run of the check is remembered
-    text_metrics.hub_reachable.cache_clear()

@@ -185,3 +185,13 @@ def test_a_link_that_names_no_run_says_so_instead_of_showing_another(
     assert len(errors) == 1 and message in errors[0]
     assert not any(title.startswith("Run #") for title in texts(at, "title"))
     assert not at.get("plotly_chart") and not at.selectbox
+
+
+def test_the_run_page_says_on_how_many_examples_rounds_before_the_last_were_evaluated(
+    open_page: OpenPage, dashboard: Dashboard
+) -> None:
+    run_id = tap_run(dashboard)
+    cap = dashboard.api.call("GET", f"/runs/{run_id}")["config"]["eval_max_samples"]
+    at = open_page(RUN, run=str(run_id))
+    notice = f"Rounds before the last were evaluated on {cap} random examples per set"
+    assert cap and any(notice in text for text in texts(at, "caption"))

@@ -423,7 +423,8 @@ class RunConfig(StrictModel):
         default=None,
         ge=1,
         le=MAX_SAMPLES,
-        description="cap on each evaluation set (a fixed subset), None: all",
+        description="cap on each evaluation set in rounds before the last (a fixed seeded "
+        "subset); the last round and stage 2 read the full sets; None: all",
     )
     bertscore_model: str | None = Field(
         default="bert-base-uncased",

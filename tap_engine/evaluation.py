@@ -23,6 +23,20 @@ from tap_engine.training import per_sample_loss
 LOGIT_CHUNK = 16
 
 
+def length_batches(pool: Pool, batch_size: int) -> list[torch.Tensor]:
+    """Row indices in batches of similar length: text rows sorted by input (then target)
+    length, so that each batch, cut to its own longest row, carries little padding."""
+    n = len(pool)
+    length = torch.zeros(n, dtype=torch.long)
+    if pool.attention_mask is not None:
+        length = pool.attention_mask.sum(1).long().cpu()
+    if pool.target_ids is not None:
+        target = (pool.target_ids != IGNORE_INDEX).sum(1).long().cpu()
+        length = length * (int(target.max()) + 1 if n else 1) + target
+    order = torch.sort(length, stable=True).indices
+    return list(order.split(batch_size))
+
+
 @torch.no_grad()
 def evaluate_task(
     model: TapModel,
@@ -38,8 +52,7 @@ def evaluate_task(
         return evaluate_text_generation(model, info, pool, batch_size, device, text_scorer)
     model.eval()
     sums: dict[str, float] = {}
-    for start in range(0, len(pool), batch_size):
-        index = torch.arange(start, min(start + batch_size, len(pool)))
+    for index in length_batches(pool, batch_size):
         batch = pool.batch(index, device)
         prediction = model(info, batch).prediction.float()
         loss = per_sample_loss(info.family, prediction, batch)
@@ -67,10 +80,9 @@ def evaluate_text_generation(
     head = model.heads[info.head_name]
     end = scorer.end_id
     loss_sum, loss_tokens = 0.0, 0
-    predictions: list[Tokens] = []
-    references: list[Tokens] = []
-    for start in range(0, len(pool), batch_size):
-        index = torch.arange(start, min(start + batch_size, len(pool)))
+    predictions: list[Tokens] = [[] for _ in range(len(pool))]
+    references: list[Tokens] = [[] for _ in range(len(pool))]
+    for index in length_batches(pool, batch_size):
         batch = pool.batch(index, device)
         assert batch.target_ids is not None and batch.answer_start is not None
         feature, _ = model.features(info, batch)
@@ -99,8 +111,12 @@ def evaluate_text_generation(
             if c1 >= targets.shape[1] and bool((predicted[:, :c1] == end).any(1).all()):
                 break
         loss_tokens += int(scored.sum())
-        predictions += read_predictions(predicted, batch.answer_start, end)
-        references += reference_answers(targets, batch.answer_start, end)
+        # back in the set's order, so that per-example outputs line up with the set
+        rows = index.tolist()
+        for row, p in zip(rows, read_predictions(predicted, batch.answer_start, end), strict=True):
+            predictions[row] = p
+        for row, r in zip(rows, reference_answers(targets, batch.answer_start, end), strict=True):
+            references[row] = r
     loss = loss_sum / max(loss_tokens, 1)
     return {
         "loss": loss,

@@ -368,35 +368,64 @@ class Evaluator:
             )
             for metric, reason in self.text_scorer.skipped.items():
                 observer(MetricSkipped(metric=metric, reason=reason))
+        # Intermediate rounds read a fixed seeded subset of each set (eval_max_samples);
+        # the last round and stage 2 always read the full sets.
         cap = config.eval_max_samples
-        self.pooled = {k: eval_subset(p, cap) for k, p in pooled_test(self.clients).items()}
-        self.local = {
-            (c.client, t.name): eval_subset(t.test, cap) for c in self.clients for t in c.tasks
-        }
-        # per task: the tensors last evaluated on the pooled test set, and their metrics
-        self._pooled_seen: dict[str, tuple[list[torch.Tensor], dict[str, float]]] = {}
-        self._constant: dict[tuple[int, str, Split], dict[str, float]] = {}
+        self.pooled_full = pooled_test(self.clients)
+        self.local_full = {(c.client, t.name): t.test for c in self.clients for t in c.tasks}
+        self.pooled = {k: eval_subset(p, cap) for k, p in self.pooled_full.items()}
+        self.local = {k: eval_subset(p, cap) for k, p in self.local_full.items()}
+        # Metrics by (set, task) of the tensors that task uses in this evaluation round: a
+        # model seen again (the global model on every client's pooled set, the last
+        # round's models again in stage 2) is not evaluated twice on the same data.
+        self._memo: dict[tuple, list[tuple[list[torch.Tensor], dict[str, float]]]] = {}
+        self._memo_round: int | None = None
+        self._constant: dict[tuple[int, str, Split, bool], dict[str, float]] = {}
 
     def evaluate(self, client: int, states: dict[ModelKind, State], ctx: Context) -> None:
+        full = self._is_final(ctx)
+        if ctx.stage != "post" and ctx.round != self._memo_round:
+            self._memo.clear()  # a new round: new models
+            self._memo_round = ctx.round
         for kind, state in states.items():
-            self.params.load(state, self.components[client])
+            loaded = False
             for task in self.clients[client].tasks:
                 for split in SPLITS:
-                    if split == "pooled":
-                        metrics = self._pooled(task.name, state)
-                    else:
-                        metrics = self._metrics(task.name, self.local[(client, task.name)])
+                    key = ("pooled",) if split == "pooled" else ("local", client)
+                    names = self.params.names(self.model.task_components(self.infos[task.name]))
+                    tensors = [state[n] for n in names]
+                    metrics = self._seen(key, task.name, tensors)
+                    if metrics is None:
+                        if not loaded:
+                            self.params.load(state, self.components[client])
+                            loaded = True
+                        pool = self._pool(client, task.name, split, full)
+                        metrics = self._metrics(task.name, pool)
+                        if ctx.stage != "post":  # stage 2 models are not seen again
+                            self._memo.setdefault((key, task.name), []).append((tensors, metrics))
                     self._emit(ctx, client, task.name, kind, split, metrics)
         for task in self.clients[client].tasks:
             if task.spec.family == "text_generation":
                 for split in SPLITS:
-                    self._emit(ctx, client, task.name, "constant", split, self._chance(task, split))
+                    metrics = self._chance(task, split, full)
+                    self._emit(ctx, client, task.name, "constant", split, metrics)
 
-    def _pool(self, client: int, task: str, split: Split) -> Pool:
-        return self.pooled[task] if split == "pooled" else self.local[(client, task)]
+    def _is_final(self, ctx: Context) -> bool:
+        return ctx.stage == "post" or ctx.round >= self.config.rounds
+
+    def _seen(self, key: tuple, task: str, tensors: list[torch.Tensor]) -> dict[str, float] | None:
+        for seen, metrics in self._memo.get((key, task), []):
+            if all(a is b for a, b in zip(seen, tensors, strict=True)):
+                return metrics
+        return None
+
+    def _pool(self, client: int, task: str, split: Split, full: bool) -> Pool:
+        if split == "pooled":
+            return (self.pooled_full if full else self.pooled)[task]
+        return (self.local_full if full else self.local)[(client, task)]
 
     def _emit(self, ctx, client: int, task: str, kind: ModelKind, split: Split, metrics) -> None:
-        n = len(self._pool(client, task, split))
+        n = len(self._pool(client, task, split, self._is_final(ctx)))
         for metric, value in metrics.items():
             self.observer(
                 Evaluation(
@@ -412,14 +441,14 @@ class Evaluator:
                 )
             )
 
-    def _chance(self, task: TaskData, split: Split) -> dict[str, float]:
+    def _chance(self, task: TaskData, split: Split, full: bool) -> dict[str, float]:
         """The client's most frequent training answer, scored on the split (cached: it
         changes with neither round nor model)."""
-        key = (task.client, task.name, split)
+        key = (task.client, task.name, split, full)
         if key not in self._constant:
             assert self.text_scorer is not None
             answer = most_frequent_answer(task.train, self.text_scorer.end_id)
-            pool = self._pool(task.client, task.name, split)
+            pool = self._pool(task.client, task.name, split, full)
             self._constant[key] = constant_answer_metrics(pool, answer, self.text_scorer)
         return self._constant[key]
 
@@ -432,19 +461,6 @@ class Evaluator:
             self.device,
             self.text_scorer,
         )
-
-    def _pooled(self, task: str, state: State) -> dict[str, float]:
-        """The task's pooled metrics depend only on the tensors the task uses: clients that
-        hold the very same tensors (every client's view of the global model) share them,
-        so the pooled test set is evaluated once per global model, not once per client."""
-        names = self.params.names(self.model.task_components(self.infos[task]))
-        tensors = [state[n] for n in names]
-        seen = self._pooled_seen.get(task)
-        if seen is not None and all(a is b for a, b in zip(seen[0], tensors, strict=True)):
-            return seen[1]
-        metrics = self._metrics(task, self.pooled[task])
-        self._pooled_seen[task] = (tensors, metrics)
-        return metrics
 
 
 class _ProgressClock:

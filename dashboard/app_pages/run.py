@@ -205,6 +205,12 @@ def curves(run_id: int, run: Run) -> tuple[list[int] | None, list[str]]:
     clients shown (None for all of them: the loss charts follow the curves' page of
     clients) and the run's stages."""
     st.subheader("Personalization and generalization")
+    cap = (run.get("config") or {}).get("eval_max_samples")
+    if cap:  # the engine reads the full sets only in the last round and stage 2
+        st.caption(
+            f"Rounds before the last were evaluated on {cap} random examples per set "
+            "(the same ones every round); the last round and stage 2 on the full sets."
+        )
     with ui.api_errors():
         facets = data.metric_facets(run, first_rounds=ui.first_eval_round(run))
         catalog = data.catalog()

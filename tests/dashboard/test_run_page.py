@@ -228,3 +228,13 @@ def test_a_run_without_traffic_says_so_and_fetches_no_metrics_for_it(
     # Opening the section reads the traffic, not the metrics again (the page's own reads
     # on this rerun come from the cache).
     assert len(dashboard.queries(f"/runs/{run_id}/metrics")) == before
+
+
+def test_the_run_page_says_on_how_many_examples_rounds_before_the_last_were_evaluated(
+    open_page: OpenPage, dashboard: Dashboard
+) -> None:
+    run_id = tap_run(dashboard)
+    cap = dashboard.api.call("GET", f"/runs/{run_id}")["config"]["eval_max_samples"]
+    at = open_page(RUN, run=str(run_id))
+    notice = f"Rounds before the last were evaluated on {cap} random examples per set"
+    assert cap and any(notice in text for text in texts(at, "caption"))

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tap_engine import evaluation
 from tap_engine.answers import (
     most_frequent_answer,
     position_hits,
@@ -110,10 +111,21 @@ def test_evaluation_reads_each_prediction_to_its_end_mark(engine, vqa, monkeypat
     script.append(([*prefix, *references[2]] * length)[:length])  # right, but never stops
     monkeypatch.setattr(head, "lm", ScriptedLM(script, vocab))
 
+    # Batches are length-sorted: the fake encodes each row's place in the pool, not in the
+    # batch, so that the script follows the pool's rows whatever the batch order.
+    batches: list[torch.Tensor] = []
+    length_batches = evaluation.length_batches
+
+    def recorded(pool, batch_size):
+        batches[:] = length_batches(pool, batch_size)
+        return list(batches)
+
+    monkeypatch.setattr(evaluation, "length_batches", recorded)
+
     def hidden(feature, n):
         b = feature.shape[0]
         code = torch.zeros(b, n, head.positions.embedding_dim)
-        code[..., 0] = torch.arange(b)[:, None]
+        code[..., 0] = batches[0][:, None]  # the three rows make one batch
         code[..., 1] = torch.arange(n)[None, :]
         return code
 
@@ -127,6 +139,7 @@ def test_evaluation_reads_each_prediction_to_its_end_mark(engine, vqa, monkeypat
         math.exp(metrics["loss"])
     )
     # The loss is the mean cross-entropy over the answer tokens (and end marks) of the set.
+    batches[:] = [torch.arange(3)]  # the pool's own order
     logits = head.lm(hidden(torch.zeros(3, 1), length))
     token_losses = []
     for i, reference in enumerate(references):
@@ -143,3 +156,15 @@ def test_the_constant_answer_scores_chance_on_the_same_data(vqa):
     share = sum(r == answer for r in references) / len(references)
     assert chance["exact_match"] == pytest.approx(share) and 0 < share < 1
     assert "loss" not in chance and "perplexity" not in chance
+
+
+def test_length_batches_sort_rows_so_batches_carry_little_padding(vqa):
+    task, _, _ = vqa
+    pool = task.test
+    batches = evaluation.length_batches(pool, 4)
+    assert sorted(torch.cat(batches).tolist()) == list(range(len(pool)))  # every row once
+    lengths = pool.attention_mask.sum(1)
+    for index in batches:  # nondecreasing: each batch is padded only to its own longest row
+        assert lengths[index].tolist() == sorted(lengths[index].tolist())
+    widths = [int(lengths[i].max()) for i in batches]
+    assert widths == sorted(widths)

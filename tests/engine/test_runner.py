@@ -172,3 +172,45 @@ def test_one_tap_run_reports_exactly_the_fedavg_and_fedavg_ft_models(tmp_path):
     assert post(tap, "global") == post(fedavg, "final")
     assert post(tap, "global_ft") == post(fedavg_ft, "final")
     assert post(tap, "final") != post(tap, "global_ft")
+
+
+def test_each_model_is_evaluated_once_per_set_and_only_the_last_round_reads_full_sets(
+    tmp_path, monkeypatch
+):
+    import tap_engine.runner as runner
+    from tap_engine.algorithms.local import Local
+
+    stage2_reads = []
+    evaluate_task, post_fl = runner.evaluate_task, Local.post_fl
+
+    def counted(model, info, pool, *args):
+        stage2_reads.extend(["read"] * bool(stage2_started))
+        return evaluate_task(model, info, pool, *args)
+
+    stage2_started = []
+
+    def started(self, ctx, client):
+        stage2_started.append(client)
+        return post_fl(self, ctx, client)
+
+    monkeypatch.setattr(runner, "evaluate_task", counted)
+    monkeypatch.setattr(Local, "post_fl", started)
+    result, events = _run(tmp_path, "local", "local")
+    assert result.status == "succeeded"
+    evals = [e for e in events if isinstance(e, Evaluation) and e.model != "constant"]
+    cap, last = SMALL["eval_max_samples"], SMALL["rounds"]
+    sizes = {(e.client, e.task, e.split): e.n for e in evals if e.stage == "post"}
+    assert max(sizes.values()) > cap  # the final evaluation reads the full sets
+    for e in evals:
+        full = sizes[(e.client, e.task, e.split)]
+        assert e.n == (full if e.stage == "post" or e.round == last else min(cap, full))
+    # Stage 2 of Local delivers the last round's personal model: its metrics are reused,
+    # equal to the last round's, and no set is read again for it.
+    final = {(e.client, e.task, e.split, e.metric): e.value for e in evals if e.stage == "post"}
+    fl_last = {
+        (e.client, e.task, e.split, e.metric): e.value
+        for e in evals
+        if e.stage == "fl" and e.round == last
+    }
+    assert final == fl_last
+    assert stage2_started and not stage2_reads

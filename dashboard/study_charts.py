@@ -12,6 +12,7 @@ from dashboard import chart_style as style
 from dashboard.study import pairs_label
 
 HEIGHT = 340
+FEW_ROUNDS = 12
 
 
 def pairs_colors(pairs: list[int | None]) -> dict[str, str]:
@@ -36,6 +37,7 @@ def _layout(figure: go.Figure, *, title: str, x_title: str, y_title: str) -> go.
         xaxis={"title": x_title},
         yaxis={"title": y_title},
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 1, "xanchor": "right"},
+        showlegend=True,  # even for one line: it names the M or the algorithm
     )
     return figure
 
@@ -72,12 +74,15 @@ def loss_figure(curves: pd.DataFrame, *, algorithm: str, colors: dict[str, str])
                 marker={"size": 5},
             )
         )
-    return _layout(
+    figure = _layout(
         figure,
         title=f"{algorithm} · global model's training loss",
         x_title="round",
         y_title="training loss (mean ± std over seeds)",
     )
+    if rows_of["round"].nunique() <= FEW_ROUNDS:
+        figure.update_xaxes(dtick=1)  # whole rounds, not 1.2, 1.4, …
+    return figure
 
 
 def against_pairs_figure(

@@ -128,3 +128,16 @@ def test_each_m_has_its_own_colour_and_line() -> None:
     )
     figure = study_charts.loss_figure(curves, algorithm="tap", colors=colors)
     assert [t.name for t in figure.data if t.showlegend is not False] == ["M=1", "M=2"]
+
+
+def test_charts_against_m_name_their_one_algorithm_and_step_by_whole_values() -> None:
+    reached = pd.DataFrame(
+        {"algorithm": ["tap", "tap"], "pairs": [1, 2], "mean": [3.0, 4.0], "std": [0.5, None]}
+    )
+    figure = study_charts.against_pairs_figure(
+        reached, title="t", y_title="rounds", colors={"tap": "#112233"}
+    )
+    [line] = figure.data
+    assert line.name == "tap" and line.line.color == "#112233"
+    assert list(line.x) == [1, 2] and list(line.error_y.array) == [0.5, 0.0]
+    assert figure.layout.showlegend is True and figure.layout.xaxis.dtick == 1

@@ -46,6 +46,12 @@ def test_the_study_of_a_pairs_sweep_shows_its_charts_and_table(
     m1 = rows.iloc[0]
     assert sum(bool(m1[c]) for c in columns) == 1
     assert all(rows.iloc[1][c] for c in columns)
+    # exported like Compare's: the table as files, the figures once prepared
+    downloads = [element.proto.label for element in at.get("download_button")]
+    assert downloads == ["Markdown table", "LaTeX table", "Table (CSV)"]
+    assert at.button(key="export_prepare_figures").label == (
+        f"Prepare the {len(charts)} figures (PNG and SVG)"
+    )
 
 
 def test_the_threshold_is_the_highest_last_loss_and_every_run_reaches_it(

@@ -20,6 +20,7 @@ page = st.navigation(
         st.Page(ui.RUNS_PAGE, title="Runs", icon=":material/table_rows:", default=True),
         st.Page(ui.RUN_PAGE, title="Run", icon=":material/monitoring:", url_path="run"),
         st.Page(ui.COMPARE_PAGE, title="Compare", icon=":material/compare:", url_path="compare"),
+        st.Page(ui.STUDY_PAGE, title="Study", icon=":material/science:", url_path="study"),
         st.Page(ui.SUBMIT_PAGE, title="Submit", icon=":material/add_circle:", url_path="submit"),
     ]
 )

@@ -29,6 +29,7 @@ RUN_PAGE = "app_pages/run.py"
 RUNS_PAGE = "app_pages/runs.py"
 SUBMIT_PAGE = "app_pages/submit.py"
 COMPARE_PAGE = "app_pages/compare.py"
+STUDY_PAGE = "app_pages/study.py"
 
 STATUS_COLORS = {
     "queued": "gray",

@@ -123,8 +123,8 @@ def field_of(where: str, families: list[str]) -> str:
         return "algorithm"
     if parts[0] in ("overrides", "sweep") and len(parts) > 1:
         key = ".".join(parts[1:])
-        if key == "seed":
-            return "seed"
+        if key in ("seed", "pairs"):
+            return key
         if key.startswith("margins."):
             family = parts[2]
             return margin_key(family) if family in families else "margins"
@@ -141,15 +141,25 @@ def parse_seeds(text: str) -> list[int]:
     return [int(part) for part in parts]
 
 
+def pairs_caption(preset: CatalogPreset) -> str:
+    """The preset's modality-task pairs in the order the setting ``pairs`` keeps them."""
+    order = preset.get("pairs") or []
+    if not order:
+        return ""
+    kept = ", ".join(f"{i} = {pair}" for i, pair in enumerate(order, start=1))
+    return f"`pairs=M` keeps the first M of: {kept} (docs/STUDIES.md)"
+
+
 def request_body(
     algorithms: list[str],
     seeds: list[int],
     values: dict[str, Any],
     extra: dict[str, Any] | None = None,
+    pairs: list[int] | None = None,
 ) -> tuple[str | None, dict[str, Any], dict[str, list[Any]]]:
-    """(algorithm, overrides, sweep) as the API takes them: one algorithm or seed is set
-    directly, several become sweep keys; fields left empty keep the preset's values; the
-    extra overrides come last, so they win."""
+    """(algorithm, overrides, sweep) as the API takes them: one algorithm, seed or number
+    of pairs is set directly, several become sweep keys; fields left empty keep the
+    preset's values; the extra overrides come last, so they win."""
     overrides: dict[str, Any] = {}
     sweep: dict[str, list[Any]] = {}
     margins = {}
@@ -169,12 +179,20 @@ def request_body(
         overrides["seed"] = seeds[0]
     elif seeds:
         sweep["seed"] = seeds
+    if pairs and len(pairs) == 1:
+        overrides["pairs"] = pairs[0]
+    elif pairs:
+        sweep["pairs"] = list(pairs)
     overrides.update(extra or {})
     return algorithm, overrides, sweep
 
 
 def sweep_preview(
-    algorithms: list[str], seeds: list[int], preset: CatalogPreset, runs: int | None = None
+    algorithms: list[str],
+    seeds: list[int],
+    preset: CatalogPreset,
+    runs: int | None = None,
+    pairs: list[int] | None = None,
 ) -> str:
     """ "6 runs will be queued: tap, fedavg for seeds 41, 42, 43." ``runs`` is the API's
     count when known (the form's own count otherwise)."""
@@ -183,7 +201,8 @@ def sweep_preview(
     count = runs if runs is not None else len(algos) * max(len(seed_list), 1)
     seed_text = f"seeds {', '.join(map(str, seed_list))}" if seed_list else "the preset's seed"
     noun = "run" if count == 1 else "runs"
-    return f"**{count} {noun}** will be queued: {', '.join(algos)} for {seed_text}."
+    pairs_text = f", pairs {', '.join(map(str, pairs))}" if pairs else ""
+    return f"**{count} {noun}** will be queued: {', '.join(algos)} for {seed_text}{pairs_text}."
 
 
 def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -349,6 +368,16 @@ with right:
     )
     slots["seed"] = st.empty()
 
+pairs_text = st.text_input(
+    "Modality-task pairs",
+    placeholder=f"all of the preset's ({len(chosen.get('pairs') or [])})",
+    help="Keep only the first M modality-task pairs of the preset's scenario; several "
+    "values (1, 2, 3, 4) start a sweep. Clients left without a task copy a donor's.",
+    key="submit_pairs",
+)
+st.caption(pairs_caption(chosen))
+slots["pairs"] = st.empty()
+
 st.markdown("**Hyperparameters** · empty fields keep the preset's values")
 values: dict[str, Any] = {}
 for row in ui.batched(HYPERPARAMETERS, 3):
@@ -390,9 +419,16 @@ try:
 except ValueError:
     seeds, problems = [], True
     slots["seed"].error("Seeds are whole numbers separated by commas or spaces.")
+try:
+    pairs_counts = parse_seeds(pairs_text)
+except ValueError:
+    pairs_counts, problems = [], True
+    slots["pairs"].error("Pairs are whole numbers separated by commas or spaces.")
 
 general = st.container()  # messages not about a single field
-algorithm, overrides, sweep = request_body(algorithms, seeds, values, extra.values)
+algorithm, overrides, sweep = request_body(
+    algorithms, seeds, values, extra.values, pairs=pairs_counts
+)
 preview: ExperimentPreview | None = None
 if not problems:
     # What Submit would queue, validated by the API as the form is filled in.
@@ -408,7 +444,7 @@ if not problems:
                 ui.show_api_error(err)
 if preview is not None:
     st.info(
-        sweep_preview(algorithms, seeds, chosen, preview["runs"]),
+        sweep_preview(algorithms, seeds, chosen, preview["runs"], pairs_counts),
         icon=":material/format_list_numbered:",
     )
     try:

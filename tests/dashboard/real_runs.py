@@ -221,3 +221,24 @@ def make_large_run(api: LiveApi) -> int:
     record(api, run_id, attempt, events)
     finish(api, run_id, attempt, rounds=LARGE_ROUNDS)
     return run_id
+
+
+@dataclass(frozen=True)
+class PairsSweep:
+    """A tiny sweep over ``pairs`` (M=1 and M=2, TAP, one seed, two rounds), run for real."""
+
+    group: str
+    by_pairs: dict[int, int]  # M -> run id
+
+
+def make_pairs_sweep(api: LiveApi, name: str = "pairs study") -> PairsSweep:
+    experiment = submit(
+        api, name, overrides={**TINY, "algorithm": "tap", "seed": 1}, sweep={"pairs": [1, 2]}
+    )
+    by_pairs = {}
+    for run in experiment["runs"]:
+        outcome = run_with_worker(api, run["id"])
+        assert outcome == "succeeded", api.call("GET", f"/runs/{run['id']}").get("error")
+        by_pairs[int(run["sweep"]["pairs"])] = run["id"]
+    group = api.call("GET", f"/runs/{experiment['runs'][0]['id']}")["group_id"]
+    return PairsSweep(group, by_pairs)

@@ -306,3 +306,62 @@ def test_a_sweep_over_algorithms_and_seeds_sends_every_hyperparameter(
     assert config["clients_per_round"] == 3 and config["post_iterations"] == 1
     assert config["kd_lambda"] == 0.01
     assert config["margins"]["image_classification"] == 0.02
+
+
+# -- modality-task pairs -------------------------------------------------------------------------
+
+
+def error_under_pairs(at: AppTest) -> list[str]:
+    """The error shown in the slot right below the pairs field and its caption, if any."""
+    children = list(at.main.children.values())
+    [index] = [
+        i for i, c in enumerate(children) if getattr(c, "label", "") == "Modality-task pairs"
+    ]
+    below = children[index + 2]
+    return [str(below.value)] if below.type == "error" else []
+
+
+def test_the_pairs_field_names_the_presets_pairs_in_their_order(open_page: OpenPage) -> None:
+    at = open_page(SUBMIT)
+    assert at.text_input(key="submit_pairs").placeholder == "all of the preset's (4)"
+    assert any(
+        "1 = image:image_classification, 2 = text:text_classification, "
+        "3 = image:image_generation, 4 = image+text:text_generation" in text
+        for text in texts(at, "caption")
+    )
+
+
+def test_several_pairs_submit_a_pairs_sweep(open_page: OpenPage, dashboard: Dashboard) -> None:
+    at = open_page(SUBMIT)
+    at.text_input[0].input("pairs sweep")
+    at.text_input(key="submit_pairs").input("1, 3")
+    at.number_input(key="submit_rounds").set_value(2).run()
+    assert any("pairs 1, 3" in text for text in texts(at, "info"))
+    submit(at)
+    assert not at.error
+    runs = dashboard.api.call("GET", f"/experiments/{created_id(at)}")["runs"]
+    assert [run["sweep"] for run in runs] == [{"pairs": 1}, {"pairs": 3}]
+    configs = [dashboard.api.call("GET", f"/runs/{run['id']}")["config"] for run in runs]
+    assert [config["pairs"] for config in configs] == [1, 3]
+
+
+def test_too_many_pairs_are_refused_under_the_field(
+    open_page: OpenPage, dashboard: Dashboard
+) -> None:
+    before = experiments_total(dashboard)
+    at = open_page(SUBMIT)
+    at.text_input(key="submit_pairs").input("5").run()
+    [message] = error_under_pairs(at)
+    assert "exceeds the scenario's 4 modality-task pairs" in message
+    assert at.button(key="submit").disabled
+    assert experiments_total(dashboard) == before
+
+
+def test_pairs_that_are_not_numbers_are_refused_before_asking_the_api(
+    open_page: OpenPage, dashboard: Dashboard
+) -> None:
+    at = open_page(SUBMIT)
+    start = len(dashboard.queries("/experiments/preview"))
+    at.text_input(key="submit_pairs").input("two").run()
+    assert "whole numbers" in error_under_pairs(at)[0]
+    assert len(dashboard.queries("/experiments/preview")) == start

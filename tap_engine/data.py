@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tap_engine import builtin_data, hub
+from tap_engine import builtin_data, client_cache, hub
 from tap_engine.cache import cache_folder
 from tap_engine.config import DatasetSpec, RunConfig, TaskPart, TaskSpec
 from tap_engine.errors import DataError
@@ -434,8 +434,22 @@ class _Need:
 def build_clients(config: RunConfig, tokenizer, cache_dir: Path | None = None) -> list[ClientData]:
     """Every client's train and test data. Each dataset is opened once; only rows some
     client uses are encoded, once per split, and kept under ``cache_dir/data`` (default:
-    ``tap_engine.cache.default_cache_dir()``)."""
+    ``tap_engine.cache.default_cache_dir()``), with the whole scenario's pools beside
+    them, so that a warm start opens no dataset (``tap_engine.client_cache``)."""
     cache = cache_folder(cache_dir, "data")
+    key = client_cache.scenario_key(config, _tokenizer_id(tokenizer), CACHE_FORMAT)
+    path = None if key is None else cache / f"clients-{key}.pt"
+    if path is not None:
+        clients = client_cache.load(path, config)
+        if clients is not None:
+            return clients
+    clients = _build_clients(config, tokenizer, cache)
+    if path is not None:
+        client_cache.save(path, clients)
+    return clients
+
+
+def _build_clients(config: RunConfig, tokenizer, cache: Path) -> list[ClientData]:
     limits = TextLimits(config.backbone.max_text_length, config.backbone.max_target_length)
     opened: dict[str, OpenDataset] = {}
     needs: dict[str, list[_Need]] = {}

@@ -361,13 +361,8 @@ class Evaluator:
         self.model, self.clients, self.components = engine.model, engine.clients, engine.components
         self.infos, self.config, self.device = infos, config, engine.device
         self.params, self.observer = engine.trainer.params, observer
-        self.text_scorer = None
-        if any(i.family == "text_generation" for i in infos.values()):
-            self.text_scorer = TextScorer(
-                engine.tokenizer, config.bertscore_model, config.bertscore_num_layers
-            )
-            for metric, reason in self.text_scorer.skipped.items():
-                observer(MetricSkipped(metric=metric, reason=reason))
+        self.tokenizer = engine.tokenizer
+        self._text_scorer: TextScorer | None = None
         # Intermediate rounds read a fixed seeded subset of each set (eval_max_samples);
         # the last round and stage 2 always read the full sets.
         cap = config.eval_max_samples
@@ -381,6 +376,22 @@ class Evaluator:
         self._memo: dict[tuple, list[tuple[list[torch.Tensor], dict[str, float]]]] = {}
         self._memo_round: int | None = None
         self._constant: dict[tuple[int, str, Split, bool], dict[str, float]] = {}
+
+    @property
+    def text_scorer(self) -> TextScorer | None:
+        """Made at the first evaluation, not before round 1: WordNet and BERTScore take
+        seconds to load. Loading draws no random numbers from the run's generators."""
+        if self._text_scorer is None and any(
+            i.family == "text_generation" for i in self.infos.values()
+        ):
+            config = self.config
+            with torch.random.fork_rng(devices=[]):
+                self._text_scorer = TextScorer(
+                    self.tokenizer, config.bertscore_model, config.bertscore_num_layers
+                )
+            for metric, reason in self._text_scorer.skipped.items():
+                self.observer(MetricSkipped(metric=metric, reason=reason))
+        return self._text_scorer
 
     def evaluate(self, client: int, states: dict[ModelKind, State], ctx: Context) -> None:
         full = self._is_final(ctx)

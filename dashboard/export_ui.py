@@ -15,6 +15,7 @@ from streamlit.delta_generator import DeltaGenerator
 from dashboard import export
 
 FIGURES_STATE = "export_figures"  # (fingerprint of the figures, their zip)
+PREVIEW_KEY = "export_preview"  # the Markdown preview's expander
 
 
 def _fingerprint(figures: Mapping[str, go.Figure]) -> str:
@@ -51,7 +52,13 @@ def table_downloads(
         st.error(f"The results table cannot be made: {err}", icon=":material/error:")
         return
     markdown = export.markdown_table(table, title=title)
-    st.code(markdown, language="markdown")
+    # Shown once opened: the browser's code highlighter is 1.5 MB of script to load.
+    preview = st.expander(
+        "Markdown preview", key=PREVIEW_KEY, icon=":material/preview:", on_change="rerun"
+    )
+    with preview:
+        if preview.open:
+            st.code(markdown, language="markdown")
     md_col, tex_col, csv_col = st.columns(3)
     _download(md_col, "Markdown table", markdown, f"{name}.md", "text/markdown", "export_md")
     latex = export.latex_table(table, title=title, label=f"tab:{export.file_stem(name)}")

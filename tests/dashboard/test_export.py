@@ -20,6 +20,7 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard import export
 from dashboard.compare import FINAL_COLUMNS
+from dashboard.export_ui import PREVIEW_KEY
 from tests.dashboard.conftest import Dashboard
 from tests.dashboard.test_compare_page import COMPARE, sweep_panels
 from tests.dashboard.test_pages import texts
@@ -248,6 +249,9 @@ def test_the_compare_page_exports_its_table_and_figures(
     at = open_page(COMPARE, group=dashboard.runs.sweep.group_id)
     labels = set(downloads(at))
     assert {"Markdown table", "LaTeX table", "Table numbers (CSV)"} <= labels
+    assert not any("Table: " in code for code in texts(at, "code"))  # shown once opened
+    at.session_state[PREVIEW_KEY] = True
+    at.run()
     markdown = next(code for code in texts(at, "code") if "Table: " in code)
     header, *body = table_lines(markdown)
     assert header == ["client", "task", "metric", "tap", "fedavg"]

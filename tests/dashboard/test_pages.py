@@ -353,7 +353,8 @@ def test_the_constant_answer_is_a_grey_dotted_chance_line_named_in_the_legend(
 def test_logs_show_the_runs_lines_by_level(open_page: OpenPage, dashboard: Dashboard) -> None:
     run_id = tap_run(dashboard)
     at = open_page(RUN, run=str(run_id))
-    log = texts(at, "code")[-1]
+    assert not dashboard.asked(f"/runs/{run_id}/logs")  # built only once opened
+    log = texts(open_section(at, f"logs_{run_id}"), "code")[-1]
     assert "[worker] queued -> running: taken by test-worker" in log
     assert "[engine] round 1/2: clients" in log
     assert "[api] the run queue is unreachable" in log

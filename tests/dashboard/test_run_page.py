@@ -64,8 +64,9 @@ def expected_gains(metrics: list[dict[str, Any]]) -> dict[tuple[int, str, str], 
 
 
 def gains_table(at: AppTest) -> Any:
-    """The table under the bought/cost chart: the page's first table."""
-    return at.dataframe[0].value
+    """The table under the bought/cost chart: the page's first table (a static one, its
+    index the client and task)."""
+    return at.table[0].value.reset_index()
 
 
 def vega_specs(at: AppTest) -> list[dict[str, Any]]:
@@ -163,7 +164,7 @@ def test_last_values_table_has_a_row_per_split_and_the_differences_to_global(
 ) -> None:
     run_id = tap_run(dashboard)
     at = open_page(RUN, run=str(run_id))
-    table = at.dataframe[1].value
+    table = at.table[1].value.reset_index()
     assert {"split", "global", "personal", "final", "personal-global", "final-global"} <= set(
         table.columns
     )

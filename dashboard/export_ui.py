@@ -5,7 +5,10 @@ drawn only when asked for, since a headless browser takes seconds to draw them."
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -18,11 +21,20 @@ FIGURES_STATE = "export_figures"  # (fingerprint of the figures, their zip)
 PREVIEW_KEY = "export_preview"  # the Markdown preview's expander
 
 
-def _fingerprint(figures: Mapping[str, go.Figure]) -> str:
+@dataclass(frozen=True)
+class LazyFigure:
+    """A chart of the page for the export: the Vega-Lite spec the page drew, and how to
+    build its plotly figure, which happens only once the figures are asked for."""
+
+    spec: dict[str, Any]
+    build: Callable[[], go.Figure]
+
+
+def _fingerprint(figures: Mapping[str, LazyFigure]) -> str:
     digest = hashlib.sha256()
     for name, figure in figures.items():
         digest.update(name.encode())
-        digest.update(figure.to_json().encode())
+        digest.update(json.dumps(figure.spec, sort_keys=True, default=str).encode())
     return digest.hexdigest()
 
 
@@ -67,7 +79,7 @@ def table_downloads(
     _download(csv_col, "Table numbers (CSV)", csv, f"{name}-table.csv", "text/csv", "export_csv")
 
 
-def figure_downloads(figures: Mapping[str, go.Figure], name: str) -> None:
+def figure_downloads(figures: Mapping[str, LazyFigure], name: str) -> None:
     if not figures:
         st.caption("No figures to export.")
         return
@@ -82,7 +94,8 @@ def figure_downloads(figures: Mapping[str, go.Figure], name: str) -> None:
             return
         with st.spinner("Drawing the figures…"):
             try:
-                ready = (fingerprint, export.figures_zip(figures))
+                built = {title: figure.build() for title, figure in figures.items()}
+                ready = (fingerprint, export.figures_zip(built))
             except export.FigureExportError as err:
                 st.error(str(err), icon=":material/error:")
                 return
@@ -101,7 +114,7 @@ def figure_downloads(figures: Mapping[str, go.Figure], name: str) -> None:
 def export_section(
     finals: pd.DataFrame,
     better: Mapping[str, bool],
-    figures: Mapping[str, go.Figure],
+    figures: Mapping[str, LazyFigure],
     *,
     name: str = "compare",
     title: str = "Final values",

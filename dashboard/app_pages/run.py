@@ -5,7 +5,8 @@ the top; everything below it refreshes on its own while the run is active.
 
 What the first look needs is drawn at once; the details (replacement events, training
 losses, stage-2 steps) are built only when their expander is opened, since every plotly
-chart costs the browser a noticeable fraction of a second.
+chart costs the browser a noticeable fraction of a second. The curves are Vega-Lite specs:
+the first view loads no plotly.js (4.6 MB).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import streamlit as st
 
 from backend.client import ApiError
 from backend.client.types import Catalog, Run
-from dashboard import data, personalization, run_charts, traffic, traffic_charts, ui
+from dashboard import data, personalization, run_charts, traffic, traffic_charts, ui, vega
 from dashboard.ui import MAIN, SPLIT_LABELS
 
 LOG_LINES = 300
@@ -242,12 +243,14 @@ def curves(run_id: int, run: Run) -> tuple[list[int] | None, list[str]]:
         st.info("No values for this selection.", icon=":material/filter_alt_off:")
         return shown_clients, facets["stage"]
 
-    st.markdown(legend(sorted(frame["model"].unique()), not events.empty), unsafe_allow_html=True)
+    models = sorted(frame["model"].unique())
+    st.vega_lite_chart(legend_spec(models), width="stretch")
+    st.caption(legend(models, not events.empty))
     replaced = replacement_rounds(events)
     rounds = run_charts.round_range(frame)  # one x-range for every panel
     ui.chart_grid(
         run_charts.panels(frame),
-        lambda client, task: run_charts.metric_figure(
+        lambda client, task: run_charts.metric_spec(
             frame[(frame["client"] == client) & (frame["task"] == task)],
             metric=shown[task],
             title=f"Client {client} · {task}",
@@ -428,19 +431,25 @@ def narrow(frame: pd.DataFrame, rest: dict[str, list[Any]]) -> pd.DataFrame:
     return frame
 
 
-def swatch(model: str) -> str:
-    """A legend entry in the model's exact chart colour (HTML: markdown's named colours
-    are a handful, the models more)."""
-    line = "┈┈" if model == "constant" else "━━"
-    color = run_charts.model_color(model)
-    return f'<span style="color:{color}"><b>{line} {run_charts.model_label(model)}</b></span>'
+def ranked_models(models: list[str]) -> list[str]:
+    return sorted(models, key=lambda m: run_charts._rank(run_charts.MODEL_ORDER, m))
+
+
+def legend_spec(models: list[str]) -> vega.Spec:
+    """The models in their exact chart colours and line styles (a Vega legend: markdown's
+    named colours are a handful, the models more)."""
+    ranked = ranked_models(models)
+    return vega.legend_spec(
+        {run_charts.model_label(m): run_charts.model_color(m) for m in ranked},
+        dashes={
+            run_charts.model_label(m): run_charts.line_dash(m, "local") or "solid" for m in ranked
+        },
+    )
 
 
 def legend(models: list[str], replacements: bool = False) -> str:
-    ranked = sorted(models, key=lambda m: run_charts._rank(run_charts.MODEL_ORDER, m))
     return (
-        " ".join(swatch(m) for m in ranked)
-        + " · **━●** solid: local test data (personalization)"
+        "**━●** solid: local test data (personalization)"
         + " · **╍○** dashed: pooled test data (generalization)"
         + (" · **◆** large: stage-2 final models" if "final" in models else "")
         + (

@@ -125,7 +125,7 @@ def compare_spec(
 ) -> vega.Spec:
     """``compare_figure`` as a Vega-Lite spec: a line per group (mean over seeds) in a band
     of ± one std; the axis says so when lower is better."""
-    rows = curves.sort_values(["label", "round"]).assign(
+    rows = vega.by_group(curves).assign(
         label=curves["label"].astype(str),
         upper=curves["mean"] + curves["std"].fillna(0),
         lower=curves["mean"] - curves["std"].fillna(0),

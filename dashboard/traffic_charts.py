@@ -62,7 +62,7 @@ def cost_figure(points: pd.DataFrame, *, metric: str, colors: dict[str, str]) ->
 def cost_spec(points: pd.DataFrame, *, metric: str, colors: dict[str, str]) -> vega.Spec:
     """``cost_figure`` as a Vega-Lite spec: per group, the metric against the MB sent."""
     labels = list(dict.fromkeys(str(label) for label in points["label"]))
-    rows = points.sort_values(["label", "round"]).assign(label=points["label"].astype(str))
+    rows = vega.by_group(points).assign(label=points["label"].astype(str))
     return vega.small(
         f"{metric} vs communication",
         [

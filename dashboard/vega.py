@@ -37,6 +37,18 @@ def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return frame.astype(object).where(frame.notna(), None).to_dict("records")
 
 
+def by_group(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows group by group in the order groups first appear (the page's order of groups,
+    which the legend follows), each group by round."""
+    order = {label: i for i, label in enumerate(dict.fromkeys(frame["label"]))}
+    rank = frame["label"].map(order)
+    return (
+        frame.assign(_group=rank)
+        .sort_values(["_group", "round"], kind="stable")
+        .drop(columns="_group")
+    )
+
+
 def direct(field: str, kind: str = "nominal") -> dict[str, Any]:
     """An encoding that draws the field's values as they are (a colour, a dash, a size)."""
     return {"field": field, "type": kind, "scale": None, "legend": None}

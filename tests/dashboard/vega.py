@@ -6,14 +6,23 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pyarrow as pa
 from streamlit.testing.v1 import AppTest
 
 Spec = dict[str, Any]
 
 
 def specs(at: AppTest) -> list[Spec]:
-    """Every Vega-Lite chart of the page, in page order."""
-    return [json.loads(chart.proto.spec) for chart in at.get("vega_lite_chart")]
+    """Every Vega-Lite chart of the page, in page order, with the data that Streamlit
+    sends beside the spec (a chart's top-level values) put back in."""
+    out = []
+    for chart in at.get("vega_lite_chart"):
+        spec = json.loads(chart.proto.spec)
+        if "data" not in spec and chart.proto.data.data:
+            table = pa.ipc.open_stream(chart.proto.data.data).read_pandas()
+            spec["data"] = {"values": table.to_dict("records")}
+        out.append(spec)
+    return out
 
 
 def title_of(spec: Spec) -> str:

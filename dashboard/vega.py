@@ -86,11 +86,13 @@ def legend_spec(entries: Mapping[str, str], *, dashes: Mapping[str, str] | None 
     """One legend for a grid of small multiples: each label in its chart colour (and line
     style), drawn by Vega so that no HTML is needed."""
     labels = list(entries)
-    symbol = {"symbolType": "stroke", "symbolStrokeWidth": 3} if dashes is not None else {}
+    # Line styles: a line mark, whose legend draws strokes; else filled squares. The marks
+    # are invisible (no data to draw): the legend's symbols must not take their opacity.
+    symbol = {"symbolStrokeWidth": 3} if dashes is not None else {"symbolType": "square"}
     spec: Spec = {
         "$schema": "https://vega.github.io/schema/vega-lite/v5.json",
         "data": {"values": [{"label": label} for label in labels]},
-        "mark": {"type": "point", "opacity": 0},
+        "mark": {"type": "line" if dashes is not None else "square", "opacity": 0},
         "height": 1,
         "encoding": {
             "color": {
@@ -103,6 +105,7 @@ def legend_spec(entries: Mapping[str, str], *, dashes: Mapping[str, str] | None 
                     "direction": "horizontal",
                     "labelLimit": 400,
                     "columns": min(len(labels), 4),
+                    "symbolOpacity": 1,
                     **symbol,
                 },
             }

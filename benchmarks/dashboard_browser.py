@@ -36,14 +36,17 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 CHROMIUM = "/usr/bin/chromium"
 FIRST_CHART_TARGET_S, WHOLE_PAGE_TARGET_S = 2.0, 4.0
+COMPARE_TARGET_S = 3.0  # the whole Compare page of a 4-run sweep
 # The demo preset's clients, rounds and evaluations; less training per round.
 SHORT_DEMO = {"local_steps": 2, "post_iterations": 2, "eval_max_samples": 24, "batch_size": 8}
+# The sweep Compare is timed on: four runs in two groups.
+SWEEP = {"algorithm": ["tap", "fedavg_ft"], "seed": [1, 2]}
 
 # Streamlit's chart elements: plotly, and Vega-Lite (st.altair_chart and st.*_chart).
 CHARTS = "[data-testid=stPlotlyChart], [data-testid=stVegaLiteChart]"
@@ -61,8 +64,9 @@ ALL_DRAWN = (
 
 
 @contextmanager
-def demo_run(full: bool) -> Iterator[tuple[str, str, int]]:
-    """A fresh real API with one finished demo run: (API URL, token, run id)."""
+def demo_runs(full: bool) -> Iterator[tuple[str, str, int, str]]:
+    """A fresh real API with one finished demo run and a finished sweep of four demo runs
+    (TAP and FedAvg+FT, two seeds each): (API URL, token, run id, the sweep's group id)."""
     from tests.dashboard import real_runs
     from tests.live_api import serve_live_api
 
@@ -72,16 +76,24 @@ def demo_run(full: bool) -> Iterator[tuple[str, str, int]]:
     ):
         overrides = {} if full else SHORT_DEMO
         [run_id] = real_runs.run_ids(real_runs.submit(api, "demo", overrides=overrides))
+        sweep = real_runs.submit(api, "demo-sweep", overrides=overrides, sweep=SWEEP)
         start = time.perf_counter()
-        outcome = real_runs.run_with_worker(api, run_id)
-        if outcome != "succeeded":
-            raise SystemExit(f"the demo run {outcome}: {api.call('GET', f'/runs/{run_id}')}")
-        print(f"demo run #{run_id} ran in {time.perf_counter() - start:.0f} s", flush=True)
-        yield api.url, api.admin_token, run_id
+        for each in [run_id, *real_runs.run_ids(sweep)]:
+            outcome = real_runs.run_with_worker(api, each)
+            if outcome != "succeeded":
+                raise SystemExit(f"demo run {outcome}: {api.call('GET', f'/runs/{each}')}")
+        print(f"5 demo runs ran in {time.perf_counter() - start:.0f} s", flush=True)
+        yield api.url, api.admin_token, run_id, str(sweep["runs"][0]["group_id"])
 
 
-def visit(browser: Any, url: str) -> tuple[float, float, int]:
-    """(s to the first chart, s to the whole page, charts) of one fresh page's visit."""
+class Visit(NamedTuple):
+    first: float  # s to the first chart drawn
+    whole: float  # s to the whole page
+    charts: int
+
+
+def visit(browser: Any, url: str) -> Visit:
+    """One fresh page's visit."""
     page = browser.new_page(viewport={"width": 1600, "height": 1000})
     try:
         start = time.perf_counter()
@@ -93,7 +105,7 @@ def visit(browser: Any, url: str) -> tuple[float, float, int]:
         charts = page.evaluate(f"document.querySelectorAll('{CHARTS}').length")
         if page.get_by_test_id("stException").count():
             raise SystemExit(f"the page failed: {page.get_by_test_id('stException').inner_text()}")
-        return first, whole, int(charts)
+        return Visit(first, whole, int(charts))
     finally:
         page.close()
 
@@ -115,14 +127,38 @@ def script_time(api: str, token: str, run_id: int) -> float:
     return statistics.median(times[1:])
 
 
+def timed(browser: Any, url: str, repeat: int) -> tuple[Visit, Visit]:
+    """(the cold visit, the median of ``repeat`` warm ones) of a page."""
+    cold = visit(browser, url)
+    warm = [visit(browser, url) for _ in range(repeat)]
+    median = Visit(
+        statistics.median(w.first for w in warm), statistics.median(w.whole for w in warm), 0
+    )
+    return cold, median
+
+
+def report(title: str, cold: Visit, warm: Visit, repeat: int, targets: dict[str, float]) -> None:
+    print(f"{title} in Chromium ({cold.charts} charts)")
+    for label, times in (("cold (empty caches):", cold), (f"warm (median of {repeat}):", warm)):
+        print(f"  {label:<22}first chart {times.first:5.2f} s · whole page {times.whole:5.2f} s")
+    for name, target in targets.items():
+        took = max(getattr(cold, name), getattr(warm, name))
+        verdict = "meets" if took <= target else f"misses by {took - target:.2f} s"
+        print(
+            f"  {name.replace('first', 'first chart').replace('whole', 'whole page')}: "
+            f"{verdict} the {target:.0f} s target"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3, help="warm visits to time")
-    parser.add_argument("--full", action="store_true", help="the demo run as the preset says")
+    parser.add_argument("--full", action="store_true", help="the demo runs as the preset says")
     parser.add_argument("--dashboard", help="a running dashboard (with --api, --token, --run)")
     parser.add_argument("--api", help="the API that dashboard talks to")
     parser.add_argument("--token", help="its token")
     parser.add_argument("--run", type=int, help="the run to open")
+    parser.add_argument("--group", help="the sweep to compare")
     args = parser.parse_args()
 
     from playwright.sync_api import sync_playwright
@@ -131,35 +167,33 @@ def main() -> None:
 
     with ExitStack() as stack:
         if args.dashboard:
-            api, token, run_id, dashboard = args.api, args.token, args.run, args.dashboard
+            api, token, run_id, group = args.api, args.token, args.run, args.group
+            dashboard = args.dashboard
         else:
-            api, token, run_id = stack.enter_context(demo_run(args.full))
+            api, token, run_id, group = stack.enter_context(demo_runs(args.full))
             dashboard = stack.enter_context(streamlit_server(api, token))
-        url = f"{dashboard}/run?run={run_id}"
         playwright = stack.enter_context(sync_playwright())
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
         )
         stack.callback(browser.close)
-        cold = visit(browser, url)
-        warm = [visit(browser, url) for _ in range(args.repeat)]
+        run_page = timed(browser, f"{dashboard}/run?run={run_id}", args.repeat)
+        compare_page = timed(browser, f"{dashboard}/compare?group={group}", args.repeat)
         script = script_time(api, token, run_id) if api and token else float("nan")
 
-    first = statistics.median(w[0] for w in warm)
-    whole = statistics.median(w[1] for w in warm)
-    print(f"Run page of run #{run_id} in Chromium ({cold[2]} charts on first load)")
-    for label, (to_first, to_whole) in (
-        ("cold (empty caches):", cold[:2]),
-        (f"warm (median of {args.repeat}):", (first, whole)),
-    ):
-        print(f"  {label:<22}first chart {to_first:5.2f} s · whole page {to_whole:5.2f} s")
+    report(
+        f"Run page of run #{run_id}",
+        *run_page,
+        args.repeat,
+        {"first": FIRST_CHART_TARGET_S, "whole": WHOLE_PAGE_TARGET_S},
+    )
     print(f"  server-side script run (warm, AppTest): {script:5.2f} s")
-    for name, took, target in (
-        ("first chart", max(cold[0], first), FIRST_CHART_TARGET_S),
-        ("whole page", max(cold[1], whole), WHOLE_PAGE_TARGET_S),
-    ):
-        verdict = "meets" if took <= target else f"misses by {took - target:.2f} s"
-        print(f"  {name}: {verdict} the {target:.0f} s target")
+    report(
+        f"Compare page of a {len(SWEEP['seed']) * len(SWEEP['algorithm'])}-run sweep",
+        *compare_page,
+        args.repeat,
+        {"whole": COMPARE_TARGET_S},
+    )
 
 
 if __name__ == "__main__":

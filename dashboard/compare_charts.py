@@ -1,16 +1,18 @@
-"""Plotly figures of the Compare page: a line per group of runs with a band of ± one std
-over its seeds, and personalization against generalization. Colours come from
-``chart_style.group_colors``, so one group has one colour in every chart of the page."""
+"""Charts of the Compare page: a line per group of runs with a band of ± one std over its
+seeds, and personalization against generalization. The page draws Vega-Lite specs
+(``*_spec``); the plotly figures (``*_figure``) are the same charts for the PNG/SVG export,
+built only when it is asked for. Colours come from ``chart_style.group_colors``, so one
+group has one colour in every chart of the page."""
 
 from __future__ import annotations
 
-import html
 from collections.abc import Iterable, Mapping
 
 import pandas as pd
 import plotly.graph_objects as go
 
 from dashboard import chart_style as style
+from dashboard import vega
 
 
 def compare_figure(
@@ -103,13 +105,117 @@ def lower_is_better_note(better: Mapping[str, bool], metrics: Iterable[str]) -> 
     return f" · **lower is better** for {', '.join(lower)}" if lower else ""
 
 
-def legend_html(colors: Mapping[str, str]) -> str:
-    """One legend for a grid of small multiples: a swatch and the label of each group."""
-    items = "".join(
-        f'<span style="margin-right:1.2em;white-space:nowrap">'
-        f'<span style="display:inline-block;width:0.9em;height:0.9em;border-radius:2px;'
-        f'background:{color};margin-right:0.35em;vertical-align:-0.1em"></span>'
-        f"{html.escape(label)}</span>"
-        for label, color in colors.items()
+def legend_spec(colors: Mapping[str, str]) -> vega.Spec:
+    """One legend for a grid of small multiples: the colour and the label of each group."""
+    return vega.legend_spec(colors)
+
+
+def _group_scale(labels: list[str], colors: Mapping[str, str]) -> dict[str, object]:
+    return {"domain": labels, "range": [colors.get(label, style.OTHER_COLOR) for label in labels]}
+
+
+def compare_spec(
+    curves: pd.DataFrame,
+    *,
+    metric: str,
+    title: str,
+    colors: dict[str, str],
+    higher_is_better: bool = True,
+    rounds: tuple[int, int] | None = None,
+) -> vega.Spec:
+    """``compare_figure`` as a Vega-Lite spec: a line per group (mean over seeds) in a band
+    of ± one std; the axis says so when lower is better."""
+    rows = vega.by_group(curves).assign(
+        label=curves["label"].astype(str),
+        upper=curves["mean"] + curves["std"].fillna(0),
+        lower=curves["mean"] - curves["std"].fillna(0),
+    )[["label", "round", "mean", "std", "n", "upper", "lower"]]
+    labels = list(dict.fromkeys(str(label) for label in curves["label"]))
+    values = vega.records(rows)
+    y_title = metric if higher_is_better else f"{metric} (lower is better)"
+    x = vega.round_axis(rounds, curves["round"])
+    color = {
+        "field": "label",
+        "type": "nominal",
+        "scale": _group_scale(labels, colors),
+        "legend": None,
+    }
+    return vega.small(
+        title,
+        [
+            {
+                "data": {"values": values},
+                "mark": {"type": "area", "opacity": 0.18},
+                "encoding": {
+                    "x": x,
+                    "y": {
+                        "field": "lower",
+                        "type": "quantitative",
+                        "title": y_title,
+                        "scale": {"zero": False},
+                    },
+                    "y2": {"field": "upper"},
+                    "color": color,
+                },
+            },
+            {
+                "data": {"values": values},
+                "mark": {"type": "line", "point": {"size": 25, "filled": True}},
+                "encoding": {
+                    "x": x,
+                    "y": {"field": "mean", "type": "quantitative", "title": y_title},
+                    "color": color,
+                    "tooltip": [
+                        {"field": "label", "type": "nominal", "title": "group"},
+                        {"field": "round", "type": "quantitative"},
+                        {"field": "mean", "type": "quantitative", "format": ".4g"},
+                        {"field": "std", "type": "quantitative", "format": ".2g"},
+                        {"field": "n", "type": "quantitative"},
+                    ],
+                },
+            },
+        ],
     )
-    return f'<div class="compare-legend" style="font-size:0.9rem">{items}</div>'
+
+
+def tradeoff_spec(points: pd.DataFrame, *, colors: dict[str, str]) -> vega.Spec:
+    """``tradeoff_figure`` as a Vega-Lite spec: a point per client and task, a colour per
+    group, personalization up and generalization right."""
+    metric = str(points["metric"].iloc[0]) if not points.empty else ""
+    labels = list(dict.fromkeys(str(label) for label in points["label"]))
+    rows = points.assign(
+        label=points["label"].astype(str),
+        panel=[f"client {c} · {t}" for c, t in zip(points["client"], points["task"], strict=True)],
+    )[["label", "panel", "generalization", "personalization"]]
+    return {
+        "$schema": "https://vega.github.io/schema/vega-lite/v5.json",
+        "data": {"values": vega.records(rows)},
+        "mark": {"type": "point", "filled": True, "size": 100, "opacity": 0.85},
+        "height": 360,
+        "encoding": {
+            "x": {
+                "field": "generalization",
+                "type": "quantitative",
+                "title": f"generalization: {metric} on pooled test data",
+                "scale": {"zero": False},
+            },
+            "y": {
+                "field": "personalization",
+                "type": "quantitative",
+                "title": f"personalization: {metric} on own test data",
+                "scale": {"zero": False},
+            },
+            "color": {
+                "field": "label",
+                "type": "nominal",
+                "scale": _group_scale(labels, colors),
+                "legend": {"title": None, "orient": "top", "labelLimit": 400},
+            },
+            "tooltip": [
+                {"field": "panel", "type": "nominal", "title": "client · task"},
+                {"field": "label", "type": "nominal", "title": "group"},
+                {"field": "personalization", "type": "quantitative", "format": ".4g"},
+                {"field": "generalization", "type": "quantitative", "format": ".4g"},
+            ],
+        },
+    }

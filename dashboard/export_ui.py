@@ -5,7 +5,10 @@ drawn only when asked for, since a headless browser takes seconds to draw them."
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -15,13 +18,23 @@ from streamlit.delta_generator import DeltaGenerator
 from dashboard import export
 
 FIGURES_STATE = "export_figures"  # (fingerprint of the figures, their zip)
+PREVIEW_KEY = "export_preview"  # the Markdown preview's expander
 
 
-def _fingerprint(figures: Mapping[str, go.Figure]) -> str:
+@dataclass(frozen=True)
+class LazyFigure:
+    """A chart of the page for the export: the Vega-Lite spec the page drew, and how to
+    build its plotly figure, which happens only once the figures are asked for."""
+
+    spec: dict[str, Any]
+    build: Callable[[], go.Figure]
+
+
+def _fingerprint(figures: Mapping[str, LazyFigure]) -> str:
     digest = hashlib.sha256()
     for name, figure in figures.items():
         digest.update(name.encode())
-        digest.update(figure.to_json().encode())
+        digest.update(json.dumps(figure.spec, sort_keys=True, default=str).encode())
     return digest.hexdigest()
 
 
@@ -51,7 +64,13 @@ def table_downloads(
         st.error(f"The results table cannot be made: {err}", icon=":material/error:")
         return
     markdown = export.markdown_table(table, title=title)
-    st.code(markdown, language="markdown")
+    # Shown once opened: the browser's code highlighter is 1.5 MB of script to load.
+    preview = st.expander(
+        "Markdown preview", key=PREVIEW_KEY, icon=":material/preview:", on_change="rerun"
+    )
+    with preview:
+        if preview.open:
+            st.code(markdown, language="markdown")
     md_col, tex_col, csv_col = st.columns(3)
     _download(md_col, "Markdown table", markdown, f"{name}.md", "text/markdown", "export_md")
     latex = export.latex_table(table, title=title, label=f"tab:{export.file_stem(name)}")
@@ -60,7 +79,7 @@ def table_downloads(
     _download(csv_col, "Table numbers (CSV)", csv, f"{name}-table.csv", "text/csv", "export_csv")
 
 
-def figure_downloads(figures: Mapping[str, go.Figure], name: str) -> None:
+def figure_downloads(figures: Mapping[str, LazyFigure], name: str) -> None:
     if not figures:
         st.caption("No figures to export.")
         return
@@ -75,7 +94,8 @@ def figure_downloads(figures: Mapping[str, go.Figure], name: str) -> None:
             return
         with st.spinner("Drawing the figures…"):
             try:
-                ready = (fingerprint, export.figures_zip(figures))
+                built = {title: figure.build() for title, figure in figures.items()}
+                ready = (fingerprint, export.figures_zip(built))
             except export.FigureExportError as err:
                 st.error(str(err), icon=":material/error:")
                 return
@@ -94,7 +114,7 @@ def figure_downloads(figures: Mapping[str, go.Figure], name: str) -> None:
 def export_section(
     finals: pd.DataFrame,
     better: Mapping[str, bool],
-    figures: Mapping[str, go.Figure],
+    figures: Mapping[str, LazyFigure],
     *,
     name: str = "compare",
     title: str = "Final values",

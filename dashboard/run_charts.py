@@ -1,4 +1,5 @@
-"""Plotly figures of the Run page; pure functions from data frames to figures.
+"""Charts of the Run page; pure functions from data frames to Vega-Lite specs (the curves
+that open the page) and plotly figures (the sections built only when opened).
 
 One visual language everywhere: colour says which model (global / global_ft / personal /
 final), line style says which test data — solid for the client's own held-out data (local, i.e.
@@ -18,7 +19,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from dashboard import chart_style as style
-from dashboard import personalization
+from dashboard import personalization, vega
 
 MODEL_ORDER = ("global", "global_ft", "personal", "final", "constant")
 SPLIT_ORDER = ("local", "pooled")
@@ -98,24 +99,24 @@ def line_dash(model: str, split: str) -> str | None:
     return MODEL_SPLIT_DASH.get(model, SPLIT_DASH).get(split)
 
 
-def metric_figure(
+def metric_spec(
     frame: pd.DataFrame,
     *,
     metric: str,
     title: str,
     replacement_rounds: list[int] | None = None,
     rounds: tuple[int, int] | None = None,
-) -> go.Figure:
-    """One client's one task: ``metric`` over rounds, a line per model, split (and stage).
+) -> vega.Spec:
+    """One client's one task: ``metric`` over rounds, a line per model, split (and stage),
+    as a Vega-Lite spec.
 
-    The stage only enters the trace name when a line would otherwise stand for two stages,
+    The stage only enters the series name when a line would otherwise stand for two stages,
     so the usual chart reads "personal · local" rather than "personal · local · fl".
-    Stage-2 (post-FL) values get large markers and a dotted "stage 2" line, and the rounds
+    Stage-2 (post-FL) values get large markers and a dotted "stage 2" rule, and the rounds
     where TAP's personalized model took over the global one (``replacement_rounds``) get
     grey triangles along the bottom of the chart: the same timeline as the curves.
     ``rounds`` is the x-range shared by every panel of the grid.
     """
-    figure = go.Figure()
     several_stages = _stage_matters(frame, ["model", "split"])
     groups = frame.groupby(["stage", "model", "split"], sort=False)
     keys = sorted(
@@ -126,45 +127,111 @@ def metric_figure(
             _rank(SPLIT_ORDER, k[2]),
         ),
     )
-    for stage, model, split in keys:
+    parts = []
+    for order, (stage, model, split) in enumerate(keys):
         rows = groups.get_group((stage, model, split)).sort_values("round")
-        name = trace_name(model, split, stage if several_stages else None)
-        figure.add_trace(
-            go.Scatter(
-                x=rows["round"],
-                y=rows["value"],
-                name=name,
-                mode="lines+markers",
-                line={"color": model_color(model), "dash": line_dash(model, split)},
-                marker={
-                    "symbol": _symbol(stage, split),
-                    "size": POST_MARKER_SIZE if stage == "post" else 7,
-                },
-                hovertemplate=f"%{{y:.4g}}<extra>{name}</extra>",
+        color = model_color(model)
+        parts.append(
+            pd.DataFrame(
+                {
+                    "round": rows["round"].astype(int),
+                    "value": rows["value"].astype(float),
+                    "series": trace_name(model, split, stage if several_stages else None),
+                    "order": order,
+                    "color": color,
+                    "dash": [vega.dash(line_dash(model, split))] * len(rows),
+                    "shape": vega.SHAPES[STAGE_SYMBOL.get(stage, "square")],
+                    "fill": "white" if split == "pooled" else color,  # open: pooled
+                    "size": (POST_MARKER_SIZE if stage == "post" else 7) ** 2,
+                }
             )
         )
+    curves = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    x = vega.round_axis(rounds, frame["round"] if not frame.empty else ())
+    y = {"field": "value", "type": "quantitative", "title": metric, "scale": {"zero": False}}
+    tooltip = [
+        {"field": "series", "type": "nominal", "title": "model · data"},
+        {"field": "round", "type": "quantitative"},
+        {"field": "value", "type": "quantitative", "format": ".4g", "title": metric},
+    ]
+    layers: list[vega.Spec] = [
+        {
+            "data": {"values": vega.records(curves)},
+            "mark": {"type": "line", "strokeWidth": 2},
+            "encoding": {
+                "x": x,
+                "y": y,
+                "detail": {"field": "series", "type": "nominal"},
+                "order": {"field": "round", "type": "quantitative"},
+                "color": vega.direct("color"),
+                "strokeDash": vega.direct("dash"),
+            },
+        },
+        {
+            "data": {"values": vega.records(curves)},
+            "mark": {"type": "point", "filled": True, "strokeWidth": 1.5, "opacity": 1},
+            "encoding": {
+                "x": x,
+                "y": y,
+                "shape": vega.direct("shape"),
+                "size": vega.direct("size", "quantitative"),
+                "stroke": vega.direct("color"),
+                "fill": vega.direct("fill"),
+                "tooltip": tooltip,
+            },
+        },
+    ]
     post = frame[frame["stage"] == "post"]
     if not post.empty:
-        figure.add_vline(
-            x=float(post["round"].min()),
-            line={"color": "#808495", "dash": "dot", "width": 1},
-            annotation={"text": "stage 2", "font": {"size": 10, "color": "#808495"}},
-            annotation_position="top left",
+        at = float(post["round"].min())
+        layers.append(
+            {
+                "data": {"values": [{"round": at, "text": "stage 2"}]},
+                "mark": {"type": "rule", "color": REPLACEMENT_COLOR, "strokeDash": [1.5, 3]},
+                "encoding": {"x": x},
+            }
+        )
+        layers.append(
+            {
+                "data": {"values": [{"round": at, "text": "stage 2"}]},
+                "mark": {
+                    "type": "text",
+                    "align": "right",
+                    "baseline": "top",
+                    "dx": -3,
+                    "y": 2,
+                    "fontSize": 10,
+                    "color": REPLACEMENT_COLOR,
+                },
+                "encoding": {"x": x, "text": {"field": "text", "type": "nominal"}},
+            }
         )
     if replacement_rounds and not frame.empty:
-        figure.add_trace(
-            go.Scatter(
-                x=replacement_rounds,
-                y=[float(frame["value"].min())] * len(replacement_rounds),
-                name=REPLACEMENT,
-                mode="markers",
-                marker={"symbol": "triangle-up", "size": 9, "color": REPLACEMENT_COLOR},
-                hovertemplate="replacement at round %{x}<extra></extra>",
-            )
+        low = float(frame["value"].min())
+        layers.append(
+            {
+                "data": {
+                    "values": [
+                        {"round": int(r), "value": low, "series": REPLACEMENT}
+                        for r in replacement_rounds
+                    ]
+                },
+                "mark": {
+                    "type": "point",
+                    "shape": "triangle-up",
+                    "filled": True,
+                    "size": 81,
+                    "color": REPLACEMENT_COLOR,
+                    "opacity": 1,
+                },
+                "encoding": {
+                    "x": x,
+                    "y": y,
+                    "tooltip": [{"field": "round", "type": "quantitative", "title": "replacement"}],
+                },
+            }
         )
-    style.small_layout(figure, title=title, y_title=metric)
-    share_rounds(figure, rounds)
-    return figure
+    return vega.small(title, layers)
 
 
 def replacement_timeline(events: pd.DataFrame, *, rounds: tuple[int, int]) -> go.Figure:

@@ -7,6 +7,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from dashboard import chart_style as style
+from dashboard import vega
 
 DIRECTION_LABELS = {"down": "down (server → clients)", "up": "up (clients → server)"}
 DIRECTION_COLORS = {"down": "#1f77b4", "up": "#ff7f0e"}
@@ -56,3 +57,47 @@ def cost_figure(points: pd.DataFrame, *, metric: str, colors: dict[str, str]) ->
     style.small_layout(figure, title=f"{metric} vs communication", y_title=metric)
     figure.update_layout(showlegend=True, xaxis={"title": "cumulative MB (down + up)"})
     return figure
+
+
+def cost_spec(points: pd.DataFrame, *, metric: str, colors: dict[str, str]) -> vega.Spec:
+    """``cost_figure`` as a Vega-Lite spec: per group, the metric against the MB sent."""
+    labels = list(dict.fromkeys(str(label) for label in points["label"]))
+    rows = vega.by_group(points).assign(label=points["label"].astype(str))
+    return vega.small(
+        f"{metric} vs communication",
+        [
+            {
+                "data": {"values": vega.records(rows[["label", "round", "cumulative_mb", "mean"]])},
+                "mark": {"type": "line", "point": {"filled": True, "size": 30}},
+                "encoding": {
+                    "x": {
+                        "field": "cumulative_mb",
+                        "type": "quantitative",
+                        "title": "cumulative MB (down + up)",
+                    },
+                    "y": {
+                        "field": "mean",
+                        "type": "quantitative",
+                        "title": metric,
+                        "scale": {"zero": False},
+                    },
+                    "order": {"field": "round", "type": "quantitative"},
+                    "color": {
+                        "field": "label",
+                        "type": "nominal",
+                        "scale": {
+                            "domain": labels,
+                            "range": [colors.get(label, style.OTHER_COLOR) for label in labels],
+                        },
+                        "legend": {"title": None, "orient": "top", "labelLimit": 400},
+                    },
+                    "tooltip": [
+                        {"field": "label", "type": "nominal", "title": "group"},
+                        {"field": "round", "type": "quantitative"},
+                        {"field": "cumulative_mb", "type": "quantitative", "format": ".4g"},
+                        {"field": "mean", "type": "quantitative", "format": ".4g"},
+                    ],
+                },
+            }
+        ],
+    )

@@ -6,15 +6,17 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import plotly.graph_objects as go
 import streamlit as st
 from PIL import Image, ImageDraw
 
 from backend.client import ApiError, ApiUnreachable, Unauthorized, api_url_from_env
 from backend.client.types import ACTIVE_STATUSES, Catalog, Run
 from dashboard import data
+
+if TYPE_CHECKING:  # plotly is imported by the sections that draw with it
+    import plotly.graph_objects as go
 
 T = TypeVar("T")
 
@@ -157,12 +159,23 @@ def batched(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
         yield items[start : start + size]
 
 
-def chart_grid(panels: Sequence[tuple[Any, ...]], figure: Callable[..., go.Figure]) -> None:
-    """Small multiples, ``GRID_COLUMNS`` to a row: ``figure(*panel)`` for each panel."""
+def chart(figure: go.Figure | dict[str, Any], **kwargs: Any) -> None:
+    """A Vega-Lite spec (a dict) or a plotly figure, as wide as its column."""
+    if isinstance(figure, dict):
+        st.vega_lite_chart(figure, width="stretch", **kwargs)
+    else:
+        st.plotly_chart(figure, config={"displayModeBar": False}, **kwargs)
+
+
+def chart_grid(
+    panels: Sequence[tuple[Any, ...]], figure: Callable[..., go.Figure | dict[str, Any]]
+) -> None:
+    """Small multiples, ``GRID_COLUMNS`` to a row: ``figure(*panel)`` for each panel, a
+    Vega-Lite spec or a plotly figure."""
     for row in batched(panels, GRID_COLUMNS):
         for column, panel in zip(st.columns(GRID_COLUMNS), row, strict=False):
             with column:
-                st.plotly_chart(figure(*panel), config={"displayModeBar": False})
+                chart(figure(*panel))
 
 
 def client_page(key: str, clients: list[int], per_page: int = CLIENTS_PER_PAGE) -> list[int]:

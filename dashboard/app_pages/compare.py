@@ -14,13 +14,12 @@ from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
 from backend.client import ApiError
 from backend.client.types import Comparison, Run
 from dashboard import chart_style, compare, compare_charts, data, traffic, traffic_charts, ui
-from dashboard.export_ui import export_section
+from dashboard.export_ui import LazyFigure, export_section
 from dashboard.ui import MAIN, SPLIT_LABELS
 
 SWEEP, RUNS = "A sweep", "Runs"
@@ -217,7 +216,7 @@ def curves_section(
     colors: dict[str, str],
     split: str,
     model: str,
-    figures: dict[str, go.Figure],
+    figures: dict[str, LazyFigure],
     better: dict[str, bool],
 ) -> None:
     st.subheader("Over rounds")
@@ -237,20 +236,25 @@ def curves_section(
     curves = curves[curves["client"].isin(shown)]
     panels = sorted({(int(c), str(t)) for c, t in curves[["client", "task"]].itertuples(False)})
     shown_labels = list(dict.fromkeys(curves["label"]))
-    st.html(compare_charts.legend_html({label: colors[label] for label in shown_labels}))
+    st.vega_lite_chart(
+        compare_charts.legend_spec({label: colors[label] for label in shown_labels}),
+        width="stretch",
+    )
+    rounds = (int(curves["round"].min()), int(curves["round"].max()))  # one x-range for all
 
-    def figure(client: int, task: str) -> go.Figure:
+    def figure(client: int, task: str) -> dict[str, Any]:
         panel = curves[(curves["client"] == client) & (curves["task"] == task)]
         title = f"Client {client} · {task}"
         metric = str(panel["metric"].iloc[0])
-        figures[title] = compare_charts.compare_figure(
-            panel,
-            metric=metric,
-            title=title,
-            colors=colors,
-            higher_is_better=better.get(metric, True),
-        )
-        return figures[title]
+        options = {
+            "metric": metric,
+            "title": title,
+            "colors": colors,
+            "higher_is_better": better.get(metric, True),
+        }
+        spec = compare_charts.compare_spec(panel, rounds=rounds, **options)
+        figures[title] = LazyFigure(spec, lambda: compare_charts.compare_figure(panel, **options))
+        return spec
 
     ui.chart_grid(panels, figure)
 
@@ -281,9 +285,9 @@ def communication_section(
             "points stand at 0 MB."
         )
         for metric, rows in points.groupby("metric", sort=True):
-            st.plotly_chart(
-                traffic_charts.cost_figure(rows, metric=str(metric), colors=colors),
-                config={"displayModeBar": False},
+            st.vega_lite_chart(
+                traffic_charts.cost_spec(rows, metric=str(metric), colors=colors),
+                width="stretch",
                 key=f"compare_traffic_{metric}",
             )
 
@@ -377,7 +381,7 @@ st.caption(
 warnings_section([*local_data, *pooled_data])
 verdict_section(final_runs, pairs, better)
 st.divider()
-figures: dict[str, go.Figure] = {}  # every figure drawn, by title: for the export
+figures: dict[str, LazyFigure] = {}  # every chart drawn, by title: for the export
 curves_section(curves, colors, curve_split or "local", curve_model, figures, better)
 communication_section(curves, curve_data, colors, curve_model)
 st.divider()
@@ -408,9 +412,11 @@ if points.empty:
 for metric, rows in points.groupby("metric", sort=True):
     direction = "" if better.get(str(metric), True) else " · lower is better: down and left"
     st.markdown(f"**{metric}** · a point per client and task; colour = group{direction}")
-    tradeoff = compare_charts.tradeoff_figure(rows, colors=colors)
-    figures[f"Personalization vs generalization · {metric}"] = tradeoff
-    st.plotly_chart(tradeoff, config={"displayModeBar": False})
+    tradeoff = compare_charts.tradeoff_spec(rows, colors=colors)
+    figures[f"Personalization vs generalization · {metric}"] = LazyFigure(
+        tradeoff, lambda rows=rows: compare_charts.tradeoff_figure(rows, colors=colors)
+    )
+    st.vega_lite_chart(tradeoff, width="stretch")
 
 st.divider()
 export_section(

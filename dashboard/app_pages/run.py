@@ -5,7 +5,8 @@ the top; everything below it refreshes on its own while the run is active.
 
 What the first look needs is drawn at once; the details (replacement events, training
 losses, stage-2 steps) are built only when their expander is opened, since every plotly
-chart costs the browser a noticeable fraction of a second.
+chart costs the browser a noticeable fraction of a second. The curves are Vega-Lite specs:
+the first view loads no plotly.js (4.6 MB).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import streamlit as st
 
 from backend.client import ApiError
 from backend.client.types import Catalog, Run
-from dashboard import data, personalization, run_charts, traffic, traffic_charts, ui
+from dashboard import data, personalization, run_charts, traffic, traffic_charts, ui, vega
 from dashboard.ui import MAIN, SPLIT_LABELS
 
 LOG_LINES = 300
@@ -103,8 +104,10 @@ def run_view(run_id: int, live: bool) -> None:
     communication(run)
     if "post" in stages:
         stage_two_steps(run, clients)
-    with st.expander("Config", icon=":material/tune:"):
-        st.json(run.get("config") or {}, expanded=2)
+    config = lazy_expander("Config", f"config_{run_id}", ":material/tune:")
+    with config:
+        if config.open:
+            st.json(run.get("config") or {}, expanded=2)
     logs(run)
 
 
@@ -246,12 +249,14 @@ def curves(run_id: int, run: Run) -> tuple[list[int] | None, list[str]]:
         st.info("No values for this selection.", icon=":material/filter_alt_off:")
         return shown_clients, facets["stage"]
 
-    st.markdown(legend(sorted(frame["model"].unique()), not events.empty), unsafe_allow_html=True)
+    models = sorted(frame["model"].unique())
+    st.vega_lite_chart(legend_spec(models), width="stretch")
+    st.caption(legend(models, not events.empty))
     replaced = replacement_rounds(events)
     rounds = run_charts.round_range(frame)  # one x-range for every panel
     ui.chart_grid(
         run_charts.panels(frame),
-        lambda client, task: run_charts.metric_figure(
+        lambda client, task: run_charts.metric_spec(
             frame[(frame["client"] == client) & (frame["task"] == task)],
             metric=shown[task],
             title=f"Client {client} · {task}",
@@ -267,11 +272,8 @@ def curves(run_id: int, run: Run) -> tuple[list[int] | None, list[str]]:
         "model, and `personal-global`, `final-global` are plain differences (for mse and "
         "loss, lower is better: negative is the gain)."
     )
-    st.dataframe(
-        run_charts.latest_values(frame).round(4),
-        hide_index=True,
-        column_config={"task": st.column_config.TextColumn(width="medium")},
-    )
+    # A static table: the interactive grid costs the browser 1.2 MB of script to load.
+    st.table(run_charts.latest_values(frame).round(4).set_index(["client", "task"]))
     st.download_button(
         "Download these metrics (CSV)",
         data=frame.to_csv(index=False),
@@ -315,11 +317,7 @@ def bought_and_cost(run: Run, facets: dict[str, Any], catalog: Catalog) -> None:
         st.caption("No personalized model has values beside the global model's yet.")
         return
     st.altair_chart(run_charts.gains_chart(gained), width="content")
-    st.dataframe(
-        personalization.gains_table(gained).round(4),
-        hide_index=True,
-        column_config={"task": st.column_config.TextColumn(width="medium")},
-    )
+    st.table(personalization.gains_table(gained).round(4).set_index(["client", "task"]))
 
 
 def last_rounds(run: Run) -> dict[str, int]:
@@ -439,19 +437,25 @@ def narrow(frame: pd.DataFrame, rest: dict[str, list[Any]]) -> pd.DataFrame:
     return frame
 
 
-def swatch(model: str) -> str:
-    """A legend entry in the model's exact chart colour (HTML: markdown's named colours
-    are a handful, the models more)."""
-    line = "┈┈" if model == "constant" else "━━"
-    color = run_charts.model_color(model)
-    return f'<span style="color:{color}"><b>{line} {run_charts.model_label(model)}</b></span>'
+def ranked_models(models: list[str]) -> list[str]:
+    return sorted(models, key=lambda m: run_charts._rank(run_charts.MODEL_ORDER, m))
+
+
+def legend_spec(models: list[str]) -> vega.Spec:
+    """The models in their exact chart colours and line styles (a Vega legend: markdown's
+    named colours are a handful, the models more)."""
+    ranked = ranked_models(models)
+    return vega.legend_spec(
+        {run_charts.model_label(m): run_charts.model_color(m) for m in ranked},
+        dashes={
+            run_charts.model_label(m): run_charts.line_dash(m, "local") or "solid" for m in ranked
+        },
+    )
 
 
 def legend(models: list[str], replacements: bool = False) -> str:
-    ranked = sorted(models, key=lambda m: run_charts._rank(run_charts.MODEL_ORDER, m))
     return (
-        " ".join(swatch(m) for m in ranked)
-        + " · **━●** solid: local test data (personalization)"
+        "**━●** solid: local test data (personalization)"
         + " · **╍○** dashed: pooled test data (generalization)"
         + (" · **◆** large: stage-2 final models" if "final" in models else "")
         + (
@@ -549,7 +553,12 @@ def stage_two_steps(run: Run, clients: list[int] | None) -> None:
 
 def logs(run: Run) -> None:
     run_id = run["id"]
-    with st.expander("Logs", icon=":material/article:"):
+    # Built once opened: the log request, and the browser's code highlighter (1.5 MB of
+    # script), are not part of the first load.
+    section = lazy_expander("Logs", f"logs_{run_id}", ":material/article:")
+    with section:
+        if not section.open:
+            return
         level = st.segmented_control("Level", LOG_LEVELS, default="INFO", key=f"log_level_{run_id}")
         with ui.api_errors():
             page = data.logs(run, level=level, limit=LOG_LINES)

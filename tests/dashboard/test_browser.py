@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -192,15 +193,16 @@ def test_runs_page_then_run_page_with_a_chart_per_client(
         # curve chart per client and task, one loss chart per client once opened.
         page.goto(f"{target.dashboard_url}/run?run={run_id}", wait_until="domcontentloaded")
         expect(page.get_by_role("heading", name=f"Run #{run_id}")).to_be_visible(timeout=30_000)
-        gains = page.get_by_test_id("stVegaLiteChart")
+        gains = page.get_by_test_id("stVegaLiteChart").filter(
+            has_text="bought: on the client's own test data"
+        )
         expect(gains).to_have_count(1, timeout=60_000)
         expect(gains.locator(".marks")).to_have_count(1, timeout=60_000)
         expect(gains).to_contain_text("bought: on the client's own test data")
         expect(gains).to_contain_text("personal-global")
         for client, task in panels:
-            expect(
-                page.locator(".js-plotly-plot", has_text=f"Client {client} · {task}")
-            ).to_have_count(1, timeout=60_000)
+            curve = vega_chart(page, f"Client {client} · {task}")
+            expect(curve.locator(".marks")).to_have_count(1, timeout=60_000)
         page.get_by_text("Local training loss").click()
         for client in loss_clients:
             expect(
@@ -217,6 +219,12 @@ def test_runs_page_then_run_page_with_a_chart_per_client(
         screenshot(page, f"run-page-{target.name}")
     finally:
         page.close()
+
+
+def vega_chart(page: Any, title: str) -> Any:
+    """The Vega-Lite chart titled ``title`` (case-sensitive: the bought/cost chart's labels
+    read "client 0 · task")."""
+    return page.get_by_test_id("stVegaLiteChart").filter(has_text=re.compile(re.escape(title)))
 
 
 def test_live_panels_follow_a_running_run_without_a_reload(
@@ -351,9 +359,8 @@ def test_submit_a_demo_run_in_the_form_watch_it_finish_and_see_its_curves(
         panels, _ = what_the_api_has(Target("embedded", stack.api_url, "", stack.token), run_id)
         assert panels
         for client, task in panels:
-            expect(
-                page.locator(".js-plotly-plot", has_text=f"Client {client} · {task}")
-            ).to_have_count(1, timeout=60_000)
+            curve = vega_chart(page, f"Client {client} · {task}")
+            expect(curve.locator(".marks")).to_have_count(1, timeout=60_000)
         # the stage-2 models are on the curves, with their legend
         expect(page.get_by_text("stage-2 final models").first).to_be_visible()
         expect(page.get_by_text("this API does not serve them")).to_have_count(0)
@@ -374,7 +381,7 @@ def test_submit_a_demo_run_in_the_form_watch_it_finish_and_see_its_curves(
         expect(
             page.get_by_text("Verdict: how does ours do against each other group?")
         ).to_be_visible(timeout=60_000)
-        expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=60_000)
+        expect(vega_chart(page, "Client ").locator(".marks").first).to_be_visible(timeout=60_000)
         expect(page.get_by_text("This API cannot compare runs yet")).to_have_count(0)
         expect(page.get_by_test_id("stException")).to_have_count(0)
         screenshot(page, "e2e-4-compare")

@@ -9,9 +9,10 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from dashboard import chart_style, compare_charts, personalization
+from dashboard import chart_style, compare_charts, personalization, vega
 from dashboard import run_charts as charts
 from tap_engine import catalog
+from tests.dashboard import vega as drawn
 
 CLASSIFY = "digits_image_classification"
 GENERATE = "digits_image_generation"
@@ -105,36 +106,62 @@ def test_panels_are_every_client_task_pair_in_reading_order() -> None:
     assert charts.panels(metrics_frame().iloc[0:0]) == []
 
 
-def test_metric_figure_draws_a_line_per_model_and_split() -> None:
+def test_metric_spec_draws_a_line_per_model_and_split() -> None:
     frame = metrics_frame()
     one = frame[(frame.client == 0) & (frame.task == CLASSIFY) & (frame.metric == "accuracy")]
-    figure = charts.metric_figure(one, metric="accuracy", title="Client 0")
-    lines = {trace.name: trace for trace in figure.data}
-    assert list(lines) == [
-        "global · local",
-        "global · pooled",
-        "personal · local",
-        "personal · pooled",
-        "final · local",
-        "final · pooled",
-    ]
-    assert {lines[n].line.dash for n in lines if n.endswith("local")} == {"solid"}
-    assert {lines[n].line.dash for n in lines if n.endswith("pooled")} == {"dash"}
-    assert lines["global · local"].line.color == lines["global · pooled"].line.color
-    assert lines["global · local"].line.color != lines["personal · local"].line.color
-    assert lines["personal · local"].marker.symbol == "circle"
-    assert lines["personal · pooled"].marker.symbol == "circle-open"
-    assert lines["final · pooled"].marker.symbol == "diamond-open"  # post stage
-    assert list(lines["personal · local"].x) == [0, 2, 4]
-    assert figure.layout.yaxis.title.text == "accuracy"
+    spec = charts.metric_spec(one, metric="accuracy", title="Client 0")
+    lines = drawn.series(spec, "line")
+    points = drawn.series(spec, "point")
+    assert (
+        list(lines)
+        == list(points)
+        == [
+            "global · local",
+            "global · pooled",
+            "personal · local",
+            "personal · pooled",
+            "final · local",
+            "final · pooled",
+        ]
+    )
+    assert {str(lines[n]["strokeDash"]) for n in lines if n.endswith("local")} == {"[]"}
+    assert {str(lines[n]["strokeDash"]) for n in lines if n.endswith("pooled")} == {
+        str(vega.DASHES["dash"])
+    }
+    assert lines["global · local"]["color"] == lines["global · pooled"]["color"]
+    assert lines["global · local"]["color"] != lines["personal · local"]["color"]
+    personal = points["personal · local"]
+    assert (personal["shape"], personal["fill"]) == ("circle", personal["stroke"])
+    assert (points["personal · pooled"]["shape"], points["personal · pooled"]["fill"]) == (
+        "circle",
+        "white",  # open markers: pooled
+    )
+    assert points["final · pooled"]["shape"] == "diamond"  # post stage
+    assert points["final · pooled"]["size"] > personal["size"]
+    assert personal["x"] == [0, 2, 4]
+    assert drawn.axis_title(spec, "y") == "accuracy"
+    assert drawn.title_of(spec) == "Client 0"
+    assert drawn.texts(spec) == ["stage 2"]
+
+
+def test_metric_spec_marks_replacements_on_the_grid_s_x_range() -> None:
+    frame = metrics_frame()
+    one = frame[(frame.client == 0) & (frame.task == CLASSIFY) & (frame.metric == "accuracy")]
+    spec = charts.metric_spec(
+        one, metric="accuracy", title="", replacement_rounds=[2], rounds=(0, 8)
+    )
+    marks = drawn.series(spec, "point")[charts.REPLACEMENT]
+    assert marks["x"] == [2] and marks["shape"] == "triangle-up"
+    assert marks["y"] == [float(one["value"].min())]  # along the bottom
+    assert drawn.x_domain(spec) == (-0.5, 8.5)
 
 
 def test_stages_are_named_once_some_line_spans_two() -> None:
     frame = metrics_frame()
     one = frame[(frame.client == 0) & (frame.task == CLASSIFY) & (frame.metric == "accuracy")]
     extra = one[one.model == "personal"].assign(stage="post", round=6)
-    figure = charts.metric_figure(pd.concat([one, extra]), metric="accuracy", title="")
-    names = [trace.name for trace in figure.data]
+    spec = charts.metric_spec(pd.concat([one, extra]), metric="accuracy", title="")
+    names = list(drawn.series(spec, "line"))
     assert "personal · local · fl" in names
     assert "personal · local · post" in names
     assert "final · local · post" in names
@@ -202,7 +229,8 @@ def with_constant(frame: pd.DataFrame) -> pd.DataFrame:
 def test_the_constant_answer_is_a_grey_dotted_line_named_as_chance() -> None:
     frame = with_constant(metrics_frame())
     one = frame[(frame.client == 0) & (frame.task == CLASSIFY) & (frame.metric == "accuracy")]
-    lines = {t.name: t for t in charts.metric_figure(one, metric="accuracy", title="").data}
+    spec = charts.metric_spec(one, metric="accuracy", title="")
+    lines, points = drawn.series(spec, "line"), drawn.series(spec, "point")
     chance = "constant answer (chance)"
     # Last of the FL models; stage 2's final model comes after the FL rounds.
     assert list(lines)[2:6] == [
@@ -212,10 +240,13 @@ def test_the_constant_answer_is_a_grey_dotted_line_named_as_chance() -> None:
         f"{chance} · pooled",
     ]
     local, pooled = lines[f"{chance} · local"], lines[f"{chance} · pooled"]
-    assert (local.line.dash, pooled.line.dash) == ("dot", "dashdot")
-    others = {t.line.color for name, t in lines.items() if not name.startswith(chance)}
-    assert local.line.color == pooled.line.color not in others
-    assert pooled.marker.symbol == "circle-open"  # the split still reads from the markers
+    assert (local["strokeDash"], pooled["strokeDash"]) == (
+        vega.DASHES["dot"],
+        vega.DASHES["dashdot"],
+    )
+    others = {t["color"] for name, t in lines.items() if not name.startswith(chance)}
+    assert local["color"] == pooled["color"] not in others
+    assert points[f"{chance} · pooled"]["fill"] == "white"  # the split reads from the markers
 
 
 def test_latest_values_put_the_constant_answer_after_the_models() -> None:
@@ -317,3 +348,63 @@ def test_compare_figure_draws_a_band_and_a_line_per_group_in_its_colour() -> Non
     assert [(t.name, t.line.color) for t in lines] == [("tap", "#ff8700"), ("fedavg", "#1c83e1")]
     assert bands[0].fillcolor == "rgba(255, 135, 0, 0.18)"
     assert list(bands[0].y) == pytest.approx([0.62, 0.72, 0.82, 0.78, 0.68, 0.58])
+
+
+def test_compare_spec_draws_a_band_and_a_line_per_group_in_its_colour() -> None:
+    curves = pd.DataFrame(
+        [
+            {"label": label, "round": r, "mean": 0.5 + r / 10, "std": 0.02, "n": 3}
+            for label in ("tap", "fedavg")
+            for r in (1, 2, 3)
+        ]
+    )
+    colors = {"tap": "#ff8700", "fedavg": "#1c83e1"}
+    spec = compare_charts.compare_spec(
+        curves, metric="mse", title="Client 0", colors=colors, higher_is_better=False, rounds=(0, 5)
+    )
+    assert drawn.scale_colors(spec) == colors
+    band = [d for d in drawn.drawn(spec, "area") if d["color"] == "tap"]
+    assert [d["y"] for d in band] == pytest.approx([0.58, 0.68, 0.78])
+    assert [d["y2"] for d in band] == pytest.approx([0.62, 0.72, 0.82])
+    line = drawn.series(spec, "line", key="label")
+    assert line["tap"]["x"] == [1, 2, 3] and line["fedavg"]["y"] == pytest.approx([0.6, 0.7, 0.8])
+    assert drawn.axis_title(spec, "y") == "mse (lower is better)"
+    assert drawn.x_domain(spec) == (-0.5, 5.5)
+
+
+def test_a_grid_legend_names_every_group_in_its_colour() -> None:
+    colors = {"tap": "#ff8700", "fedavg": "#1c83e1"}
+    spec = compare_charts.legend_spec(colors)
+    assert drawn.scale_colors(spec) == colors
+    assert spec["encoding"]["color"]["legend"]["orient"] == "top"
+
+
+def test_tradeoff_spec_puts_a_point_per_client_and_task_in_its_group_colour() -> None:
+    points = pd.DataFrame(
+        [
+            {
+                "label": "tap",
+                "client": 0,
+                "task": CLASSIFY,
+                "metric": "accuracy",
+                "personalization": 0.9,
+                "generalization": 0.6,
+            },
+            {
+                "label": "fedavg",
+                "client": 0,
+                "task": CLASSIFY,
+                "metric": "accuracy",
+                "personalization": 0.7,
+                "generalization": 0.8,
+            },
+        ]
+    )
+    colors = {"tap": "#ff8700", "fedavg": "#1c83e1"}
+    spec = compare_charts.tradeoff_spec(points, colors=colors)
+    assert [(d["color"], d["x"], d["y"]) for d in drawn.drawn(spec, "point")] == [
+        ("tap", 0.6, 0.9),
+        ("fedavg", 0.8, 0.7),
+    ]
+    assert drawn.scale_colors(spec) == colors
+    assert drawn.axis_title(spec, "y") == "personalization: accuracy on own test data"

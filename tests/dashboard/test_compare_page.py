@@ -10,19 +10,24 @@ from typing import Any
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.dashboard import vega
 from tests.dashboard.conftest import Dashboard, render
 from tests.dashboard.test_pages import (
     GENERATE,
     all_text,
-    array,
-    figures,
     panels_of,
     rows,
     texts,
-    title_of,
 )
 
 OpenPage = Callable[..., AppTest]
+
+
+def curve_specs(at: AppTest) -> dict[str, dict[str, Any]]:
+    """The curves' small multiples (Vega-Lite specs) by title ("Client 0 · task")."""
+    return {vega.title_of(s): s for s in vega.specs(at) if vega.title_of(s).startswith("Client ")}
+
+
 COMPARE = "app_pages/compare.py"
 # Each task is judged on its main metric: accuracy, mse for images, chrF for text answers.
 MAIN_METRICS = {"accuracy", "mse", "chrf"}
@@ -81,12 +86,16 @@ def test_curves_overlay_each_algorithm_with_a_band_over_seeds(
     at = open_sweep(open_page, dashboard)
     at.selectbox(key="compare_curve_model").set_value("global").run()  # both have one
     assert not at.exception
-    curves = {f["layout"]["title"]["text"]: f for f in figures(at) if "title" in f["layout"]}
+    curves = curve_specs(at)
     expected = panels_of([{"client": c, "task": t} for c, t in sweep_panels(dashboard)])
     assert sorted(curves) == expected
-    traces = curves["Client 0 · digits_image_classification"]["data"]
-    assert [t["name"] for t in traces if t.get("fill") != "toself"] == ["tap", "fedavg"]
-    assert len([t for t in traces if t.get("fill") == "toself"]) == 2  # a band per group
+    spec = curves["Client 0 · digits_image_classification"]
+    assert list(vega.series(spec, "line", key="label")) == ["tap", "fedavg"]
+    assert list(vega.series(spec, "area", key="label")) == ["tap", "fedavg"]  # a band each
+    # one x-range for every panel, a legend above the grid in the curves' colours
+    assert len({vega.x_domain(s) for s in curves.values()}) == 1
+    legend = next(s for s in vega.specs(at) if s.get("height") == 1)  # a legend-only chart
+    assert vega.scale_colors(legend) == vega.scale_colors(spec)
     assert dashboard.asked("/compare", model="global", split="local", metric="accuracy")
 
 
@@ -95,7 +104,7 @@ def test_curves_show_the_personal_models_by_default(
 ) -> None:
     at = open_sweep(open_page, dashboard)
     assert at.selectbox(key="compare_curve_model").value == "personal"
-    curves = {f["layout"]["title"]["text"]: f for f in figures(at) if "title" in f["layout"]}
+    curves = curve_specs(at)
     expected = panels_of([{"client": c, "task": t} for c, t in sweep_panels(dashboard)])
     assert sorted(curves) == expected
     assert dashboard.asked("/compare", model="personal", split="local", metric="accuracy")
@@ -116,14 +125,14 @@ def test_scatter_puts_personalization_against_generalization(
     open_page: OpenPage, dashboard: Dashboard
 ) -> None:
     at = open_sweep(open_page, dashboard)
-    scatters = [f for f in figures(at) if "personalization" in str(f["layout"]["yaxis"]["title"])]
+    scatters = [s for s in vega.specs(at) if "personalization" in str(vega.axis_title(s, "y"))]
     assert len(scatters) == len(MAIN_METRICS)  # one per metric
-    names = [t["name"] for t in scatters[0]["data"]]
-    assert names == ["tap", "fedavg"]
+    points = vega.drawn(scatters[0], "point")
+    assert list(dict.fromkeys(p["color"] for p in points)) == ["tap", "fedavg"]
     accuracy_panels = [
         (client, task) for client, task in sweep_panels(dashboard) if "classification" in task
     ]
-    assert len(scatters[0]["data"][0]["text"]) == len(accuracy_panels)
+    assert len([p for p in points if p["color"] == "tap"]) == len(accuracy_panels)
 
 
 def test_picked_runs_from_the_url_are_compared_by_id(
@@ -210,9 +219,13 @@ def test_communication_cost_sets_each_groups_metric_against_the_mb_it_sent(
     at.session_state["compare_traffic"] = True
     at.run()
     assert not at.exception
-    costs = {title_of(f): f for f in figures(at) if title_of(f).endswith(" vs communication")}
+    costs = {
+        vega.title_of(s): s
+        for s in vega.specs(at)
+        if vega.title_of(s).endswith(" vs communication")
+    }
     assert sorted(costs) == sorted(f"{m} vs communication" for m in MAIN_METRICS)
-    traces = {t["name"]: t for t in costs["accuracy vs communication"]["data"]}
+    traces = vega.series(costs["accuracy vs communication"], "line", key="label")
     assert sorted(traces) == ["fedavg", "tap"]
     sweep = dashboard.runs.sweep
     for label, ids in (("tap", sweep.tap), ("fedavg", sweep.fedavg)):
@@ -222,8 +235,8 @@ def test_communication_cost_sets_each_groups_metric_against_the_mb_it_sent(
             totals.append(sum(r["bytes"] for r in sent) / 1e6)
             assert dashboard.asked(f"/runs/{run_id}/traffic")
         # The last FL round's point stands at everything the group's runs sent, on average.
-        assert max(array(traces[label]["x"])) == pytest.approx(sum(totals) / len(totals))
+        assert max(traces[label]["x"]) == pytest.approx(sum(totals) / len(totals))
     # TAP sends what FedAvg sends: the same sub-models, the same rounds.
-    assert array(traces["tap"]["x"]) == pytest.approx(array(traces["fedavg"]["x"]))
+    assert traces["tap"]["x"] == pytest.approx(traces["fedavg"]["x"])
     # The section reads traffic only: the curves it plots were fetched already.
     assert len(dashboard.queries("/metrics")) + len(dashboard.queries("/compare")) == metric_reads

@@ -18,8 +18,9 @@ import plotly.graph_objects as go
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dashboard import export
+from dashboard import compare_charts, export
 from dashboard.compare import FINAL_COLUMNS
+from dashboard.export_ui import PREVIEW_KEY
 from tests.dashboard.conftest import Dashboard
 from tests.dashboard.test_compare_page import COMPARE, sweep_panels
 from tests.dashboard.test_pages import texts
@@ -243,11 +244,22 @@ def downloads(at: AppTest) -> dict[str, object]:
 
 
 def test_the_compare_page_exports_its_table_and_figures(
-    open_page: OpenPage, dashboard: Dashboard
+    open_page: OpenPage, dashboard: Dashboard, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    built: list[str] = []  # plotly figures built: only for the export, once asked for
+    for name in ("compare_figure", "tradeoff_figure"):
+        real = getattr(compare_charts, name)
+        monkeypatch.setattr(
+            compare_charts,
+            name,
+            lambda *a, _real=real, _name=name, **k: built.append(_name) or _real(*a, **k),
+        )
     at = open_page(COMPARE, group=dashboard.runs.sweep.group_id)
     labels = set(downloads(at))
     assert {"Markdown table", "LaTeX table", "Table numbers (CSV)"} <= labels
+    assert not any("Table: " in code for code in texts(at, "code"))  # shown once opened
+    at.session_state[PREVIEW_KEY] = True
+    at.run()
     markdown = next(code for code in texts(at, "code") if "Table: " in code)
     header, *body = table_lines(markdown)
     assert header == ["client", "task", "metric", "tap", "fedavg"]
@@ -255,9 +267,11 @@ def test_the_compare_page_exports_its_table_and_figures(
     assert all(sum(c.startswith("**") for c in row[3:]) >= 1 for row in body)  # a best per row
     assert "mean ± std over 2 seeds (tap, fedavg)" in markdown
     assert not any(label.startswith("Figures") for label in labels)  # drawn only when asked
+    assert not built  # the page draws Vega-Lite specs
 
     prepare = next(b for b in at.button if b.key == "export_prepare_figures")
     at = prepare.click().run(timeout=120)
     assert not at.exception, [e.value for e in at.exception]
     assert not texts(at, "error")
     assert any(label.startswith("Figures (zip of") for label in downloads(at))
+    assert {"compare_figure", "tradeoff_figure"} <= set(built)

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.dashboard import real_runs
+from dashboard.vega import DASHES
+from tests.dashboard import real_runs, vega
 from tests.dashboard.conftest import APP, Dashboard, unused_port
 
 OpenPage = Callable[..., AppTest]
@@ -42,11 +43,12 @@ def title_of(figure: dict[str, Any]) -> str:
 
 
 def metric_figures(at: AppTest) -> dict[str, dict[str, Any]]:
-    """Curve charts by title ("Client 1 · task"); loss charts are titled "Client 1"."""
+    """Curve charts (Vega-Lite specs) by title ("Client 1 · task"); loss charts are
+    plotly figures titled "Client 1"."""
     return {
-        title_of(f): f
-        for f in figures(at)
-        if " · " in title_of(f) and not title_of(f).endswith(" · stage 2")
+        vega.title_of(s): s
+        for s in vega.specs(at)
+        if " · " in vega.title_of(s) and not vega.title_of(s).endswith(" · stage 2")
     }
 
 
@@ -69,9 +71,14 @@ def array(values: Any) -> list[Any]:
     return list(values)
 
 
-def curves_of(figure: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Trace name -> trace of every curve (not the replacement markers)."""
-    return {t["name"]: t for t in figure["data"] if t["name"] != "replacement"}
+def curves_of(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Series name -> what its line draws (x, y, color, strokeDash) of every curve."""
+    return vega.series(spec, "line")
+
+
+def markers_of(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Series name -> what its markers draw (shape, size, fill), the replacements' too."""
+    return vega.series(spec, "point")
 
 
 def rows(dashboard: Dashboard, path: str, **params: Any) -> list[dict[str, Any]]:
@@ -109,13 +116,13 @@ def test_run_page_draws_a_chart_per_client_and_task(
     for title, figure in curves.items():
         task = title.split(" · ")[1]
         if task in MAIN_METRICS:
-            assert figure["layout"]["yaxis"]["title"]["text"] == MAIN_METRICS[task], title
+            assert vega.axis_title(figure, "y") == MAIN_METRICS[task], title
     for title, figure in curves.items():
         for name, trace in curves_of(figure).items():
             if name.startswith("constant"):
                 continue
-            expected = "solid" if " · local" in name else "dash"
-            assert trace["line"]["dash"] == expected, (title, name)
+            expected = DASHES["solid" if " · local" in name else "dash"]
+            assert trace["strokeDash"] == expected, (title, name)
     models = {name.split(" · ")[0] for name in curves_of(curves[f"Client 2 · {CLASSIFY}"])}
     assert models == {"global", "personal", "global_ft", "final"}
     assert not loss_figures(at)  # built only once their expander is opened
@@ -137,7 +144,7 @@ def test_run_page_asks_the_api_for_just_the_metric_shown(
     assert not at.exception
     curves = metric_figures(at)
     assert sorted(curves) == panels_of(rows(dashboard, f"/runs/{run_id}/metrics", metric="loss"))
-    assert {f["layout"]["yaxis"]["title"]["text"] for f in curves.values()} == {"loss"}
+    assert {vega.axis_title(f, "y") for f in curves.values()} == {"loss"}
     assert dashboard.asked(f"/runs/{run_id}/metrics", metric="loss")
 
     at.selectbox(key=f"metric_{run_id}").set_value("accuracy").run()
@@ -186,7 +193,7 @@ def test_failed_run_shows_its_error_and_says_there_are_no_curves(
     assert "The run failed" in all_text(at)
     assert real_runs.OOM in texts(at, "code")
     assert "No evaluations yet" in all_text(at)
-    assert not at.get("plotly_chart")
+    assert not at.get("plotly_chart") and not vega.specs(at)
     assert at.button(key=f"retry_{run_id}").label == "Retry"
 
 
@@ -251,8 +258,8 @@ def test_replacements_are_marked_on_the_curves_and_listed(
         expected = sorted(
             e["round"] for e in events if e["client"] == int(client) and e["task"] == task
         )
-        markers = [t for t in figure["data"] if t["name"] == "replacement"]
-        assert [array(m["x"]) for m in markers] == ([expected] if expected else []), title
+        markers = [m["x"] for name, m in markers_of(figure).items() if name == "replacement"]
+        assert markers == ([expected] if expected else []), title
     open_section(at, f"replacements_{run_id}")
     timeline = [
         f
@@ -267,11 +274,11 @@ def test_replacements_are_marked_on_the_curves_and_listed(
 
 def test_stage_two_final_models_stand_out(open_page: OpenPage, dashboard: Dashboard) -> None:
     figure = metric_figures(open_page(RUN, run=str(tap_run(dashboard))))[f"Client 0 · {CLASSIFY}"]
-    sizes = {name: t["marker"]["size"] for name, t in curves_of(figure).items()}
+    sizes = {name: t["size"] for name, t in markers_of(figure).items()}
     final = next(size for name, size in sizes.items() if name.startswith("final · local"))
     personal = next(size for name, size in sizes.items() if name.startswith("personal · local"))
     assert final > personal
-    assert [a["text"] for a in figure["layout"]["annotations"]] == ["stage 2"]
+    assert vega.texts(figure) == ["stage 2"]
 
 
 def step_figures(at: AppTest) -> dict[str, dict[str, Any]]:
@@ -333,16 +340,17 @@ def test_the_constant_answer_is_a_grey_dotted_chance_line_named_in_the_legend(
     run_id = tap_run(dashboard)
     at = open_page(RUN, run=str(run_id))
     figure = metric_figures(at)[f"Client 4 · {VQA}"]  # text answers: chrF beside chance
-    lines = {name: t["line"] for name, t in curves_of(figure).items()}
+    lines = curves_of(figure)
     chance = "constant answer (chance)"
     local = [line for name, line in lines.items() if name.startswith(f"{chance} · local")]
     pooled = [line for name, line in lines.items() if name.startswith(f"{chance} · pooled")]
     assert local and pooled
-    assert {line["dash"] for line in local} == {"dot"}
-    assert "dot" not in {line["dash"] for line in pooled}
+    assert {str(line["strokeDash"]) for line in local} == {str(DASHES["dot"])}
+    assert str(DASHES["dot"]) not in {str(line["strokeDash"]) for line in pooled}
     others = {line["color"] for name, line in lines.items() if not name.startswith("constant")}
     assert local[0]["color"] not in others
-    assert "constant answer (chance)" in all_text(at)
+    legend = next(s for s in vega.specs(at) if chance in vega.scale_colors(s))
+    assert vega.scale_colors(legend)[chance] == local[0]["color"]  # named in the legend
     assert "most frequent training answer" in all_text(at)
 
     at.selectbox(key=f"metric_{run_id}").set_value("accuracy").run()  # no text task reports it
@@ -353,7 +361,8 @@ def test_the_constant_answer_is_a_grey_dotted_chance_line_named_in_the_legend(
 def test_logs_show_the_runs_lines_by_level(open_page: OpenPage, dashboard: Dashboard) -> None:
     run_id = tap_run(dashboard)
     at = open_page(RUN, run=str(run_id))
-    log = texts(at, "code")[-1]
+    assert not dashboard.asked(f"/runs/{run_id}/logs")  # built only once opened
+    log = texts(open_section(at, f"logs_{run_id}"), "code")[-1]
     assert "[worker] queued -> running: taken by test-worker" in log
     assert "[engine] round 1/2: clients" in log
     assert "[api] the run queue is unreachable" in log

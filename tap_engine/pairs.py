@@ -42,12 +42,13 @@ def present_pairs(clients: Sequence[ClientSpec]) -> list[str]:
 
 
 def scenario_pairs(scenario: ScenarioSpec) -> list[str]:
-    """The scenario's pairs in their study order: ``pairs_order`` (its pairs that the
-    scenario holds), else the order they first appear in."""
+    """The scenario's pairs in their study order: those of ``pairs_order`` that the
+    scenario holds, then any it does not list, in the order they first appear in."""
     present = present_pairs(scenario.clients)
     if scenario.pairs_order is None:
         return present
-    return [pair for pair in scenario.pairs_order if pair in present]
+    listed = [pair for pair in scenario.pairs_order if pair in present]
+    return listed + [pair for pair in present if pair not in listed]
 
 
 def keep_pairs(scenario: ScenarioSpec, count: int) -> ScenarioSpec:

@@ -13,7 +13,7 @@ import streamlit as st
 
 from backend.client.types import Run
 from dashboard import chart_style, compare, data, export, study, study_charts, ui
-from dashboard.export_ui import figure_downloads
+from dashboard.export_ui import LazyFigure, figure_downloads
 from dashboard.personalization import higher_is_better
 
 RUN_COMMAND = (
@@ -211,4 +211,11 @@ table_downloads(
     f"Modality-task-pair study: rounds to a training loss of at most {threshold:.4g} "
     "(seeds that reach it / seeds) and final values, mean ± std over seeds",
 )
-figure_downloads(figures, name)
+# The study's charts are plotly already: the export takes them as they are drawn.
+figure_downloads(
+    {
+        title: LazyFigure(spec=figure.to_plotly_json(), build=lambda figure=figure: figure)
+        for title, figure in figures.items()
+    },
+    name,
+)

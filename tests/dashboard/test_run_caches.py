@@ -3,14 +3,13 @@ shows its results at the next rerun, not what its earlier attempt left in the ca
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 
 from streamlit.testing.v1 import AppTest
 
 from dashboard import data
-from tests.dashboard import real_runs
+from tests.dashboard import real_runs, vega
 from tests.dashboard.conftest import Dashboard
 
 OpenPage = Callable[..., AppTest]
@@ -18,8 +17,7 @@ RUN = "app_pages/run.py"
 
 
 def chart_titles(at: AppTest) -> list[str]:
-    specs = [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
-    return [spec["layout"].get("title", {}).get("text", "") for spec in specs]
+    return [vega.title_of(spec) for spec in vega.specs(at)]
 
 
 def infos(at: AppTest) -> str:

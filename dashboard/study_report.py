@@ -14,9 +14,11 @@ from collections.abc import Sequence
 
 import pandas as pd
 from scipy.stats import spearmanr
+from streamlit import logger
 
-# dashboard.data's caches warn, outside a Streamlit server, that they keep to memory.
-logging.getLogger("streamlit").setLevel(logging.ERROR)
+# dashboard.data's caches warn at import, outside a Streamlit server, that they keep to
+# memory: not news for a command-line report.
+logger.set_log_level(logging.ERROR)
 
 from backend.client import TapflClient  # noqa: E402
 from backend.client.types import Run  # noqa: E402
@@ -130,7 +132,7 @@ def report(client: TapflClient, members: list[Run]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
     parser.add_argument("--experiment", type=int, required=True, help="experiment id")
     args = parser.parse_args()
     client = TapflClient.from_env()

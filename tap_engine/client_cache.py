@@ -110,24 +110,10 @@ def save(path: Path, clients) -> None:
     tmp.replace(path)
 
 
-def load(path: Path, config: RunConfig):
-    """The clients saved at ``path`` for ``config``, or None if there is no such file."""
-    from tap_engine.data import ClientData, Pool, TaskData
-
+def load(path: Path) -> dict[str, torch.Tensor] | None:
+    """The tensors ``save`` wrote at ``path`` (keys ``client/task/split/field`` and
+    ``client/task/num_classes``), or None if there is no such file. ``tap_engine.data``
+    makes its clients of them: this module does not import it, which imports this one."""
     if not path.exists():
         return None
-    stored = torch.load(path, weights_only=True)
-    clients = []
-    for c, client in enumerate(config.scenario.clients):
-        tasks = []
-        for t, spec in enumerate(client.tasks):
-            prefix = f"{c}/{t}"
-            pools = []
-            for split in ("train", "test"):
-                names = {f.name for f in fields(Pool)}
-                pools.append(Pool(**{n: stored.get(f"{prefix}/{split}/{n}") for n in names}))
-            classes = stored.get(f"{prefix}/num_classes")
-            num_classes = None if classes is None else int(classes)
-            tasks.append(TaskData(c, spec, num_classes, *pools))
-        clients.append(ClientData(c, tasks))
-    return clients
+    return torch.load(path, weights_only=True)

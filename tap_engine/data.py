@@ -440,12 +440,31 @@ def build_clients(config: RunConfig, tokenizer, cache_dir: Path | None = None) -
     key = client_cache.scenario_key(config, _tokenizer_id(tokenizer), CACHE_FORMAT)
     path = None if key is None else cache / f"clients-{key}.pt"
     if path is not None:
-        clients = client_cache.load(path, config)
-        if clients is not None:
-            return clients
+        stored = client_cache.load(path)
+        if stored is not None:
+            return _clients_from_cache(stored, config)
     clients = _build_clients(config, tokenizer, cache)
     if path is not None:
         client_cache.save(path, clients)
+    return clients
+
+
+def _clients_from_cache(stored: dict[str, torch.Tensor], config: RunConfig) -> list[ClientData]:
+    """The clients ``client_cache.save`` wrote, in the scenario's order."""
+    names = {f.name for f in fields(Pool)}
+    clients = []
+    for c, client in enumerate(config.scenario.clients):
+        tasks = []
+        for t, spec in enumerate(client.tasks):
+            prefix = f"{c}/{t}"
+            train, test = (
+                Pool(**{n: stored.get(f"{prefix}/{split}/{n}") for n in names})
+                for split in ("train", "test")
+            )
+            classes = stored.get(f"{prefix}/num_classes")
+            num_classes = None if classes is None else int(classes)
+            tasks.append(TaskData(c, spec, num_classes, train, test))
+        clients.append(ClientData(c, tasks))
     return clients
 
 

@@ -8,11 +8,15 @@ in every session, and never one that a built-in algorithm has.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
 from backend.client.types import CatalogAlgorithm
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 OTHER_COLOR = "#7d4cdb"
 SMALL_HEIGHT = 260
@@ -72,3 +76,20 @@ def small_layout(figure: go.Figure, *, title: str, y_title: str) -> None:
 def _few_rounds(figure: go.Figure) -> bool:
     rounds = {x for trace in figure.data for x in (trace.x if trace.x is not None else ())}
     return len(rounds) <= 12
+
+
+def std_band(rows: pd.DataFrame, color: str, name: str) -> go.Scatter:
+    """The shaded mean ± std band of a curve (``rows``: round, mean, std; sorted by round),
+    drawn as one closed polygon under its line."""
+    upper = rows["mean"] + rows["std"].fillna(0)
+    lower = rows["mean"] - rows["std"].fillna(0)
+    return go.Scatter(
+        x=list(rows["round"]) + list(rows["round"])[::-1],
+        y=list(upper) + list(lower)[::-1],
+        fill="toself",
+        fillcolor=rgba(color, 0.18),
+        line={"width": 0},
+        hoverinfo="skip",
+        showlegend=False,
+        name=name,
+    )

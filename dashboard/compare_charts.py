@@ -29,20 +29,7 @@ def compare_figure(
     for label, rows in curves.groupby("label", sort=False):
         rows = rows.sort_values("round")
         color = colors.get(str(label), style.OTHER_COLOR)
-        upper = rows["mean"] + rows["std"].fillna(0)
-        lower = rows["mean"] - rows["std"].fillna(0)
-        figure.add_trace(
-            go.Scatter(
-                x=list(rows["round"]) + list(rows["round"])[::-1],
-                y=list(upper) + list(lower)[::-1],
-                fill="toself",
-                fillcolor=style.rgba(color, 0.18),
-                line={"width": 0},
-                hoverinfo="skip",
-                showlegend=False,
-                name=f"{label} ± std",
-            )
-        )
+        figure.add_trace(style.std_band(rows, color, f"{label} ± std"))
         figure.add_trace(
             go.Scatter(
                 x=rows["round"],

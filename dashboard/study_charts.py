@@ -50,20 +50,7 @@ def loss_figure(curves: pd.DataFrame, *, algorithm: str, colors: dict[str, str])
         label = pairs_label(None if pd.isna(pairs) else int(pairs))
         color = colors.get(label, style.OTHER_COLOR)
         rows = rows.sort_values("round")
-        upper = rows["mean"] + rows["std"].fillna(0)
-        lower = rows["mean"] - rows["std"].fillna(0)
-        figure.add_trace(
-            go.Scatter(
-                x=list(rows["round"]) + list(rows["round"])[::-1],
-                y=list(upper) + list(lower)[::-1],
-                fill="toself",
-                fillcolor=style.rgba(color, 0.18),
-                line={"width": 0},
-                hoverinfo="skip",
-                showlegend=False,
-                name=f"{label} ± std",
-            )
-        )
+        figure.add_trace(style.std_band(rows, color, f"{label} ± std"))
         figure.add_trace(
             go.Scatter(
                 x=rows["round"],

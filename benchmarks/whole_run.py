@@ -13,6 +13,7 @@ evaluated example at the eval batch size.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import subprocess
@@ -64,7 +65,10 @@ def _watch(path: Path, stamps: Stamps, done: threading.Event) -> None:
         time.sleep(0.02)
 
 
-def timed_run(overrides: dict[str, object], cache: Path, out: Path) -> dict[str, float]:
+def timed_run(
+    overrides: dict[str, object], cache: Path, out: Path
+) -> tuple[dict[str, float], list[dict]]:
+    """The run's phases, and its events."""
     command = [sys.executable, "-m", "tap_engine.cli", "run", "--preset", "paper-flava"]
     command += ["--quiet", "-o", str(out), "--cache-dir", str(cache)]
     for key, value in overrides.items():
@@ -80,7 +84,7 @@ def timed_run(overrides: dict[str, object], cache: Path, out: Path) -> dict[str,
     watcher.join()
     if proc.returncode != 0:
         raise SystemExit(proc.stderr[-3000:])
-    return split_phases(stamps, start, end)
+    return split_phases(stamps, start, end), [e for _, e in stamps]
 
 
 def split_phases(stamps: Stamps, start: float, end: float) -> dict[str, float]:
@@ -96,7 +100,7 @@ def split_phases(stamps: Stamps, start: float, end: float) -> dict[str, float]:
         if e["type"] == "evaluation":
             post_eval += t - previous
         previous = t
-    return {
+    phases = {
         "startup_s": first_round - start,
         "rounds_s": last_fl - first_round,
         "eval_after_last_round_s": first_post - last_fl,
@@ -104,27 +108,60 @@ def split_phases(stamps: Stamps, start: float, end: float) -> dict[str, float]:
         "stage2_eval_s": post_eval,
         "exit_s": end - stamps[-1][0],
         "whole_s": end - start,
-        "evaluated_examples": _evaluated(stamps),
     }
+    phases["evaluation_s"] = phases["eval_after_last_round_s"] + phases["stage2_eval_s"]
+    return phases
 
 
-def _evaluated(stamps: Stamps) -> int:
-    sets = {}
-    for _, e in stamps:
-        if e["type"] == "evaluation":
+def forwarded_sets(events: list[dict]) -> list[tuple[str, int]]:
+    """(task, examples) of every evaluation the run computed: the reported evaluations less
+    those it reported again without computing them (the global model's pooled set, reported
+    for each client; the last round's models, reported again in stage 2), which carry the
+    very same metrics on the same set. The constant answer has no forward."""
+    reported: dict[tuple, dict[str, float]] = {}
+    sizes: dict[tuple, int] = {}
+    for e in events:
+        if e["type"] == "evaluation" and e["model"] != "constant":
             key = (e["round"], e["stage"], e["client"], e["task"], e["model"], e["split"])
-            sets[key] = e["n"]
-    return sum(sets.values())
+            reported.setdefault(key, {})[e["metric"]] = e["value"]
+            sizes[key] = e["n"]
+    computed: dict[tuple, int] = {}
+    for key, metrics in reported.items():
+        _, _, client, task, _, split = key
+        data = (task, split, None if split == "pooled" else client)
+        computed[(*data, tuple(sorted(metrics.items())))] = sizes[key]
+    return [(key[0], n) for key, n in computed.items()]
 
 
-def parts_and_floor(overrides: dict[str, object], cache: Path, evaluated: int) -> dict[str, float]:
-    """Startup's parts in this process (imports already paid, cache warm), and the floor."""
+def trainings(events: list[dict]) -> list[tuple[int, int, bool]]:
+    """(client, micro-batches, distilled) of every local training of the run."""
+    return [
+        (e["client"], e["micro_batches"] or e["steps"], "kd" in e["extra_losses"])
+        for e in events
+        if e["type"] == "local_training"
+    ]
+
+
+def _forward_all(model, info, batches) -> None:
+    for batch in batches:
+        model(info, batch)
+
+
+def parts_and_floor(
+    overrides: dict[str, object], cache: Path, events: list[dict]
+) -> dict[str, float]:
+    """Startup's parts in this process (imports already paid, cache warm), and the floor of
+    the run's work: each local training's micro-batches as bare steps of that client's
+    tasks (forward, backward, clipping, AdamW, nothing else), plus a teacher forward for a
+    distilled one; each computed evaluation as plain forwards of its examples in batches of
+    the eval batch size, at the per-example cost of that task's pooled test set."""
     import torch
 
     from tap_engine.bench.measure import median, timed
     from tap_engine.bench.steps import BareStep
     from tap_engine.config import parse_override, resolve_config
-    from tap_engine.data import build_clients
+    from tap_engine.data import build_clients, pooled_test
+    from tap_engine.evaluation import length_batches
     from tap_engine.models.backbones import load_backbone
     from tap_engine.runner import build_engine
 
@@ -138,28 +175,43 @@ def parts_and_floor(overrides: dict[str, object], cache: Path, evaluated: int) -
     data_s = time.perf_counter() - start
 
     engine = build_engine(config, cache)
-    device = engine.device
-    bare = BareStep(engine, 0, config.min_lr or 1e-3)
-    bare()
-    step_s = median([timed(bare, device) for _ in range(3)])
-    steps = config.rounds * config.clients_per_round * (config.local_steps or 1)
-    steps += len(engine.clients) * max(1, config.post_iterations // config.grad_accum)
-    task = engine.clients[0].tasks[0]
-    rows = torch.arange(min(config.eval_batch_size, len(task.test)))
-    batch = task.test.batch(rows, device)
-    info = engine.infos[task.name]
+    device, lr = engine.device, config.min_lr or 1e-3
+    # KD over every predicted position pads text targets to the head's length.
+    kd_width = None if config.kd_text_positions == "target" else config.backbone.max_target_length
+    step_cost: dict[tuple, float] = {}  # per (task set, distilled): s per micro-batch
+
+    def micro_batch_s(client: int, distilled: bool) -> float:
+        key = (tuple(t.name for t in engine.clients[client].tasks), distilled)
+        if key not in step_cost:
+            bare = BareStep(engine, client, lr, kd_width if distilled else None)
+            bare(), bare.forward_only()  # warm-up
+            seconds = median([timed(bare, device) for _ in range(3)])
+            if distilled:
+                seconds += median([timed(bare.forward_only, device) for _ in range(3)])
+            step_cost[key] = seconds / len(bare.micro)
+        return step_cost[key]
+
+    train_floor = sum(n * micro_batch_s(c, kd) for c, n, kd in trainings(events))
+
     engine.model.eval()
+    per_example: dict[str, float] = {}
     with torch.no_grad():
-        engine.model(info, batch)
-        forward_s = median([timed(lambda: engine.model(info, batch), device) for _ in range(3)])
-    per_example = forward_s / len(rows)
+        for name, pool in pooled_test(engine.clients).items():
+            info = engine.infos[name]
+            batches = [pool.batch(i, device) for i in length_batches(pool, config.eval_batch_size)]
+            engine.model(info, batches[0])  # warm-up
+            forward = functools.partial(_forward_all, engine.model, info, batches)
+            per_example[name] = timed(forward, device) / len(pool)
+    forwarded = forwarded_sets(events)
+    eval_floor = sum(n * per_example[task] for task, n in forwarded)
     return {
         "backbone_warm_s": backbone_s,
         "data_warm_s": data_s,
-        "bare_step_s": step_s,
-        "bare_steps": steps,
-        "forward_per_example_s": per_example,
-        "floor_s": steps * step_s + evaluated * per_example,
+        "micro_batches": sum(n for _, n, _ in trainings(events)),
+        "train_floor_s": train_floor,
+        "evaluated_examples": sum(n for _, n in forwarded),
+        "eval_floor_s": eval_floor,
+        "floor_s": train_floor + eval_floor,
     }
 
 
@@ -196,14 +248,20 @@ def main() -> None:
         config = resolve_config("paper-flava", None, {})
         rows = args.stand_in_rows
         overrides |= stand_in_datasets(config, folder / "stand-in", rows, rows // 4)
-        figures = {}
+        figures, events = {}, []
         for label in ("cold", "warm"):
-            figures[label] = timed_run(overrides, folder / "cache", folder / f"run-{label}")
+            figures[label], events = timed_run(overrides, folder / "cache", folder / f"run-{label}")
             print(f"tapfl run, {label} cache:")
             _show(figures[label])
-        evaluated = figures["warm"]["evaluated_examples"]
         print("startup's parts (one process, cache warm) and the floor:")
-        _show(parts_and_floor(overrides, folder / "cache", evaluated))
+        floor = parts_and_floor(overrides, folder / "cache", events)
+        _show(floor)
+        warm = figures["warm"]
+        print("warm run against its floor:")
+        print(f"  whole / floor              {warm['whole_s'] / floor['floor_s']:8.2f}x")
+        print(f"  evaluation / its floor     {warm['evaluation_s'] / floor['eval_floor_s']:8.2f}x")
+        train_s = warm["rounds_s"] + warm["stage2_train_s"]
+        print(f"  training / its floor       {train_s / floor['train_floor_s']:8.2f}x")
     print(f"load average after: {os.getloadavg()}")
 
 

@@ -18,6 +18,10 @@ from tap_engine.data import end_token_id
 log = logging.getLogger(__name__)
 
 
+# Scored pairs kept for reuse; beyond this many the memo starts again.
+MEMO_LIMIT = 100_000
+
+
 class _NoWordNet:
     """Stands in for WordNet when its corpus is not installed: no synonym matches, so
     METEOR matches exact words and stems only (reported as ``meteor_exact_stem``)."""
@@ -34,6 +38,23 @@ def _wordnet():
     except LookupError:
         return None
     return wordnet
+
+
+class _StemMemo:
+    """nltk's Porter stemmer, each word stemmed once per run: METEOR stems every word of
+    both sentences on every call, and a set's answers repeat the same few words."""
+
+    def __init__(self) -> None:
+        from nltk.stem.porter import PorterStemmer
+
+        self._porter = PorterStemmer()
+        self._stems: dict[str, str] = {}
+
+    def stem(self, word: str) -> str:
+        stem = self._stems.get(word)
+        if stem is None:
+            stem = self._stems[word] = self._porter.stem(word)
+        return stem
 
 
 class BertScoreUnavailable(RuntimeError):
@@ -67,6 +88,14 @@ class TextScorer:
         wordnet = _wordnet()
         self.meteor_name = "meteor" if wordnet is not None else "meteor_exact_stem"
         self._wordnet = wordnet or _NoWordNet()
+        self._stemmer = _StemMemo()
+        from sacrebleu.metrics import CHRF
+
+        self._chrf = CHRF()  # sacrebleu.sentence_chrf's defaults, built once
+        # METEOR and chrF are functions of (prediction, reference) alone: a pair seen before
+        # (a constant answer, "yes" against "yes") is not scored again.
+        self._pairs: dict[tuple[str, str], tuple[float, float]] = {}
+        self._decoded: dict[tuple[int, ...], str] = {}
         self._bertscore = None
         if bertscore_model is None:
             self.skipped["bertscore_f1"] = "disabled: bertscore_model is not set"
@@ -92,23 +121,39 @@ class TextScorer:
             return None
 
     def decode(self, answers: list[list[int]]) -> list[str]:
-        """Answer token ids -> strings."""
-        return [self.tokenizer.decode(a, skip_special_tokens=True).strip() for a in answers]
+        """Answer token ids -> strings (each distinct answer decoded once per run)."""
+        out = []
+        for answer in answers:
+            key = tuple(answer)
+            text = self._decoded.get(key)
+            if text is None:
+                if len(self._decoded) >= MEMO_LIMIT:
+                    self._decoded.clear()
+                text = self.tokenizer.decode(answer, skip_special_tokens=True).strip()
+                self._decoded[key] = text
+            out.append(text)
+        return out
+
+    def _meteor_chrf(self, prediction: str, reference: str) -> tuple[float, float]:
+        from nltk.translate.meteor_score import meteor_score
+
+        key = (prediction, reference)
+        if key not in self._pairs:
+            if len(self._pairs) >= MEMO_LIMIT:  # a long run's answers: bounded memory
+                self._pairs.clear()
+            words = prediction.split()
+            meteor = meteor_score(
+                [reference.split()], words, stemmer=self._stemmer, wordnet=self._wordnet
+            )
+            chrf = self._chrf.sentence_score(prediction, [reference]).score
+            self._pairs[key] = (meteor, chrf)
+        return self._pairs[key]
 
     def score(self, predictions: list[str], references: list[str]) -> dict[str, list[float]]:
-        """Per-sample values of every metric that can run."""
-        from nltk.translate.meteor_score import meteor_score
-        from sacrebleu import sentence_chrf
-
-        scores = {
-            self.meteor_name: [
-                meteor_score([r.split()], p.split(), wordnet=self._wordnet)
-                for p, r in zip(predictions, references, strict=True)
-            ],
-            "chrf": [
-                sentence_chrf(p, [r]).score for p, r in zip(predictions, references, strict=True)
-            ],
-        }
+        """Per-sample values of every metric that can run: METEOR and chrF per distinct
+        pair, BERTScore in one call for the set."""
+        pairs = [self._meteor_chrf(p, r) for p, r in zip(predictions, references, strict=True)]
+        scores = {self.meteor_name: [m for m, _ in pairs], "chrf": [c for _, c in pairs]}
         if self._bertscore is not None:
             _, _, f1 = self._bertscore.score(predictions, references)
             scores["bertscore_f1"] = f1.tolist()

@@ -39,8 +39,11 @@ class StepFigures:
     overhead_vs_forward_backward: float
 
 
-def _micro_batches(engine: Engine, client: int) -> list[MicroBatch]:
-    """The step's micro-batches, drawn as the trainer draws them, built once."""
+def _micro_batches(
+    engine: Engine, client: int, target_width: int | None = None
+) -> list[MicroBatch]:
+    """The step's micro-batches, drawn as the trainer draws them, built once (text targets
+    padded to ``target_width`` as stage 2's distillation over every position pads them)."""
     config, tasks = engine.config, engine.clients[client].tasks
     sizes = [len(t.train) for t in tasks]
     offsets = [sum(sizes[:i]) for i in range(len(sizes))]
@@ -52,7 +55,7 @@ def _micro_batches(engine: Engine, client: int) -> list[MicroBatch]:
         for task, size, offset in zip(tasks, sizes, offsets, strict=True):
             rows = index[(index >= offset) & (index < offset + size)] - offset
             if rows.numel():
-                batch = task.train.batch(rows, engine.device)
+                batch = task.train.batch(rows, engine.device, target_width)
                 parts.append((engine.infos[task.name], batch, len(rows) / len(index)))
         out.append(parts)
     return out
@@ -61,8 +64,10 @@ def _micro_batches(engine: Engine, client: int) -> list[MicroBatch]:
 class BareStep:
     """Forward, backward, clipping and AdamW on fixed batches: nothing else."""
 
-    def __init__(self, engine: Engine, client: int, lr: float) -> None:
-        self.engine, self.micro = engine, _micro_batches(engine, client)
+    def __init__(
+        self, engine: Engine, client: int, lr: float, target_width: int | None = None
+    ) -> None:
+        self.engine, self.micro = engine, _micro_batches(engine, client, target_width)
         trainer, components = engine.trainer, engine.components[client]
         self.params = [trainer.params.params[n] for n in trainer.params.names(components)]
         on_cuda = engine.device.type == "cuda"
@@ -88,6 +93,16 @@ class BareStep:
         if optimizer_step:
             nn.utils.clip_grad_norm_(self.params, self.engine.config.grad_clip, foreach=True)
             self.optimizer.step()
+
+    @torch.no_grad()
+    def forward_only(self) -> None:
+        """A teacher's pass over the same micro-batches: eval mode, no gradient."""
+        model = self.engine.model
+        model.eval()
+        for parts in self.micro:
+            with self.engine.trainer.autocast():
+                for info, batch, _ in parts:
+                    model(info, batch)
 
 
 def measure_steps(engine: Engine, client: int, steps: int, repeats: int) -> StepFigures:

@@ -77,3 +77,37 @@ def test_an_unreachable_hub_skips_bertscore_after_one_probe(tokenizer, monkeypat
         reason = scorer.skipped["bertscore_f1"]
         assert "cannot be reached" in reason and "127.0.0.1" in reason
     assert connects == [("127.0.0.1", port)]  # the second run of the check is remembered
+
+
+def test_each_distinct_pair_is_scored_once_and_equals_the_libraries_own_scores(tokenizer):
+    """METEOR (nltk, Porter stems) and chrF (sacrebleu's sentence chrF) per sample, as the
+    libraries compute them one call per sample, but a pair seen before is not rescored."""
+    from nltk.translate.meteor_score import meteor_score
+    from sacrebleu import sentence_chrf
+
+    scorer = TextScorer(tokenizer, None, None)
+    predictions = ["the dogs are running", "a red circle", "yes", "the dogs are running"]
+    references = ["dogs run in the park", "a red square", "no", "dogs run in the park"]
+    wordnet = scorer._wordnet
+    calls = []
+    real = scorer._chrf.sentence_score
+    scorer._chrf.sentence_score = lambda *a: calls.append(a) or real(*a)
+    scores = scorer.score(predictions, references)
+    assert scores[scorer.meteor_name] == [
+        meteor_score([r.split()], p.split(), wordnet=wordnet)
+        for p, r in zip(predictions, references, strict=True)
+    ]
+    assert scores["chrf"] == [
+        sentence_chrf(p, [r]).score for p, r in zip(predictions, references, strict=True)
+    ]
+    assert len(calls) == 3  # the repeated pair came from the memo
+    scorer.score(predictions[:1], references[:1])
+    assert len(calls) == 3
+
+
+def test_answers_are_decoded_as_the_tokenizer_decodes_them(tokenizer):
+    scorer = TextScorer(tokenizer, None, None)
+    answers = [tokenizer.encode("a red circle", add_special_tokens=False), []]
+    expected = [tokenizer.decode(a, skip_special_tokens=True).strip() for a in answers]
+    assert scorer.decode(answers) == expected
+    assert scorer.decode(answers[:1]) == expected[:1]  # from the memo, the same string

@@ -17,6 +17,24 @@ The first visit finds Streamlit's caches empty (cold); the next ones are warm. P
 server-side share too: the time Streamlit's script took (``AppTest``, as
 ``benchmarks/dashboard_run_page.py`` measures it).
 
+Beside those, to tell the page's own cost from the browser's and Streamlit's:
+
+- HTTP cache warm: every visit a new page of one browser context whose earlier visit
+  loaded the page (what a returning user sees: Streamlit's script, fonts and chart code
+  come from the browser's cache);
+- in-app: from the loaded Runs page, a click on the sidebar's Run (Compare) link, timed
+  from the click (Streamlit reruns over its websocket, no page load). The first click of
+  a context, then the median of the next ones;
+- the Streamlit floor: a one-chart Streamlit app (a tiny Vega-Lite spec, same config and
+  ``streamlit run`` as the dashboard) timed the same ways, so the page's own cost is the
+  difference;
+- one profiled fresh visit per page: the bytes of script, CSS and fonts it loaded, and
+  Chrome's time spent running script, layout and style (DevTools ``Performance`` metrics),
+  and any request to a host other than the dashboard's.
+
+The load average (``os.getloadavg``) is printed before and after: the figures swing with
+other work on the machine.
+
     python benchmarks/dashboard_browser.py                 # fresh API + demo run (about 1 min)
     python benchmarks/dashboard_browser.py --repeat 5 --full
     python benchmarks/dashboard_browser.py --dashboard http://127.0.0.1:8501 \\
@@ -29,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -37,6 +56,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
+from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -63,6 +83,37 @@ ALL_DRAWN = (
 )
 
 
+# The Streamlit floor: one tiny Vega-Lite chart and nothing else.
+FLOOR_APP = """import streamlit as st
+
+st.vega_lite_chart(
+    {
+        "data": {"values": [{"x": 1, "y": 2}, {"x": 2, "y": 3}, {"x": 3, "y": 1}]},
+        "mark": "line",
+        "encoding": {
+            "x": {"field": "x", "type": "quantitative"},
+            "y": {"field": "y", "type": "quantitative"},
+        },
+    }
+)
+"""
+VIEWPORT = {"width": 1600, "height": 1000}
+# Every resource's size and timing, as the browser saw them.
+RESOURCES = """performance.getEntriesByType('resource').map(e => ({
+    name: e.name, encoded: e.encodedBodySize, decoded: e.decodedBodySize,
+    transfer: e.transferSize, end: e.responseEnd}))"""
+
+
+@contextmanager
+def floor_app() -> Iterator[Path]:
+    """The floor app's script in a temporary folder, with the dashboard's config."""
+    with tempfile.TemporaryDirectory(prefix="tapfl-streamlit-floor-") as folder:
+        script = Path(folder) / "floor.py"
+        script.write_text(FLOOR_APP)
+        shutil.copytree(ROOT / "dashboard" / ".streamlit", Path(folder) / ".streamlit")
+        yield script
+
+
 @contextmanager
 def demo_runs(full: bool) -> Iterator[tuple[str, str, int, str]]:
     """A fresh real API with one finished demo run and a finished sweep of four demo runs
@@ -75,8 +126,9 @@ def demo_runs(full: bool) -> Iterator[tuple[str, str, int, str]]:
         serve_live_api(Path(home) / "home") as api,
     ):
         overrides = {} if full else SHORT_DEMO
-        [run_id] = real_runs.run_ids(real_runs.submit(api, "demo", overrides=overrides))
+        # The demo run last: the newest run, which the Run page opens without ``?run=``.
         sweep = real_runs.submit(api, "demo-sweep", overrides=overrides, sweep=SWEEP)
+        [run_id] = real_runs.run_ids(real_runs.submit(api, "demo", overrides=overrides))
         start = time.perf_counter()
         for each in [run_id, *real_runs.run_ids(sweep)]:
             outcome = real_runs.run_with_worker(api, each)
@@ -92,32 +144,163 @@ class Visit(NamedTuple):
     charts: int
 
 
+def drawn(page: Any, start: float, where: str = "true") -> Visit:
+    """Waits for the first chart, then the whole page (``where`` holding too)."""
+    page.wait_for_function(f"{where} && {DRAWN}.length > 0", timeout=120_000, polling="raf")
+    first = time.perf_counter() - start
+    page.wait_for_function(f"{where} && {IDLE} && {ALL_DRAWN}", timeout=120_000, polling="raf")
+    whole = time.perf_counter() - start
+    charts = page.evaluate(f"document.querySelectorAll('{CHARTS}').length")
+    if page.get_by_test_id("stException").count():
+        raise SystemExit(f"the page failed: {page.get_by_test_id('stException').inner_text()}")
+    return Visit(first, whole, int(charts))
+
+
+def load(page: Any, url: str) -> Visit:
+    start = time.perf_counter()
+    page.goto(url, wait_until="commit")
+    return drawn(page, start)
+
+
 def visit(browser: Any, url: str) -> Visit:
     """One fresh page's visit."""
-    page = browser.new_page(viewport={"width": 1600, "height": 1000})
+    page = browser.new_page(viewport=VIEWPORT)
     try:
-        start = time.perf_counter()
-        page.goto(url, wait_until="commit")
-        page.wait_for_function(f"{DRAWN}.length > 0", timeout=120_000, polling="raf")
-        first = time.perf_counter() - start
-        page.wait_for_function(f"{IDLE} && {ALL_DRAWN}", timeout=120_000, polling="raf")
-        whole = time.perf_counter() - start
-        charts = page.evaluate(f"document.querySelectorAll('{CHARTS}').length")
-        if page.get_by_test_id("stException").count():
-            raise SystemExit(f"the page failed: {page.get_by_test_id('stException').inner_text()}")
-        return Visit(first, whole, int(charts))
+        return load(page, url)
     finally:
         page.close()
 
 
+def median(visits: list[Visit]) -> Visit:
+    return Visit(
+        statistics.median(v.first for v in visits),
+        statistics.median(v.whole for v in visits),
+        visits[0].charts,
+    )
+
+
+def cached_visits(browser: Any, url: str, repeat: int) -> Visit:
+    """The median of ``repeat`` visits, each a new page of one browser context whose HTTP
+    cache an earlier visit of the page filled (the previous page closed first)."""
+    context = browser.new_context(viewport=VIEWPORT)
+    try:
+        visits = []
+        for _ in range(repeat + 1):
+            page = context.new_page()
+            try:
+                visits.append(load(page, url))
+            finally:
+                page.close()
+        return median(visits[1:])
+    finally:
+        context.close()
+
+
+def in_app(browser: Any, dashboard: str, path: str, repeat: int) -> tuple[Visit, Visit]:
+    """From the loaded Runs page, a click on the sidebar's link to ``path``: (the first
+    click of a fresh browser context, the median of ``repeat`` more in that context)."""
+    context = browser.new_context(viewport=VIEWPORT)
+    link = f"[data-testid=stSidebarNav] a[href$='/{path}']"
+    there = f"location.pathname.endsWith('/{path}')"
+    try:
+        visits = []
+        for _ in range(repeat + 1):
+            page = context.new_page()
+            try:
+                page.goto(f"{dashboard}/", wait_until="commit")
+                page.get_by_test_id("stDataFrame").wait_for(timeout=120_000)
+                page.wait_for_function(IDLE, timeout=120_000, polling="raf")
+                page.locator(link).wait_for(timeout=60_000)
+                start = time.perf_counter()
+                page.locator(link).click()
+                visits.append(drawn(page, start, there))
+                if not visits[-1].charts:
+                    raise SystemExit(f"{path}: no chart after the click")
+                heading = page.locator("h1").first.inner_text()
+            finally:
+                page.close()
+        print(f"  in-app {path}: opened {heading!r}")
+        return visits[0], median(visits[1:])
+    finally:
+        context.close()
+
+
+class Profile(NamedTuple):
+    kinds: dict[str, tuple[int, int, int]]  # kind -> (files, encoded bytes, decoded bytes)
+    last_byte_s: float  # the last resource's last byte, s after the navigation began
+    metrics: dict[str, float]  # Chrome's Performance metrics
+    outside: set[str]  # hosts other than the dashboard's that the page asked
+
+
+def kind_of(url: str) -> str:
+    path = urlparse(url).path
+    for ext, kind in ((".js", "script"), (".css", "css"), (".woff2", "fonts"), (".woff", "fonts")):
+        if path.endswith(ext):
+            return kind
+    return "other"
+
+
+def profile(browser: Any, url: str) -> Profile:
+    """One fresh page's visit, with what it loaded and what Chrome spent its time on."""
+    page = browser.new_page(viewport=VIEWPORT)
+    try:
+        cdp = page.context.new_cdp_session(page)
+        cdp.send("Performance.enable")
+        hosts: set[str] = set()
+        page.on("request", lambda request: hosts.add(urlparse(request.url).netloc))
+        load(page, url)
+        entries = page.evaluate(RESOURCES)
+        metrics = {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
+    finally:
+        page.close()
+    kinds: dict[str, tuple[int, int, int]] = {}
+    for entry in entries:
+        files, encoded, decoded = kinds.get(kind_of(entry["name"]), (0, 0, 0))
+        kinds[kind_of(entry["name"])] = (
+            files + 1,
+            encoded + entry["encoded"],
+            decoded + entry["decoded"],
+        )
+    last = max((entry["end"] for entry in entries), default=0.0) / 1000
+    return Profile(kinds, last, metrics, hosts - {urlparse(url).netloc})
+
+
+def print_profile(title: str, found: Profile) -> None:
+    mb = 1024 * 1024
+    print(f"{title}: one fresh visit loaded")
+    for kind, (files, encoded, decoded) in sorted(found.kinds.items()):
+        print(
+            f"  {kind:<7}{files:3d} files  {encoded / mb:6.2f} MB sent  "
+            f"{decoded / mb:6.2f} MB unpacked"
+        )
+    m = found.metrics
+    print(
+        f"  last byte at {found.last_byte_s:.2f} s; Chrome busy: script "
+        f"{m.get('ScriptDuration', 0):.2f} s, layout {m.get('LayoutDuration', 0):.2f} s, "
+        f"style {m.get('RecalcStyleDuration', 0):.2f} s, all tasks "
+        f"{m.get('TaskDuration', 0):.2f} s"
+    )
+    print(f"  other hosts asked: {', '.join(sorted(found.outside)) or 'none'}")
+
+
 def script_time(api: str, token: str, run_id: int) -> float:
     """Seconds Streamlit's script takes for the page, warm caches (AppTest, this process)."""
+    from streamlit.components.v2 import component_manager
     from streamlit.testing.v1 import AppTest
 
+    from dashboard import signin
+
+    # AppTest scans the installed packages for components when it runs the app (0.5 s in a
+    # profile), which the real server does once at start: leave it out of the page's time.
+    component_manager.BidiComponentManager.discover_and_register_components = (  # type: ignore[method-assign]
+        lambda self, *args, **kwargs: None
+    )
     os.environ.update(TAPFL_API_URL=api, TAPFL_TOKEN=token)
     times = []
     for _ in range(3):
         at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=120)
+        # Signed in as the sign-in form leaves a session: without it the page is the form.
+        at.session_state[signin.TOKEN_KEY] = token
         at.run()
         at.switch_page("app_pages/run.py")
         at.query_params["run"] = str(run_id)
@@ -130,11 +313,44 @@ def script_time(api: str, token: str, run_id: int) -> float:
 def timed(browser: Any, url: str, repeat: int) -> tuple[Visit, Visit]:
     """(the cold visit, the median of ``repeat`` warm ones) of a page."""
     cold = visit(browser, url)
-    warm = [visit(browser, url) for _ in range(repeat)]
-    median = Visit(
-        statistics.median(w.first for w in warm), statistics.median(w.whole for w in warm), 0
+    return cold, median([visit(browser, url) for _ in range(repeat)])
+
+
+class Modes(NamedTuple):
+    """A page's figures in every mode."""
+
+    cold: Visit  # fresh browser context, Streamlit's caches empty
+    warm: Visit  # fresh browser context each visit, median
+    cached: Visit  # the browser's HTTP cache warm, median
+    click_first: Visit | None  # in-app, the first click of a context
+    click: Visit | None  # in-app, median
+
+
+def all_modes(browser: Any, url: str, repeat: int, dashboard: str, path: str | None) -> Modes:
+    cold, warm = timed(browser, url, repeat)
+    cached = cached_visits(browser, url, repeat)
+    clicks = in_app(browser, dashboard, path, repeat) if path else (None, None)
+    return Modes(cold, warm, cached, *clicks)
+
+
+def side_by_side(pages: dict[str, Modes], repeat: int) -> None:
+    """Every page's figures in every mode, first chart / whole page in s."""
+    rows = (
+        ("fresh context, cold server", "cold"),
+        (f"fresh context (median of {repeat})", "warm"),
+        (f"HTTP cache warm (median of {repeat})", "cached"),
+        ("in-app click, first of a context", "click_first"),
+        (f"in-app click (median of {repeat})", "click"),
     )
-    return cold, median
+    width = 22
+    print("\nSide by side: first chart / whole page, s")
+    print(" " * 38 + "".join(f"{name[:width]:>{width}}" for name in pages))
+    for label, field in rows:
+        cells = []
+        for modes in pages.values():
+            v = getattr(modes, field)
+            cells.append("-" if v is None else f"{v.first:5.2f} / {v.whole:5.2f}")
+        print(f"  {label:<36}" + "".join(f"{c:>{width}}" for c in cells))
 
 
 def report(title: str, cold: Visit, warm: Visit, repeat: int, targets: dict[str, float]) -> None:
@@ -165,6 +381,7 @@ def main() -> None:
 
     from tests.dashboard.test_browser import CHROMIUM_ARGS, streamlit_server
 
+    print(f"load average at the start: {load_average()}", flush=True)
     with ExitStack() as stack:
         if args.dashboard:
             api, token, run_id, group = args.api, args.token, args.run, args.group
@@ -177,8 +394,19 @@ def main() -> None:
             executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
         )
         stack.callback(browser.close)
-        run_page = timed(browser, f"{dashboard}/run?run={run_id}", args.repeat)
-        compare_page = timed(browser, f"{dashboard}/compare?group={group}", args.repeat)
+        run_url, compare_url = f"{dashboard}/run?run={run_id}", f"{dashboard}/compare?group={group}"
+        run_modes = all_modes(browser, run_url, args.repeat, dashboard, "run")
+        compare_modes = all_modes(browser, compare_url, args.repeat, dashboard, "compare")
+        run_page, compare_page = run_modes[:2], compare_modes[:2]
+        floor = stack.enter_context(
+            streamlit_server(api or "", None, app=stack.enter_context(floor_app()))
+        )
+        floor_modes = all_modes(browser, f"{floor}/", args.repeat, floor, None)
+        profiles = {
+            "Run page": profile(browser, run_url),
+            "Compare page": profile(browser, compare_url),
+            "Streamlit floor": profile(browser, f"{floor}/"),
+        }
         script = script_time(api, token, run_id) if api and token else float("nan")
 
     report(
@@ -194,6 +422,18 @@ def main() -> None:
         args.repeat,
         {"whole": COMPARE_TARGET_S},
     )
+    side_by_side(
+        {"Run": run_modes, "Compare (4-run sweep)": compare_modes, "Streamlit floor": floor_modes},
+        args.repeat,
+    )
+    print()
+    for title, found in profiles.items():
+        print_profile(title, found)
+    print(f"load average at the end: {load_average()}")
+
+
+def load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg()) + " (1, 5, 15 min)"
 
 
 if __name__ == "__main__":

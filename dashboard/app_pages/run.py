@@ -316,7 +316,7 @@ def bought_and_cost(run: Run, facets: dict[str, Any], catalog: Catalog) -> None:
     if gained.empty:
         st.caption("No personalized model has values beside the global model's yet.")
         return
-    st.altair_chart(run_charts.gains_chart(gained), width="content")
+    st.vega_lite_chart(run_charts.gains_chart(gained), width="content")
     st.table(personalization.gains_table(gained).round(4).set_index(["client", "task"]))
 
 

@@ -67,10 +67,10 @@ class Target:
 
 
 @contextmanager
-def streamlit_server(api_url: str, token: str | None) -> Iterator[str]:
-    """``streamlit run dashboard/app.py`` on a free loopback port, pointed at ``api_url``.
-    With a token, the page signs its visitors in with it, as ``tapfl up`` does with the
-    admin's; without one, each visitor signs in."""
+def streamlit_server(api_url: str, token: str | None, app: Path = APP) -> Iterator[str]:
+    """``streamlit run dashboard/app.py`` (or ``app``) on a free loopback port, pointed at
+    ``api_url``. With a token, the page signs its visitors in with it, as ``tapfl up`` does
+    with the admin's; without one, each visitor signs in."""
     port = unused_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TAPFL_")}
     env.update(TAPFL_API_URL=api_url)
@@ -85,7 +85,7 @@ def streamlit_server(api_url: str, token: str | None) -> Iterator[str]:
                 "-m",
                 "streamlit",
                 "run",
-                str(APP),
+                str(app),
                 "--server.port",
                 str(port),
                 "--server.address",

@@ -92,6 +92,9 @@ class Settings(BaseSettings):
     """After the soft limit, how long a run has to stop before its process is killed."""
     run_log_level: str = "INFO"
     """Lowest level of the log lines a run keeps in SQL (``GET /runs/{id}/logs``)."""
+    worker_preload: bool = True
+    """A worker imports the libraries its runs need (``tap_engine.preload``) once, before its
+    pool starts, so that each run's process inherits them instead of importing them."""
 
     @field_validator("home", "runs_dir", "cache_dir")
     @classmethod

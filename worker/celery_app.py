@@ -20,7 +20,13 @@ from typing import Any
 import billiard.process
 from celery import Celery
 from celery.exceptions import TimeLimitExceeded
-from celery.signals import task_failure, worker_init, worker_process_init, worker_shutting_down
+from celery.signals import (
+    task_failure,
+    worker_init,
+    worker_process_init,
+    worker_ready,
+    worker_shutting_down,
+)
 
 from backend.db import dispose_engines, session_factory, upgrade_database
 from backend.queue import RUN_TASK, celery_config
@@ -62,6 +68,28 @@ def _migrate(**_: Any) -> None:
     # Before any child starts, so that runs never meet an old schema.
     settings = get_settings()
     upgrade_database(settings.database_url)
+
+
+_preloaded_s: float | None = None
+
+
+@worker_init.connect
+def _preload(**_: Any) -> None:
+    # Before the pool forks: each run's fresh child inherits the imports instead of paying
+    # for them at its start and at its first evaluation.
+    global _preloaded_s
+    if not get_settings().worker_preload:
+        return
+    from tap_engine.preload import import_run_libraries
+
+    _preloaded_s = import_run_libraries()
+
+
+@worker_ready.connect
+def _report_preload(**_: Any) -> None:
+    # Logged here: Celery sets its logging up after worker_init.
+    if _preloaded_s is not None:
+        log.info("imported the runs' libraries before the pool started, in %.2f s", _preloaded_s)
 
 
 @worker_process_init.connect

@@ -37,6 +37,7 @@ JOB = {
     "backbone.name": "flava-tiny",
 }
 Stamps = list[tuple[float, dict]]
+DRAWS = 4  # batches drawn per client task set for the training floor
 
 
 def _timed_python(code: str) -> float:
@@ -181,14 +182,19 @@ def parts_and_floor(
     step_cost: dict[tuple, float] = {}  # per (task set, distilled): s per micro-batch
 
     def micro_batch_s(client: int, distilled: bool) -> float:
+        """Mean over DRAWS draws of the client's mixed batch (its cost depends on how many
+        rows of each task it holds), the median of three steps each."""
         key = (tuple(t.name for t in engine.clients[client].tasks), distilled)
         if key not in step_cost:
-            bare = BareStep(engine, client, lr, kd_width if distilled else None)
-            bare(), bare.forward_only()  # warm-up
-            seconds = median([timed(bare, device) for _ in range(3)])
-            if distilled:
-                seconds += median([timed(bare.forward_only, device) for _ in range(3)])
-            step_cost[key] = seconds / len(bare.micro)
+            costs = []
+            for seed in range(DRAWS):
+                bare = BareStep(engine, client, lr, kd_width if distilled else None, seed)
+                bare(), bare.forward_only()  # warm-up
+                seconds = median([timed(bare, device) for _ in range(3)])
+                if distilled:
+                    seconds += median([timed(bare.forward_only, device) for _ in range(3)])
+                costs.append(seconds / len(bare.micro))
+            step_cost[key] = sum(costs) / len(costs)
         return step_cost[key]
 
     train_floor = sum(n * micro_batch_s(c, kd) for c, n, kd in trainings(events))

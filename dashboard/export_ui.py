@@ -38,7 +38,7 @@ def _fingerprint(figures: Mapping[str, LazyFigure]) -> str:
     return digest.hexdigest()
 
 
-def _download(
+def download(
     column: DeltaGenerator, label: str, data: str | bytes, file_name: str, mime: str, key: str
 ) -> None:
     column.download_button(
@@ -72,11 +72,11 @@ def table_downloads(
         if preview.open:
             st.code(markdown, language="markdown")
     md_col, tex_col, csv_col = st.columns(3)
-    _download(md_col, "Markdown table", markdown, f"{name}.md", "text/markdown", "export_md")
+    download(md_col, "Markdown table", markdown, f"{name}.md", "text/markdown", "export_md")
     latex = export.latex_table(table, title=title, label=f"tab:{export.file_stem(name)}")
-    _download(tex_col, "LaTeX table", latex, f"{name}.tex", "application/x-tex", "export_tex")
+    download(tex_col, "LaTeX table", latex, f"{name}.tex", "application/x-tex", "export_tex")
     csv = export.results_csv(table)
-    _download(csv_col, "Table numbers (CSV)", csv, f"{name}-table.csv", "text/csv", "export_csv")
+    download(csv_col, "Table numbers (CSV)", csv, f"{name}-table.csv", "text/csv", "export_csv")
 
 
 def figure_downloads(figures: Mapping[str, LazyFigure], name: str) -> None:

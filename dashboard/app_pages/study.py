@@ -13,7 +13,7 @@ import streamlit as st
 
 from backend.client.types import Run
 from dashboard import chart_style, compare, data, export, study, study_charts, ui
-from dashboard.export_ui import LazyFigure, figure_downloads
+from dashboard.export_ui import LazyFigure, download, figure_downloads
 from dashboard.personalization import higher_is_better
 
 RUN_COMMAND = (
@@ -67,30 +67,12 @@ def table_downloads(table: pd.DataFrame, name: str, title: str) -> None:
     markdown = f"{table.to_markdown(index=False, disable_numparse=True)}\n\nTable: {title}.\n"
     st.code(markdown, language="markdown")
     md_col, tex_col, csv_col = st.columns(3)
-    files = (
-        (md_col, "Markdown table", markdown, f"{name}.md", "text/markdown", "study_md"),
-        (
-            tex_col,
-            "LaTeX table",
-            study.latex_table(
-                table, caption=export.latex_escape(title), label=f"tab:{export.file_stem(name)}"
-            ),
-            f"{name}.tex",
-            "application/x-tex",
-            "study_tex",
-        ),
-        (csv_col, "Table (CSV)", table.to_csv(index=False), f"{name}.csv", "text/csv", "study_csv"),
-    )
-    for column, label, content, file_name, mime, key in files:
-        column.download_button(
-            label,
-            data=content,
-            file_name=file_name,
-            mime=mime,
-            icon=":material/download:",
-            on_click="ignore",
-            key=key,
-        )
+    download(md_col, "Markdown table", markdown, f"{name}.md", "text/markdown", "study_md")
+    label = f"tab:{export.file_stem(name)}"
+    latex = study.latex_table(table, caption=export.latex_escape(title), label=label)
+    download(tex_col, "LaTeX table", latex, f"{name}.tex", "application/x-tex", "study_tex")
+    csv = table.to_csv(index=False)
+    download(csv_col, "Table (CSV)", csv, f"{name}.csv", "text/csv", "study_csv")
 
 
 # -- the page ----------------------------------------------------------------------------------

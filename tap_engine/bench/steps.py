@@ -40,14 +40,14 @@ class StepFigures:
 
 
 def _micro_batches(
-    engine: Engine, client: int, target_width: int | None = None
+    engine: Engine, client: int, target_width: int | None = None, seed: int = 0
 ) -> list[MicroBatch]:
     """The step's micro-batches, drawn as the trainer draws them, built once (text targets
     padded to ``target_width`` as stage 2's distillation over every position pads them)."""
     config, tasks = engine.config, engine.clients[client].tasks
     sizes = [len(t.train) for t in tasks]
     offsets = [sum(sizes[:i]) for i in range(len(sizes))]
-    order = torch.randperm(sum(sizes), generator=torch.Generator().manual_seed(0))
+    order = torch.randperm(sum(sizes), generator=torch.Generator().manual_seed(seed))
     out = []
     for a in range(config.grad_accum):
         index = order.roll(-a * config.batch_size)[: config.batch_size]
@@ -65,9 +65,14 @@ class BareStep:
     """Forward, backward, clipping and AdamW on fixed batches: nothing else."""
 
     def __init__(
-        self, engine: Engine, client: int, lr: float, target_width: int | None = None
+        self,
+        engine: Engine,
+        client: int,
+        lr: float,
+        target_width: int | None = None,
+        seed: int = 0,
     ) -> None:
-        self.engine, self.micro = engine, _micro_batches(engine, client, target_width)
+        self.engine, self.micro = engine, _micro_batches(engine, client, target_width, seed)
         trainer, components = engine.trainer, engine.components[client]
         self.params = [trainer.params.params[n] for n in trainer.params.names(components)]
         on_cuda = engine.device.type == "cuda"

@@ -11,6 +11,7 @@ stop after the current local step, and the run goes back to the queue to resume 
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -83,6 +84,10 @@ def _preload(**_: Any) -> None:
     from tap_engine.preload import import_run_libraries
 
     _preloaded_s = import_run_libraries()
+    # What the children inherit leaves their collector's sight: a full collection in a run
+    # would otherwise walk, and so copy, every page of it (Python's advice for fork
+    # without exec) while holding the GIL its heartbeat thread needs.
+    gc.freeze()
 
 
 @worker_ready.connect

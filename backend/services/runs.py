@@ -221,16 +221,18 @@ def record_created(session: Session, runs: list[Run], reason: str) -> None:
 
 def owner_lost(run: Run, now: datetime, heartbeat_timeout_s: float) -> str | None:
     """Why the worker that owns a running run is gone, or None if it may still be alive."""
-    beat = run.heartbeat_at or run.claimed_at
     who = run.worker or "its worker"
+    # A dead process is the cause itself; a stale heartbeat is only its symptom (a run's
+    # heartbeats can also lag on a busy machine), so the certain reason comes first.
+    lease = Lease.decode(run.lease)
+    if lease is not None and lease.alive() is False:
+        return f"the process of {who} is gone"
+    beat = run.heartbeat_at or run.claimed_at
     if beat is None:
         return f"{who} never sent a heartbeat"
     age = (now - beat).total_seconds()
     if age > heartbeat_timeout_s:
         return f"no heartbeat from {who} for {age:.0f} s"
-    lease = Lease.decode(run.lease)
-    if lease is not None and lease.alive() is False:
-        return f"the process of {who} is gone"
     return None
 
 

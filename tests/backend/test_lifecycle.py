@@ -110,6 +110,21 @@ def test_a_run_whose_worker_process_died_here_is_taken_over_at_once(
         assert "is gone" in (takeover.reason or "") and "last checkpoint" in (takeover.reason or "")
 
 
+def test_a_dead_process_is_named_as_the_cause_even_when_its_heartbeat_is_stale(
+    sessions: sessionmaker[Session], run_id: int
+) -> None:
+    """The process's death is certain; a stale heartbeat is its symptom, and can also come
+    from a busy machine, so the takeover says the process is gone."""
+    with sessions() as session:
+        assert _claim(session, run_id) is not None
+    stale = utcnow() - timedelta(seconds=TIMEOUT + 1)
+    _set(sessions, run_id, lease=dead_lease(), heartbeat_at=stale)
+    with sessions() as session:
+        assert _claim(session, run_id) is not None
+        reason = runs.transitions(session, run_id)[-1].reason or ""
+        assert "is gone" in reason and "no heartbeat" not in reason
+
+
 def test_a_run_of_another_machine_is_taken_over_only_once_its_heartbeat_is_stale(
     sessions: sessionmaker[Session], run_id: int
 ) -> None:

@@ -18,7 +18,7 @@ HEAVY = {"transformers.models.flava.modeling_flava", "nltk.translate.meteor_scor
 # Sends worker_init as Celery does before starting the pool, watching (audit hooks) what
 # the handlers open and connect to, and which threads they leave behind.
 PROBE = """
-import glob, json, sys
+import gc, glob, json, sys
 from celery.signals import worker_init
 from worker.celery_app import app
 
@@ -47,6 +47,7 @@ print(json.dumps({
     "threads_after": threads(),
     "opened": opened,
     "connects": connects,
+    "frozen": [str(gc.get_freeze_count())],
 }))
 """
 
@@ -85,8 +86,11 @@ def test_worker_init_imports_the_runs_libraries_without_network_cache_or_threads
     assert seen["threads_after"] == seen["threads_before"]
     assert seen["opened"] == []
     assert seen["connects"] == []
+    # What the children inherit is out of their collector's sight: no copy of its pages.
+    assert int(seen["frozen"][0]) > 100_000
 
 
 def test_a_worker_told_not_to_preload_leaves_the_imports_to_its_runs(tmp_path: Path) -> None:
     seen = _worker_init(tmp_path, TAPFL_WORKER_PRELOAD="0")
     assert HEAVY.isdisjoint(seen["modules"])
+    assert seen["frozen"] == ["0"]

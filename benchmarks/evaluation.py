@@ -27,7 +27,7 @@ def main() -> None:
     algorithm = engine.new_algorithm()
     events: list = []
     evaluator = Evaluator(engine, events.append)
-    ctx = SimpleNamespace(round=config.rounds, stage="fl")  # the last round: full sets
+    ctx = SimpleNamespace(round=config.rounds, stage="fl", should_stop=lambda: False)  # full sets
     started = time.perf_counter()
     for client in engine.clients:
         evaluator.evaluate(client.client, algorithm.eval_states(client.client), ctx)

@@ -407,6 +407,8 @@ class Evaluator:
                     tensors = [state[n] for n in names]
                     metrics = self._seen(key, task.name, tensors)
                     if metrics is None:
+                        if ctx.should_stop():  # a stage 2 evaluation can take minutes
+                            raise Cancelled
                         if not loaded:
                             self.params.load(state, self.components[client])
                             loaded = True

@@ -117,7 +117,8 @@ class StopCheck:
 
     ``reason`` says why: ``cancel`` (someone cancelled the run), ``preempt`` (this worker
     is shutting down: ``preempt`` was set), ``lost`` (the run no longer belongs to
-    ``attempt``: another worker took it over) or ``gone`` (its row was deleted).
+    ``attempt``: another worker took it over), ``gone`` (its row was deleted) or
+    ``time_limit`` (the clock passed ``deadline``).
     """
 
     STOP = frozenset({RunStatus.CANCELLING, RunStatus.CANCELLED})
@@ -131,6 +132,7 @@ class StopCheck:
         preempt: threading.Event | None = None,
         lost: threading.Event | None = None,
         clock: Callable[[], float] = time.monotonic,
+        deadline: float = float("inf"),
     ) -> None:
         self.run_id = run_id
         self.attempt = attempt
@@ -139,6 +141,7 @@ class StopCheck:
         self._preempt = preempt or threading.Event()
         self._lost = lost or threading.Event()
         self._clock = clock
+        self._deadline = deadline
         self._last_read = float("-inf")
         self.reason: str | None = None
 
@@ -151,7 +154,9 @@ class StopCheck:
             self.reason = "lost"
         else:
             now = self._clock()
-            if now - self._last_read >= self._interval:
+            if now >= self._deadline:
+                self.reason = "time_limit"
+            elif now - self._last_read >= self._interval:
                 self._last_read = now
                 self.reason = self._read()
         return self.reason is not None

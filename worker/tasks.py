@@ -7,6 +7,7 @@ Everything about the lifecycle (who may run it, what each ending means) is in
 from __future__ import annotations
 
 import socket
+import time
 import traceback
 from dataclasses import dataclass
 
@@ -48,6 +49,7 @@ class Outcome:
 
 
 def execute(run_id: int, task_id: str | None = None, node: str | None = None) -> str:
+    started = time.monotonic()  # Celery's limits count from here too
     settings = get_settings()
     sessions = session_factory()
     owner = runs.Owner.current(node or socket.gethostname())
@@ -65,7 +67,7 @@ def execute(run_id: int, task_id: str | None = None, node: str | None = None) ->
                 log.info("run %s not started: %s", run_id, _why_not(session, run_id))
                 return "skipped"
             attempt, stored_config = claimed.attempt, claimed.config
-            time_limit, _ = time_limits(claimed, settings)
+            time_limit = time_limits(claimed, settings).run
     except SoftTimeLimitExceeded:
         # Out of time while claiming: the run fails here. Left queued (or running without
         # a worker), the reconciler would send it again, and it would run out again.
@@ -77,7 +79,7 @@ def execute(run_id: int, task_id: str | None = None, node: str | None = None) ->
     try:
         runtime.start()
         outcome = _run_engine(
-            run_id, attempt, stored_config, time_limit, sessions, settings, runtime
+            run_id, attempt, stored_config, (time_limit, started), sessions, settings, runtime
         )
     except SoftTimeLimitExceeded:  # in the setup around the engine, before its own handler
         outcome = Outcome("failed", error=time_limit_error(run_id, time_limit))
@@ -124,7 +126,7 @@ def _run_engine(
     run_id: int,
     attempt: int,
     stored_config: dict,
-    time_limit: float,
+    limit: tuple[float, float],  # (seconds, the monotonic time they count from)
     sessions: sessionmaker[Session],
     settings: Settings,
     runtime: RunRuntime,
@@ -152,8 +154,15 @@ def _run_engine(
         config.device,
         workdir,
     )
+    time_limit, started = limit
     should_stop = StopCheck(
-        run_id, sessions, settings.stop_poll_s, attempt=attempt, preempt=PREEMPT, lost=runtime.lost
+        run_id,
+        sessions,
+        settings.stop_poll_s,
+        attempt=attempt,
+        preempt=PREEMPT,
+        lost=runtime.lost,
+        deadline=started + time_limit,
     )
     try:
         # Every run shares the cache, so the runs of a sweep preprocess their data once.
@@ -173,6 +182,8 @@ def _run_engine(
 
     if result.status == "succeeded":
         return Outcome("succeeded", result.rounds_completed)
+    if should_stop.reason == "time_limit":
+        return Outcome("failed", error=time_limit_error(run_id, time_limit))
     ending = {"cancel": "cancelled", "preempt": "preempted"}.get(should_stop.reason or "cancel")
     return Outcome(ending or "abandoned", result.rounds_completed)
 

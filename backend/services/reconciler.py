@@ -73,13 +73,13 @@ def recover_lost_workers(session: Session, settings: Settings, report: Report) -
                 return None
             if run.status == RunStatus.CANCELLING:
                 return runs.end_cancelled(f"{lost} while it was being cancelled", now)
-            soft, _ = time_limits(run, settings)
+            limit = time_limits(run, settings).run
             ran = (now - run.claimed_at).total_seconds() if run.claimed_at else 0.0
-            if ran >= soft:
+            if ran >= limit:
                 # It reached its limit and its worker died before saying so; a new attempt
                 # would get the same limit again.
                 error = (
-                    f"time limit reached: the attempt ran {ran:.0f} s, past its {soft:.0f} s "
+                    f"time limit reached: the attempt ran {ran:.0f} s, past its {limit:.0f} s "
                     f"limit, and its worker is gone ({lost}). Retry resumes from the last "
                     "checkpoint."
                 )

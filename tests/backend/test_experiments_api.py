@@ -7,6 +7,7 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.models import Experiment, Run
+from backend.services.dispatch import SOFT_LIMIT_SLACK_S
 from backend.services.reconciler import reconcile_once
 from backend.settings import Settings
 from tap_engine.config import resolve_config
@@ -97,10 +98,12 @@ def test_runs_the_queue_cannot_take_stay_queued_and_are_sent_once_it_answers(
 def test_each_run_is_sent_with_its_time_limits(api: Api, settings: Settings) -> None:
     api.post(URL, json={"preset": "demo"})
     api.post(URL, json={"preset": "demo", "time_limit_s": 90})
-    grace = settings.run_kill_grace_s
+    # Celery's soft limit is the backstop, a little after the run's own; the kill follows.
+    grace, slack = settings.run_kill_grace_s, SOFT_LIMIT_SLACK_S
+    default = settings.run_time_limit_s
     assert api.queue.limits == [
-        (settings.run_time_limit_s, settings.run_time_limit_s + grace),
-        (90, 90 + grace),
+        (default + slack, default + slack + grace),
+        (90 + slack, 90 + slack + grace),
     ]
     # Under the minimum, or a month (longer than the broker keeps a message).
     for bad in (0, 9.5, 30 * 24 * 3600):

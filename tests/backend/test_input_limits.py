@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from backend.schemas import MAX_RUNS_PER_EXPERIMENT
+from backend.services.dispatch import SOFT_LIMIT_SLACK_S
 from backend.settings import MIN_RUN_TIME_LIMIT_S
 from tap_engine.config import MAX_DESCRIPTION_CHARS
 from tests.backend.conftest import Api
@@ -86,7 +87,7 @@ def test_a_time_limit_under_the_minimum_or_not_a_number_is_refused(api: Api, lim
 def test_the_minimum_time_limit_itself_is_accepted(api: Api) -> None:
     response = api.post(URL, json={"preset": "demo", "time_limit_s": MIN_RUN_TIME_LIMIT_S})
     assert response.status_code == 201, response.text
-    assert api.queue.limits[0][0] == MIN_RUN_TIME_LIMIT_S
+    assert api.queue.limits[0][0] == MIN_RUN_TIME_LIMIT_S + SOFT_LIMIT_SLACK_S
 
 
 @pytest.mark.parametrize("url", [URL, f"{URL}/preview"])

@@ -214,3 +214,17 @@ def test_each_model_is_evaluated_once_per_set_and_only_the_last_round_reads_full
     }
     assert final == fl_last
     assert stage2_started and not stage2_reads
+
+
+def test_a_stop_asked_for_during_evaluation_ends_the_run_before_the_next_evaluation(tmp_path):
+    # A stage 2 evaluation can take minutes: the run does not wait for all of it to stop.
+    events = []
+    config = resolve_config("demo", "tap", {**SMALL, "rounds": 2})
+
+    def evaluated() -> bool:
+        return any(isinstance(e, Evaluation) for e in events)
+
+    result = run(config, events.append, tmp_path / "stopped", evaluated)
+    assert result.status == "cancelled" and result.rounds_completed == 0
+    computed = {(e.client, e.task, e.model, e.split) for e in events if isinstance(e, Evaluation)}
+    assert len(computed) == 1

@@ -50,6 +50,21 @@ def test_stop_check_sees_a_cancel_request_within_its_interval(
     assert should_stop() is True  # once stopping, always stopping
 
 
+def test_stop_check_stops_at_the_deadline_without_reading_sql(
+    sessions: sessionmaker[Session],
+) -> None:
+    with sessions() as session:
+        run_id = add_run(session).id
+    _set_status(sessions, run_id, RunStatus.RUNNING)
+    clock = Clock()
+    should_stop = StopCheck(run_id, sessions, interval=60, clock=clock, deadline=110.0)
+    assert should_stop() is False
+    clock.now = 109.9
+    assert should_stop() is False
+    clock.now = 110.0  # well within the SQL interval: the deadline is checked on every call
+    assert should_stop() is True and should_stop.reason == "time_limit"
+
+
 def test_stop_check_stops_a_run_whose_row_is_gone(sessions: sessionmaker[Session]) -> None:
     assert StopCheck(12345, sessions)() is True
 

@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -303,6 +304,34 @@ def test_a_run_past_its_soft_time_limit_fails_saying_so(
     error = _get(sessions, run_id).error or ""
     assert error.startswith("time limit reached: the attempt ran for its 90 s limit")
     assert "Retry resumes from the last checkpoint" in error
+
+
+def test_a_run_fails_at_its_own_time_limit_when_no_celery_signal_comes(
+    sessions: sessionmaker[Session], engine: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Celery's soft-limit timer does not always fire (it lives in the pool's event loop);
+    # the run's own check between steps is what ends it. Here the attempt "started" an hour
+    # ago, and no SoftTimeLimitExceeded is ever raised.
+    monkeypatch.setattr(tasks, "time", SimpleNamespace(monotonic=lambda: time.monotonic() - 3600))
+    steps = 0
+
+    def training(config: RunConfig, observer: Any, workdir: Path, should_stop: Any) -> Any:
+        nonlocal steps
+        while not should_stop() and steps < 1000:
+            steps += 1
+        return runner.RunResult("cancelled", 3, 1.0)
+
+    with sessions() as session:
+        run = add_run(session)
+        run.time_limit_s = 90
+        session.commit()
+        run_id = run.id
+    engine(training)
+    assert tasks.execute(run_id) == "failed"
+    assert steps == 0  # stopped at the first check past the limit
+    run = _get(sessions, run_id)
+    assert run.status == "failed"
+    assert (run.error or "").startswith("time limit reached: the attempt ran for its 90 s limit")
 
 
 def test_the_hard_time_limit_fails_the_run_of_that_message_only(

@@ -104,15 +104,13 @@ def test_same_seed_gives_identical_results(tmp_path):
 
 def test_a_stopped_tap_run_resumes_to_the_same_result(tmp_path):
     _, uninterrupted = _run(tmp_path, "full", "tap")
-    calls = 0
+    events = []
 
-    def stop_in_round_three() -> bool:
-        nonlocal calls
-        calls += 1
-        # two rounds of 3 clients x (global + personal) x local_steps, then a bit more
-        return calls > 2 * 3 * 2 * SMALL["local_steps"] + 3
+    def stop_in_round_three() -> bool:  # after its first client's training
+        return any(isinstance(e, LocalTraining) and e.round == 3 for e in events)
 
-    result, _ = _run(tmp_path, "resumed", "tap", should_stop=stop_in_round_three)
+    config = resolve_config("demo", "tap", SMALL)
+    result = run(config, events.append, tmp_path / "resumed", stop_in_round_three)
     assert result.status == "cancelled" and result.rounds_completed == 2
     result, second = _run(tmp_path, "resumed", "tap")
     assert result.status == "succeeded"

@@ -20,6 +20,7 @@ import streamlit as st
 from backend.client import ApiError
 from backend.client.types import Catalog, Run
 from dashboard import data, personalization, run_charts, traffic, traffic_charts, ui, vega
+from dashboard.markdown_table import markdown_table
 from dashboard.ui import MAIN, SPLIT_LABELS
 
 LOG_LINES = 300
@@ -273,7 +274,7 @@ def curves(run_id: int, run: Run) -> tuple[list[int] | None, list[str]]:
         "loss, lower is better: negative is the gain)."
     )
     # A static table: the interactive grid costs the browser 1.2 MB of script to load.
-    st.table(run_charts.latest_values(frame).round(4).set_index(["client", "task"]))
+    st.markdown(markdown_table(run_charts.latest_values(frame)))
     st.download_button(
         "Download these metrics (CSV)",
         data=frame.to_csv(index=False),
@@ -317,7 +318,7 @@ def bought_and_cost(run: Run, facets: dict[str, Any], catalog: Catalog) -> None:
         st.caption("No personalized model has values beside the global model's yet.")
         return
     st.vega_lite_chart(run_charts.gains_chart(gained), width="content")
-    st.table(personalization.gains_table(gained).round(4).set_index(["client", "task"]))
+    st.markdown(markdown_table(personalization.gains_table(gained)))
 
 
 def last_rounds(run: Run) -> dict[str, int]:

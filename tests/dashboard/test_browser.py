@@ -200,6 +200,11 @@ def test_runs_page_then_run_page_with_a_chart_per_client(
         expect(gains.locator(".marks")).to_have_count(1, timeout=60_000)
         expect(gains).to_contain_text("bought: on the client's own test data")
         expect(gains).to_contain_text("personal-global")
+        # Its table, and the last values' further down: Markdown drawn as HTML tables.
+        tables = page.get_by_test_id("stMarkdown").locator("table")
+        expect(tables).to_have_count(2, timeout=60_000)
+        expect(tables.first.locator("th")).to_contain_text(["client", "task", "metric"])
+        expect(tables.nth(1).locator("th").filter(has_text="personal-global")).to_have_count(1)
         for client, task in panels:
             curve = vega_chart(page, f"Client {client} · {task}")
             expect(curve.locator(".marks")).to_have_count(1, timeout=60_000)

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.dashboard import vega
+from tests.dashboard import markdown, vega
 from tests.dashboard.conftest import Dashboard
 from tests.dashboard.test_pages import (
     RUN,
@@ -64,9 +64,8 @@ def expected_gains(metrics: list[dict[str, Any]]) -> dict[tuple[int, str, str], 
 
 
 def gains_table(at: AppTest) -> Any:
-    """The table under the bought/cost chart: the page's first table (a static one, its
-    index the client and task)."""
-    return at.table[0].value.reset_index()
+    """The table under the bought/cost chart: the page's first (static, Markdown) table."""
+    return markdown.tables(at)[0]
 
 
 def vega_specs(at: AppTest) -> list[dict[str, Any]]:
@@ -165,7 +164,7 @@ def test_last_values_table_has_a_row_per_split_and_the_differences_to_global(
 ) -> None:
     run_id = tap_run(dashboard)
     at = open_page(RUN, run=str(run_id))
-    table = at.table[1].value.reset_index()
+    table = markdown.tables(at)[1]
     assert {"split", "global", "personal", "final", "personal-global", "final-global"} <= set(
         table.columns
     )

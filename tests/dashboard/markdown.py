@@ -1,0 +1,42 @@
+"""Reading the dashboard's Markdown tables back (``dashboard.markdown_table``) as frames,
+with numbers as numbers and the dash of a missing value as NaN."""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+import pandas as pd
+from streamlit.testing.v1 import AppTest
+
+from dashboard.markdown_table import MISSING
+
+CELL = re.compile(r"((?:\\.|[^|\\])*)\|")  # up to the next pipe that is not escaped
+ESCAPE = re.compile(r"\\(.)")
+
+
+def read(text: str) -> pd.DataFrame:
+    lines = [line.strip() for line in text.splitlines() if line.strip().startswith("|")]
+    header, rows = _cells(lines[0]), [_cells(line) for line in lines[2:]]
+    return pd.DataFrame([[_value(c) for c in row] for row in rows], columns=header)
+
+
+def tables(at: AppTest) -> list[pd.DataFrame]:
+    """The page's Markdown tables, in page order."""
+    return [read(m.value) for m in at.markdown if m.value.lstrip().startswith("|")]
+
+
+def _cells(line: str) -> list[str]:
+    return [ESCAPE.sub(r"\1", cell.strip()) for cell in CELL.findall(line[1:])]
+
+
+def _value(cell: str) -> Any:
+    if cell == MISSING:
+        return math.nan
+    for kind in (int, float):
+        try:
+            return kind(cell)
+        except ValueError:
+            pass
+    return cell

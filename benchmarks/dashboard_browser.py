@@ -39,6 +39,8 @@ other work on the machine.
     python benchmarks/dashboard_browser.py --repeat 5 --full
     python benchmarks/dashboard_browser.py --dashboard http://127.0.0.1:8501 \\
         --api http://127.0.0.1:8000 --token T --run 12
+    git worktree add /tmp/before main && python benchmarks/dashboard_browser.py \\
+        --against /tmp/before    # another checkout's pages, side by side, same API and runs
 
 Targets: the first chart within 2 s, the whole page within 4 s.
 """
@@ -135,6 +137,7 @@ def demo_runs(full: bool) -> Iterator[tuple[str, str, int, str]]:
             if outcome != "succeeded":
                 raise SystemExit(f"demo run {outcome}: {api.call('GET', f'/runs/{each}')}")
         print(f"5 demo runs ran in {time.perf_counter() - start:.0f} s", flush=True)
+        settle()
         yield api.url, api.admin_token, run_id, str(sweep["runs"][0]["group_id"])
 
 
@@ -375,6 +378,12 @@ def main() -> None:
     parser.add_argument("--token", help="its token")
     parser.add_argument("--run", type=int, help="the run to open")
     parser.add_argument("--group", help="the sweep to compare")
+    parser.add_argument(
+        "--against",
+        type=Path,
+        help="another checkout (e.g. a `git worktree` of main): its dashboard is timed the "
+        "same ways against the same API and runs, page by page beside this one",
+    )
     args = parser.parse_args()
 
     from playwright.sync_api import sync_playwright
@@ -394,10 +403,21 @@ def main() -> None:
             executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
         )
         stack.callback(browser.close)
+        other = None
+        if args.against:
+            other = stack.enter_context(streamlit_server(api, token, checkout=args.against))
+        pages: dict[str, Modes] = {}
+        for name, path, query in (
+            ("Run", "run", f"run={run_id}"),
+            ("Compare", "compare", f"group={group}"),
+        ):
+            for where, label in ((dashboard, name), (other, f"{name}, against")):
+                if where is not None:
+                    pages[label] = all_modes(
+                        browser, f"{where}/{path}?{query}", args.repeat, where, path
+                    )
         run_url, compare_url = f"{dashboard}/run?run={run_id}", f"{dashboard}/compare?group={group}"
-        run_modes = all_modes(browser, run_url, args.repeat, dashboard, "run")
-        compare_modes = all_modes(browser, compare_url, args.repeat, dashboard, "compare")
-        run_page, compare_page = run_modes[:2], compare_modes[:2]
+        run_page, compare_page = pages["Run"][:2], pages["Compare"][:2]
         floor = stack.enter_context(
             streamlit_server(api or "", None, app=stack.enter_context(floor_app()))
         )
@@ -407,6 +427,9 @@ def main() -> None:
             "Compare page": profile(browser, compare_url),
             "Streamlit floor": profile(browser, f"{floor}/"),
         }
+        if other is not None:
+            profiles["Run page, against"] = profile(browser, f"{other}/run?run={run_id}")
+            profiles["Compare page, against"] = profile(browser, f"{other}/compare?group={group}")
         script = script_time(api, token, run_id) if api and token else float("nan")
 
     report(
@@ -422,14 +445,22 @@ def main() -> None:
         args.repeat,
         {"whole": COMPARE_TARGET_S},
     )
-    side_by_side(
-        {"Run": run_modes, "Compare (4-run sweep)": compare_modes, "Streamlit floor": floor_modes},
-        args.repeat,
-    )
+    if args.against:
+        print(f"against: {args.against} (its dashboard, the same API and runs)")
+    side_by_side({**pages, "Streamlit floor": floor_modes}, args.repeat)
     print()
     for title, found in profiles.items():
         print_profile(title, found)
     print(f"load average at the end: {load_average()}")
+
+
+def settle(below: float = 1.0, at_most_s: float = 180.0) -> None:
+    """Waits for the runs' load to pass (the 1-minute load average under ``below``, or
+    ``at_most_s``), so that the pages are timed on a machine as quiet as it gets."""
+    deadline = time.monotonic() + at_most_s
+    while os.getloadavg()[0] >= below and time.monotonic() < deadline:
+        time.sleep(5)
+    print(f"load average when the timing starts: {load_average()}", flush=True)
 
 
 def load_average() -> str:

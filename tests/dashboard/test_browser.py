@@ -67,13 +67,19 @@ class Target:
 
 
 @contextmanager
-def streamlit_server(api_url: str, token: str | None, app: Path = APP) -> Iterator[str]:
+def streamlit_server(
+    api_url: str, token: str | None, app: Path = APP, checkout: Path | None = None
+) -> Iterator[str]:
     """``streamlit run dashboard/app.py`` (or ``app``) on a free loopback port, pointed at
     ``api_url``. With a token, the page signs its visitors in with it, as ``tapfl up`` does
-    with the admin's; without one, each visitor signs in."""
+    with the admin's; without one, each visitor signs in. With ``checkout`` (another
+    working tree of this project), that tree's dashboard, its modules imported from there."""
     port = unused_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TAPFL_")}
     env.update(TAPFL_API_URL=api_url)
+    if checkout is not None:
+        app = checkout / "dashboard" / "app.py"
+        env.update(PYTHONPATH=str(checkout))
     if token is not None:
         env.update(TAPFL_TOKEN=token, TAPFL_DASHBOARD_AUTO_SIGNIN="1")
     ARTIFACTS.mkdir(exist_ok=True)
@@ -98,6 +104,7 @@ def streamlit_server(api_url: str, token: str | None, app: Path = APP) -> Iterat
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,
+            cwd=checkout,  # Streamlit puts the working directory first on the path
         )
     url = f"http://127.0.0.1:{port}"
     try:

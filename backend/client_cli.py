@@ -62,7 +62,7 @@ def submit(
         typer.Option(help="sweep: dotted.key=[v1,v2] (repeatable); one run per combination"),
     ] = None,
     time_limit_s: Annotated[
-        float | None, typer.Option(help="soft limit per attempt, in seconds (at least 10)")
+        float | None, typer.Option(help="time limit per attempt, in seconds (at least 10)")
     ] = None,
     as_json: Json = False,
 ) -> None:

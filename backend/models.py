@@ -164,7 +164,7 @@ class Run(Base):
     group_id: Mapped[str] = mapped_column(String(64), index=True)
     """Shared by the runs of one experiment (its sweep); they share the preprocessing cache."""
     sweep: Mapped[dict[str, Any] | None]  # this run's values of the experiment's sweep keys
-    time_limit_s: Mapped[float | None]  # soft limit per attempt; None: the settings' default
+    time_limit_s: Mapped[float | None]  # limit per attempt; None: the settings' default
     queued_at: Mapped[datetime | None]  # when it last became queued
     sent_at: Mapped[datetime | None]  # when its last message went to the broker
     task_id: Mapped[str | None] = mapped_column(String(64))  # that message's Celery task id

@@ -89,7 +89,7 @@ class ExperimentCreate(BaseModel):
         default=None,
         ge=MIN_RUN_TIME_LIMIT_S,
         le=MAX_RUN_TIME_LIMIT_S,
-        description="soft time limit of each attempt of each run, in seconds (default: the "
+        description="time limit of each attempt of each run, in seconds (default: the "
         "server's TAPFL_RUN_TIME_LIMIT_S); a run that reaches it fails, keeping its "
         "checkpoint, and is not queued again",
     )
@@ -134,7 +134,7 @@ class RunOut(BaseModel):
     worker: str | None = Field(description="the worker that runs (or last ran) it")
     group_id: str = Field(description="shared by the runs of one experiment's sweep")
     sweep: dict[str, Any] | None = Field(description="this run's values of the sweep's keys")
-    time_limit_s: float | None = Field(description="soft limit per attempt; null: the default")
+    time_limit_s: float | None = Field(description="time limit per attempt; null: the default")
     config: dict[str, Any]
 
 

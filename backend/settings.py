@@ -87,9 +87,11 @@ class Settings(BaseSettings):
     run_time_limit_s: float = Field(
         default=5 * 24 * 3600, ge=MIN_RUN_TIME_LIMIT_S, le=MAX_RUN_TIME_LIMIT_S
     )
-    """Soft time limit of one attempt of a run, unless the experiment sets its own."""
+    """Time limit of one attempt of a run, unless the experiment sets its own: the run stops
+    at the first step or evaluation past it and fails."""
     run_kill_grace_s: float = Field(default=300.0, gt=0, le=24 * 3600)
-    """After the soft limit, how long a run has to stop before its process is killed."""
+    """After Celery's soft limit (the time limit + 60 s), how long a run has to stop before
+    its process is killed."""
     run_log_level: str = "INFO"
     """Lowest level of the log lines a run keeps in SQL (``GET /runs/{id}/logs``)."""
     worker_preload: bool = True

@@ -10,7 +10,7 @@ import torch
 
 from tap_engine.client_states import ClientStates, Storage
 from tap_engine.config import resolve_config
-from tap_engine.events import Evaluation
+from tap_engine.events import Evaluation, LocalTraining
 from tap_engine.runner import run
 from tests.engine.conftest import SMALL
 
@@ -97,14 +97,11 @@ def test_spilling_every_state_and_resuming_changes_no_result(tmp_path):
     in_memory: list = []
     run(config, in_memory.append, tmp_path / "memory")
 
-    calls = 0
-
-    def stop_in_round_two() -> bool:
-        nonlocal calls
-        calls += 1
-        return calls > 2 * config.clients_per_round * config.local_steps + 1
-
     first: list = []
+
+    def stop_in_round_two() -> bool:  # after its first client's training
+        return any(isinstance(e, LocalTraining) and e.round == 2 for e in first)
+
     result = run(
         config, first.append, tmp_path / "spilled", stop_in_round_two, state_memory_budget_mb=0
     )

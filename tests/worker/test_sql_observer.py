@@ -31,12 +31,17 @@ def _set_status(sessions: sessionmaker[Session], run_id: int, status: str) -> No
         session.commit()
 
 
-def test_stop_check_sees_a_cancel_request_within_its_interval(
-    sessions: sessionmaker[Session],
-) -> None:
+def _running_run(sessions: sessionmaker[Session]) -> int:
     with sessions() as session:
         run_id = add_run(session).id
     _set_status(sessions, run_id, RunStatus.RUNNING)
+    return run_id
+
+
+def test_stop_check_sees_a_cancel_request_within_its_interval(
+    sessions: sessionmaker[Session],
+) -> None:
+    run_id = _running_run(sessions)
     clock = Clock()
     should_stop = StopCheck(run_id, sessions, interval=1.0, clock=clock)
     assert should_stop() is False
@@ -53,9 +58,7 @@ def test_stop_check_sees_a_cancel_request_within_its_interval(
 def test_stop_check_stops_at_the_deadline_without_reading_sql(
     sessions: sessionmaker[Session],
 ) -> None:
-    with sessions() as session:
-        run_id = add_run(session).id
-    _set_status(sessions, run_id, RunStatus.RUNNING)
+    run_id = _running_run(sessions)
     clock = Clock()
     should_stop = StopCheck(run_id, sessions, interval=60, clock=clock, deadline=110.0)
     assert should_stop() is False
@@ -90,9 +93,7 @@ def test_stop_check_stops_a_run_that_belongs_to_another_attempt_now(
 def test_stop_check_stops_at_once_when_told_to_preempt_or_that_the_run_is_lost(
     sessions: sessionmaker[Session],
 ) -> None:
-    with sessions() as session:
-        run_id = add_run(session).id
-    _set_status(sessions, run_id, RunStatus.RUNNING)
+    run_id = _running_run(sessions)
     for reason in ("preempt", "lost"):
         flags = {"preempt": threading.Event(), "lost": threading.Event()}
         should_stop = StopCheck(run_id, sessions, interval=60, **flags)

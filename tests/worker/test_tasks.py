@@ -65,6 +65,14 @@ def _get(sessions: sessionmaker[Session], run_id: int) -> Run:
         return run
 
 
+def _run_with_limit(sessions: sessionmaker[Session], seconds: float) -> int:
+    with sessions() as session:
+        run = add_run(session)
+        run.time_limit_s = seconds
+        session.commit()
+        return run.id
+
+
 def _transitions(sessions: sessionmaker[Session], run_id: int) -> list[RunTransition]:
     with sessions() as session:
         return runs.transitions(session, run_id)
@@ -294,11 +302,7 @@ def test_a_run_past_its_soft_time_limit_fails_saying_so(
     def slow(*_: Any) -> Any:
         raise SoftTimeLimitExceeded()  # what Celery raises in the run's process
 
-    with sessions() as session:
-        run = add_run(session)
-        run.time_limit_s = 90
-        session.commit()
-        run_id = run.id
+    run_id = _run_with_limit(sessions, 90)
     engine(slow)
     assert tasks.execute(run_id) == "failed"
     error = _get(sessions, run_id).error or ""
@@ -321,11 +325,7 @@ def test_a_run_fails_at_its_own_time_limit_when_no_celery_signal_comes(
             steps += 1
         return runner.RunResult("cancelled", 3, 1.0)
 
-    with sessions() as session:
-        run = add_run(session)
-        run.time_limit_s = 90
-        session.commit()
-        run_id = run.id
+    run_id = _run_with_limit(sessions, 90)
     engine(training)
     assert tasks.execute(run_id) == "failed"
     assert steps == 0  # stopped at the first check past the limit
@@ -434,11 +434,7 @@ def test_a_time_limit_that_strikes_while_claiming_fails_the_run_of_that_message(
 def test_a_time_limit_that_strikes_in_the_setup_fails_the_run_saying_so(
     sessions: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with sessions() as session:
-        run = add_run(session)
-        run.time_limit_s = 30
-        session.commit()
-        run_id = run.id
+    run_id = _run_with_limit(sessions, 30)
     monkeypatch.setattr(tasks.runs, "set_workdir", _out_of_time)  # before the engine runs
     assert tasks.execute(run_id) == "failed"
     run = _get(sessions, run_id)

@@ -10,7 +10,8 @@ running API and dashboard given with ``--dashboard``/``--api``/``--token``/``--r
 Each visit is a fresh browser page (no browser cache shared with the previous visit), timed
 from ``page.goto`` to:
 
-- first chart: the first chart drawn (plotly's or Vega-Lite's SVG in the page);
+- first chart: the first chart drawn (plotly's or Vega-Lite's SVG in the page, or a chart
+  drawn on the server, once its image has loaded);
 - whole page: the script finished (``stApp`` not running) and every chart drawn.
 
 The first visit finds Streamlit's caches empty (cold); the next ones are warm. Prints the
@@ -70,10 +71,15 @@ SHORT_DEMO = {"local_steps": 2, "post_iterations": 2, "eval_max_samples": 24, "b
 # The sweep Compare is timed on: four runs in two groups.
 SWEEP = {"algorithm": ["tap", "fedavg_ft"], "seed": [1, 2]}
 
-# Streamlit's chart elements: plotly, and Vega-Lite (st.altair_chart and st.*_chart).
-CHARTS = "[data-testid=stPlotlyChart], [data-testid=stVegaLiteChart]"
+# The charts: plotly's and Vega-Lite's elements, and the charts drawn on the server
+# (``dashboard/static_chart.py``: an image in a container keyed ``static_chart_*``).
+CHARTS = "[data-testid=stPlotlyChart], [data-testid=stVegaLiteChart], [class*=st-key-static_chart_]"
 DRAWING = ".main-svg, svg.marks, canvas.marks"  # what each draws once it has drawn
-DRAWN = f"[...document.querySelectorAll('{CHARTS}')].filter(c => c.querySelector('{DRAWING}'))"
+IMAGE_DRAWN = "((i) => !!i && i.complete && i.naturalWidth > 0)(c.querySelector('img'))"
+DRAWN = (
+    f"[...document.querySelectorAll('{CHARTS}')]"
+    f".filter(c => c.querySelector('{DRAWING}') || {IMAGE_DRAWN})"
+)
 # The script has finished and no element waits for its code (a chart's is loaded lazily).
 IDLE = (
     "document.querySelector('[data-testid=stApp]')?.dataset.testScriptState === 'notRunning'"

@@ -13,7 +13,7 @@ from PIL import Image, ImageDraw
 
 from backend.client import ApiError, ApiUnreachable, Unauthorized, api_url_from_env
 from backend.client.types import ACTIVE_STATUSES, Catalog, Run
-from dashboard import data
+from dashboard import data, static_chart
 
 if TYPE_CHECKING:  # plotly is imported by the sections that draw with it
     import plotly.graph_objects as go
@@ -24,6 +24,7 @@ LIVE_REFRESH_S = 3  # while something is running, panels refresh this often
 IDLE_REFRESH_S = 30  # the runs list still notices runs that other people submit
 CLIENTS_PER_PAGE = 9  # small multiples per page (three rows of three)
 GRID_COLUMNS = 3
+GRID_PANEL_PX = 400  # a panel drawn on the server: about a column at 1600 px, shrunk to fit
 MAIN = "__main__"  # metric choice: each task's main metric, so every client gets a chart
 SPLIT_LABELS = {"local": "local · personalization", "pooled": "pooled · generalization"}
 
@@ -168,14 +169,26 @@ def chart(figure: go.Figure | dict[str, Any], **kwargs: Any) -> None:
 
 
 def chart_grid(
-    panels: Sequence[tuple[Any, ...]], figure: Callable[..., go.Figure | dict[str, Any]]
+    panels: Sequence[tuple[Any, ...]],
+    figure: Callable[..., go.Figure | dict[str, Any]],
+    *,
+    static_key: str | None = None,
 ) -> None:
     """Small multiples, ``GRID_COLUMNS`` to a row: ``figure(*panel)`` for each panel, a
-    Vega-Lite spec or a plotly figure."""
-    for row in batched(panels, GRID_COLUMNS):
-        for column, panel in zip(st.columns(GRID_COLUMNS), row, strict=False):
+    Vega-Lite spec or a plotly figure. With ``static_key``, each spec is drawn on the
+    server (``dashboard.static_chart``), keyed ``<static_key>_<n>``."""
+    for r, row in enumerate(batched(panels, GRID_COLUMNS)):
+        for c, (column, panel) in enumerate(zip(st.columns(GRID_COLUMNS), row, strict=False)):
             with column:
-                chart(figure(*panel))
+                drawn = figure(*panel)
+                if static_key is not None and isinstance(drawn, dict):
+                    static_chart.show(
+                        static_chart.fitted(drawn, GRID_PANEL_PX),
+                        key=f"{static_key}_{r * GRID_COLUMNS + c}",
+                        alt=static_chart.title_of(drawn),
+                    )
+                else:
+                    chart(drawn)
 
 
 def client_page(key: str, clients: list[int], per_page: int = CLIENTS_PER_PAGE) -> list[int]:

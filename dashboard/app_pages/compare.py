@@ -18,12 +18,27 @@ import streamlit as st
 
 from backend.client import ApiError
 from backend.client.types import Comparison, Run
-from dashboard import chart_style, compare, compare_charts, data, traffic, traffic_charts, ui
+from dashboard import (
+    chart_style,
+    compare,
+    compare_charts,
+    data,
+    static_chart,
+    traffic,
+    traffic_charts,
+    ui,
+)
 from dashboard.export_ui import LazyFigure, export_section
+from dashboard.markdown_table import markdown_table
 from dashboard.ui import MAIN, SPLIT_LABELS
 
 SWEEP, RUNS = "A sweep", "Runs"
-VERDICT_ROWS_SHOWN = 30
+# Verdict and final-value tables taller than this many rows scroll inside the page.
+TABLE_ROWS_SHOWN = 30
+ROW_PX, HEADER_PX = 36, 40  # a Markdown table's row and header, as the browser draws them
+WIDE_PX = 900  # a chart the width of the page, drawn on the server
+# The verdict's result cells, coloured as the grid used to colour them.
+RESULT_BACKGROUNDS = {"result": {compare.WIN: "green", compare.LOSS: "red"}}
 
 
 def sweep_groups(runs: list[Run]) -> dict[str, list[Run]]:
@@ -144,15 +159,6 @@ def comparisons(
     return fetch
 
 
-def verdict_style(value: Any) -> str:
-    text = str(value)
-    if text == compare.WIN:
-        return "background-color: rgba(33, 195, 84, 0.18)"
-    if text == compare.LOSS:
-        return "background-color: rgba(255, 43, 43, 0.15)"
-    return ""
-
-
 def warnings_section(comps: list[Comparison]) -> None:
     for warning in compare.warnings(comps):
         st.warning(warning, icon=":material/warning:")
@@ -190,7 +196,7 @@ def verdict_section(
         return
     summary = compare.verdict_summary(table)
     st.markdown(compare.headline(ours, summary))
-    st.table(summary.set_index(["vs", "on"]))
+    st.markdown(markdown_table(summary))
     lower = sorted(m for m in set(table["metric"]) if not better.get(m, True))
     st.caption(
         f"Final values, mean over seeds; *difference* = {ours} - the other group. *win* or "
@@ -202,13 +208,21 @@ def verdict_section(
     shown = compare.verdict_display(table, ours)
     for i, (rival, rows) in enumerate(shown.groupby("vs", sort=False)):
         st.markdown(f"**{ours}** vs **{rival}**, per client and task")
-        st.dataframe(
-            rows.drop(columns="vs").style.map(verdict_style, subset=["result"]),
-            hide_index=True,
-            # tall enough to show every row of a small comparison without scrolling
-            height=min(len(rows), VERDICT_ROWS_SHOWN) * 35 + 38,
-            key=f"compare_verdict_{i}",
+        static_table(
+            rows.drop(columns="vs"), key=f"compare_verdict_{i}", backgrounds=RESULT_BACKGROUNDS
         )
+
+
+def static_table(
+    frame: pd.DataFrame, *, key: str, backgrounds: dict[str, dict[str, str]] | None = None
+) -> None:
+    """A table drawn by the Markdown renderer every page loads, in a container keyed
+    ``key``, which scrolls when the table is long. Not ``st.dataframe``: its grid and
+    Arrow formatting are 1.2 MB of script for the browser to load before the charts."""
+    long = len(frame) > TABLE_ROWS_SHOWN
+    height = TABLE_ROWS_SHOWN * ROW_PX + HEADER_PX if long else "content"
+    with st.container(key=key, height=height, border=False):
+        st.markdown(markdown_table(frame, backgrounds=backgrounds))
 
 
 def curves_section(
@@ -218,6 +232,7 @@ def curves_section(
     model: str,
     figures: dict[str, LazyFigure],
     better: dict[str, bool],
+    interactive: bool,
 ) -> None:
     st.subheader("Over rounds")
     st.caption(
@@ -236,9 +251,12 @@ def curves_section(
     curves = curves[curves["client"].isin(shown)]
     panels = sorted({(int(c), str(t)) for c, t in curves[["client", "task"]].itertuples(False)})
     shown_labels = list(dict.fromkeys(curves["label"]))
-    st.vega_lite_chart(
+    static_chart.chart(
         compare_charts.legend_spec({label: colors[label] for label in shown_labels}),
-        width="stretch",
+        interactive=interactive,
+        key="compare_legend",
+        alt="the groups' colours: " + ", ".join(shown_labels),
+        width=WIDE_PX,
     )
     rounds = (int(curves["round"].min()), int(curves["round"].max()))  # one x-range for all
 
@@ -256,7 +274,7 @@ def curves_section(
         figures[title] = LazyFigure(spec, lambda: compare_charts.compare_figure(panel, **options))
         return spec
 
-    ui.chart_grid(panels, figure)
+    ui.chart_grid(panels, figure, static_key=None if interactive else "compare_curve")
 
 
 def communication_section(
@@ -349,6 +367,13 @@ final_model = final_col.selectbox(
     help="`final`: each algorithm's model after stage 2 (TAP, FedAvg, local, …)",
     key="compare_final_model",
 )
+interactive_charts = st.toggle(
+    "Interactive charts",
+    value=False,
+    key="compare_interactive",
+    help="Hover for each point's values. Off, the charts are drawn on the server as images, "
+    "which show at once; on, the browser first loads the chart library (about 0.8 MB).",
+)
 
 if choice == MAIN:
     # Each task on its own main metric: fetch every main metric, keep each task's own.
@@ -382,7 +407,9 @@ warnings_section([*local_data, *pooled_data])
 verdict_section(final_runs, pairs, better)
 st.divider()
 figures: dict[str, LazyFigure] = {}  # every chart drawn, by title: for the export
-curves_section(curves, colors, curve_split or "local", curve_model, figures, better)
+curves_section(
+    curves, colors, curve_split or "local", curve_model, figures, better, interactive_charts
+)
 communication_section(curves, curve_data, colors, curve_model)
 st.divider()
 
@@ -393,7 +420,7 @@ st.caption(
     + compare_charts.lower_is_better_note(better, set(local_final["metric"]))
 )
 table = compare.final_table(local_final, better)
-st.dataframe(table, hide_index=True, key="compare_final")
+static_table(table, key="compare_final")
 st.download_button(
     "Download the final values (CSV)",
     data=pd.concat([local_final.assign(split="local"), pooled_final.assign(split="pooled")]).to_csv(
@@ -409,14 +436,20 @@ st.subheader("Personalization vs generalization")
 points = compare.tradeoff_frame(local_final, pooled_final)
 if points.empty:
     st.caption("No final values on both test sets yet.")
-for metric, rows in points.groupby("metric", sort=True):
+for n, (metric, rows) in enumerate(points.groupby("metric", sort=True)):
     direction = "" if better.get(str(metric), True) else " · lower is better: down and left"
     st.markdown(f"**{metric}** · a point per client and task; colour = group{direction}")
     tradeoff = compare_charts.tradeoff_spec(rows, colors=colors)
     figures[f"Personalization vs generalization · {metric}"] = LazyFigure(
         tradeoff, lambda rows=rows: compare_charts.tradeoff_figure(rows, colors=colors)
     )
-    st.vega_lite_chart(tradeoff, width="stretch")
+    static_chart.chart(
+        tradeoff,
+        interactive=interactive_charts,
+        key=f"compare_tradeoff_{n}",
+        alt=f"personalization against generalization on {metric}, a point per client and task",
+        width=WIDE_PX,
+    )
 
 st.divider()
 export_section(

@@ -19,7 +19,16 @@ import streamlit as st
 
 from backend.client import ApiError
 from backend.client.types import Catalog, Run
-from dashboard import data, personalization, run_charts, traffic, traffic_charts, ui, vega
+from dashboard import (
+    data,
+    personalization,
+    run_charts,
+    static_chart,
+    traffic,
+    traffic_charts,
+    ui,
+    vega,
+)
 from dashboard.markdown_table import markdown_table
 from dashboard.ui import MAIN, SPLIT_LABELS
 
@@ -317,7 +326,13 @@ def bought_and_cost(run: Run, facets: dict[str, Any], catalog: Catalog) -> None:
     if gained.empty:
         st.caption("No personalized model has values beside the global model's yet.")
         return
-    st.vega_lite_chart(run_charts.gains_chart(gained), width="content")
+    # Drawn on the server: the page's answer is on screen before the browser has loaded
+    # Vega for the curves below.
+    static_chart.show(
+        run_charts.gains_chart(gained),
+        key="gains",
+        alt="What personalization bought and cost per client and task (the table below)",
+    )
     st.markdown(markdown_table(personalization.gains_table(gained)))
 
 

@@ -1,5 +1,6 @@
 """Reading the dashboard's Markdown tables back (``dashboard.markdown_table``) as frames,
-with numbers as numbers and the dash of a missing value as NaN."""
+with numbers as numbers, the dash of a missing value as NaN, and a coloured cell
+(``:green-background[win]``) as its text, with its colour in ``colours``."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from dashboard.markdown_table import MISSING
 
 CELL = re.compile(r"((?:\\.|[^|\\])*)\|")  # up to the next pipe that is not escaped
 ESCAPE = re.compile(r"\\(.)")
+COLOURED = re.compile(r"^:([a-z]+)-background\[(.*)\]$")
 
 
 def read(text: str) -> pd.DataFrame:
@@ -27,8 +29,24 @@ def tables(at: AppTest) -> list[pd.DataFrame]:
     return [read(m.value) for m in at.markdown if m.value.lstrip().startswith("|")]
 
 
+def colours(text: str, column: str) -> list[str | None]:
+    """The background colour of each cell of ``column`` (None: not coloured)."""
+    lines = [line.strip() for line in text.splitlines() if line.strip().startswith("|")]
+    at = [c.strip() for c in CELL.findall(lines[0][1:])].index(column)
+    out = []
+    for line in lines[2:]:
+        found = COLOURED.match(CELL.findall(line[1:])[at].strip())
+        out.append(found.group(1) if found else None)
+    return out
+
+
 def _cells(line: str) -> list[str]:
-    return [ESCAPE.sub(r"\1", cell.strip()) for cell in CELL.findall(line[1:])]
+    out = []
+    for cell in CELL.findall(line[1:]):
+        cell = cell.strip()
+        coloured = COLOURED.match(cell)
+        out.append(ESCAPE.sub(r"\1", coloured.group(2) if coloured else cell))
+    return out
 
 
 def _value(cell: str) -> Any:

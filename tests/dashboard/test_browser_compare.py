@@ -10,7 +10,6 @@ A comparison of runs with different round counts warns that the groups differ in
 
 from __future__ import annotations
 
-import time
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -121,23 +120,14 @@ def expected_rows(api: LiveApi, runs: Runs, rival: str) -> list[list[str]]:
     return out
 
 
-def shown_rows(page, index: int, count: int) -> list[list[str]]:  # type: ignore[no-untyped-def]
-    """The cells of a verdict table, read from the grid's hidden accessible table once it
-    holds ``count`` rows (the grid fills it as it lays itself out; at most 30 s)."""
-    table = page.get_by_test_id("stDataFrame").nth(index)
-    rows = table.get_by_role("row", include_hidden=True)
-    deadline = time.monotonic() + 30
-    while True:
-        out = []
-        for i in range(rows.count()):
-            cells = rows.nth(i).get_by_role("gridcell", include_hidden=True).all_text_contents()
-            if cells:
-                out.append([c.strip() for c in cells])
-        if len(out) >= count and all(len(cells) >= 10 and all(cells) for cells in out[:count]):
-            return out
-        if time.monotonic() > deadline:
-            return out
-        page.wait_for_timeout(250)
+def shown_rows(page, index: int) -> list[list[str]]:  # type: ignore[no-untyped-def]
+    """The cells of the ``index``-th rival's verdict table (a Markdown table drawn as
+    HTML), row by row."""
+    rows = page.locator(f".st-key-compare_verdict_{index} table tbody tr")
+    return [
+        [c.strip() for c in rows.nth(i).locator("td").all_inner_texts()]
+        for i in range(rows.count())
+    ]
 
 
 def test_the_verdict_shows_the_means_and_differences_of_the_runs_metrics(
@@ -161,12 +151,13 @@ def test_the_verdict_shows_the_means_and_differences_of_the_runs_metrics(
         for unfair in ("differ in", "one seed", "Left out"):
             warnings = page.get_by_test_id("stAlertContentWarning").filter(has_text=unfair)
             expect(warnings).to_have_count(0)
-        page.wait_for_timeout(1000)  # let the grids lay out their rows
+        # one table per rival, in the groups' order, after the summary's counts
+        for index in range(2):
+            expect(page.locator(f".st-key-compare_verdict_{index} table")).to_be_visible()
         screenshot(page, "compare-verdict")
-        # the first grid is the summary's (a table), then one per rival, in the groups' order
         for index, rival in enumerate(("fedavg_ft", "local")):
             expected = expected_rows(live_server, runs, rival)
-            shown = shown_rows(page, index, len(expected))
+            shown = shown_rows(page, index)
             # columns: on, client, task, metric, tap, theirs, difference, CI, seeds, result
             assert [[r[0], r[1], r[2], r[4], r[5], r[6]] for r in shown] == expected, rival
             assert {r[9] for r in shown} <= {"win", "tie", "loss"}
@@ -195,8 +186,9 @@ def test_groups_that_differ_in_rounds_are_warned_about(
         # the longer run has one seed: said at the top, and no verdict in the table
         expect(page.get_by_text("has one seed: no verdict on it")).to_be_visible()
         expect(page.get_by_test_id("stException")).to_have_count(0)
-        expect(page.get_by_test_id("stTable")).to_be_visible(timeout=30_000)  # the counts
-        page.wait_for_timeout(1500)  # let the grids and charts draw before the screenshot
+        counts = page.get_by_test_id("stMarkdown").locator("table").filter(has_text="wins")
+        expect(counts).to_be_visible(timeout=30_000)  # the summary's counts
+        page.wait_for_timeout(1500)  # let the charts draw before the screenshot
         screenshot(page, "compare-rounds-differ")
     finally:
         page.close()

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.dashboard import vega
+from tests.dashboard import markdown, static_charts, vega
 from tests.dashboard.conftest import Dashboard, render
 from tests.dashboard.test_pages import (
     GENERATE,
@@ -33,9 +33,17 @@ COMPARE = "app_pages/compare.py"
 MAIN_METRICS = {"accuracy", "mse", "chrf"}
 
 
+def table_text(at: AppTest, column: str) -> str:
+    """The Markdown of the (static) table that has ``column``."""
+    for element in at.markdown:
+        if element.value.lstrip().startswith("|") and column in markdown.read(element.value):
+            return str(element.value)
+    raise AssertionError(f"no table with a column {column!r}")
+
+
 def table(at: AppTest, column: str) -> Any:
-    """The table that has ``column``."""
-    return next(frame.value for frame in at.dataframe if column in frame.value.columns)
+    """The table that has ``column``, as a frame."""
+    return markdown.read(table_text(at, column))
 
 
 def compare_warnings(at: AppTest) -> list[str]:
@@ -48,8 +56,14 @@ def sweep_panels(dashboard: Dashboard) -> list[tuple[int, str]]:
     return sorted({(row["client"], row["task"]) for row in metrics})
 
 
-def open_sweep(open_page: OpenPage, dashboard: Dashboard) -> AppTest:
-    return open_page(COMPARE, group=dashboard.runs.sweep.group_id)
+def open_sweep(open_page: OpenPage, dashboard: Dashboard, interactive: bool = False) -> AppTest:
+    """The sweep's Compare page; ``interactive``: with the charts the browser draws (their
+    Vega-Lite specs readable here), not the drawings the server makes by default."""
+    at = open_page(COMPARE, group=dashboard.runs.sweep.group_id)
+    if interactive:
+        at.toggle(key="compare_interactive").set_value(True).run()
+        assert not at.exception
+    return at
 
 
 def test_the_verdict_weighs_tap_against_fedavg_on_every_client_and_task(
@@ -65,6 +79,12 @@ def test_the_verdict_weighs_tap_against_fedavg_on_every_client_and_task(
         assert sorted(zip(rows_on["client"], rows_on["task"], strict=True)) == panels
     assert "vs" not in verdict  # a table per rival, under its name
     assert set(verdict["result"]) <= {"win", "tie", "loss"}  # two seeds each: a verdict
+    colour = {"win": "green", "loss": "red", "tie": None}
+    shown = markdown.colours(table_text(at, "95% CI (tie band)"), "result")
+    assert shown == [colour[result] for result in verdict["result"]]
+    summary = table(at, "wins")  # the counts the headline is made of
+    assert set(summary["on"]) == {"personalization", "generalization"}
+    assert (summary["pairs"] == len(panels)).all()
     assert set(verdict["metric"]) == MAIN_METRICS  # one metric per task, never a loss
     text = all_text(at)
     assert "**tap** vs **fedavg**, per client and task" in text
@@ -83,7 +103,7 @@ def test_the_verdict_weighs_tap_against_fedavg_on_every_client_and_task(
 def test_curves_overlay_each_algorithm_with_a_band_over_seeds(
     open_page: OpenPage, dashboard: Dashboard
 ) -> None:
-    at = open_sweep(open_page, dashboard)
+    at = open_sweep(open_page, dashboard, interactive=True)
     at.selectbox(key="compare_curve_model").set_value("global").run()  # both have one
     assert not at.exception
     curves = curve_specs(at)
@@ -102,12 +122,33 @@ def test_curves_overlay_each_algorithm_with_a_band_over_seeds(
 def test_curves_show_the_personal_models_by_default(
     open_page: OpenPage, dashboard: Dashboard
 ) -> None:
-    at = open_sweep(open_page, dashboard)
+    at = open_sweep(open_page, dashboard, interactive=True)
     assert at.selectbox(key="compare_curve_model").value == "personal"
     curves = curve_specs(at)
     expected = panels_of([{"client": c, "task": t} for c, t in sweep_panels(dashboard)])
     assert sorted(curves) == expected
     assert dashboard.asked("/compare", model="personal", split="local", metric="accuracy")
+
+
+def test_by_default_every_chart_is_drawn_on_the_server_and_the_toggle_draws_the_same_specs(
+    open_page: OpenPage, dashboard: Dashboard
+) -> None:
+    at = open_sweep(open_page, dashboard)
+    drawn = static_charts.drawings(at)
+    assert not vega.specs(at)  # nothing for the browser to load Vega for
+    panels = panels_of([{"client": c, "task": t} for c, t in sweep_panels(dashboard)])
+    curves = [key for key in drawn if key.startswith("compare_curve_")]
+    assert curves == [f"compare_curve_{n}" for n in range(len(panels))]
+    titles = [static_charts.texts(drawn[key]) for key in curves]
+    assert all(title in texts for title, texts in zip(sorted(panels), titles, strict=True))
+    assert "tap" in static_charts.texts(drawn["compare_legend"])  # fedavg has no personal model
+    scatters = [key for key in drawn if key.startswith("compare_tradeoff_")]
+    assert len(scatters) == len(MAIN_METRICS)
+    # The same charts, drawn by the browser once asked for: one spec per drawing.
+    at.toggle(key="compare_interactive").set_value(True).run()
+    assert not static_charts.drawings(at)
+    assert sorted(curve_specs(at)) == sorted(panels)
+    assert len(vega.specs(at)) == len(drawn)
 
 
 def test_final_values_mark_the_best_group(open_page: OpenPage, dashboard: Dashboard) -> None:
@@ -124,7 +165,7 @@ def test_final_values_mark_the_best_group(open_page: OpenPage, dashboard: Dashbo
 def test_scatter_puts_personalization_against_generalization(
     open_page: OpenPage, dashboard: Dashboard
 ) -> None:
-    at = open_sweep(open_page, dashboard)
+    at = open_sweep(open_page, dashboard, interactive=True)
     scatters = [s for s in vega.specs(at) if "personalization" in str(vega.axis_title(s, "y"))]
     assert len(scatters) == len(MAIN_METRICS)  # one per metric
     points = vega.drawn(scatters[0], "point")
@@ -181,7 +222,7 @@ def test_a_bad_link_says_what_is_wrong(
     at = open_page(COMPARE, **query)
     [error] = at.error
     assert "This link cannot be compared" in error.value and message in error.value
-    assert not at.dataframe  # nothing compared in its place
+    assert not markdown.tables(at) and not vega.specs(at)  # nothing compared in its place
 
 
 def test_a_link_to_a_missing_run_names_it(open_page: OpenPage, dashboard: Dashboard) -> None:
@@ -212,7 +253,7 @@ def test_the_run_page_links_to_the_comparison_of_its_sweep(
 def test_communication_cost_sets_each_groups_metric_against_the_mb_it_sent(
     open_page: OpenPage, dashboard: Dashboard
 ) -> None:
-    at = open_sweep(open_page, dashboard)
+    at = open_sweep(open_page, dashboard, interactive=True)
     at.selectbox(key="compare_curve_model").set_value("global").run()  # both have one
     assert not dashboard.asked("/traffic")
     metric_reads = len(dashboard.queries("/metrics")) + len(dashboard.queries("/compare"))

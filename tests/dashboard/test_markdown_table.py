@@ -41,3 +41,11 @@ def test_a_pipe_or_a_colon_in_a_name_neither_splits_the_cell_nor_makes_an_icon()
     assert ":material/home:" not in text  # escaped: Streamlit would draw the icon
     back = markdown.read(text)
     assert back.shape == (3, 2) and back["task"].tolist() == names
+
+
+def test_cells_get_the_background_colour_their_text_names() -> None:
+    frame = pd.DataFrame({"client": [0, 1, 2], "result": ["win", "tie", "one seed: no verdict"]})
+    text = markdown_table(frame, backgrounds={"result": {"win": "green", "tie": "gray"}})
+    assert ":green-background[win]" in text and ":gray-background[tie]" in text
+    assert markdown.colours(text, "result") == ["green", "gray", None]
+    assert markdown.read(text)["result"].tolist() == frame["result"].tolist()

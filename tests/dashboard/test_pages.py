@@ -15,7 +15,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from dashboard.vega import DASHES
-from tests.dashboard import real_runs, vega
+from tests.dashboard import real_runs, static_charts, vega
 from tests.dashboard.conftest import APP, Dashboard, unused_port
 
 OpenPage = Callable[..., AppTest]
@@ -194,6 +194,7 @@ def test_failed_run_shows_its_error_and_says_there_are_no_curves(
     assert real_runs.OOM in texts(at, "code")
     assert "No evaluations yet" in all_text(at)
     assert not at.get("plotly_chart") and not vega.specs(at)
+    assert not static_charts.drawings(at)  # nor the bought/cost chart
     assert at.button(key=f"retry_{run_id}").label == "Retry"
 
 

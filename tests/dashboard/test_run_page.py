@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.dashboard import markdown, vega
+from tests.dashboard import markdown, static_charts, vega
 from tests.dashboard.conftest import Dashboard
 from tests.dashboard.test_pages import (
     RUN,
@@ -68,9 +68,9 @@ def gains_table(at: AppTest) -> Any:
     return markdown.tables(at)[0]
 
 
-def vega_specs(at: AppTest) -> list[dict[str, Any]]:
-    """The bought/cost chart: the page's one concatenated Vega-Lite chart."""
-    return [spec for spec in vega.specs(at) if "vconcat" in spec]
+def gains_drawing(at: AppTest) -> str:
+    """The bought/cost chart, drawn on the server: its SVG."""
+    return static_charts.drawings(at)["gains"]
 
 
 def test_bought_and_cost_are_the_last_values_minus_global_with_lower_is_better_flipped(
@@ -92,10 +92,13 @@ def test_bought_and_cost_are_the_last_values_minus_global_with_lower_is_better_f
     flipped = table[table["task"].str.endswith("image_generation")]
     assert not flipped.empty and set(flipped["metric"]) == {"mse ↓ (flipped)"}
     assert "lower is better" in " ".join(texts(at, "markdown"))
-    # The chart: bought and cost panels for each main metric, mse's said to be flipped.
-    [chart] = vega_specs(at)
-    titles = [layer["encoding"]["x"]["title"] for layer in find_layers(chart)]
-    assert sorted(titles) == sorted(2 * ["accuracy", "chrf", "mse (lower is better: flipped)"])
+    # The chart: bought and cost panels for each main metric, mse's said to be flipped,
+    # a bar row per client and task.
+    drawn = static_charts.texts(gains_drawing(at))
+    metrics = ["accuracy", "chrf", "mse (lower is better: flipped)"]
+    assert sorted(t for t in drawn if t in metrics) == sorted(2 * metrics)
+    for client, task, _ in expected:
+        assert f"client {client} · {task}" in drawn
 
 
 def test_every_model_kind_has_a_colour_of_its_own(
@@ -114,22 +117,8 @@ def test_every_model_kind_has_a_colour_of_its_own(
     legend = next(vega.scale_colors(s) for s in vega.specs(at) if "global" in vega.scale_colors(s))
     for model in ("global", "global_ft", "personal", "final"):
         assert legend[model] == next(iter(colours[model]))
-    [chart] = vega_specs(at)
-    scales = [layer["encoding"]["color"]["scale"] for layer in find_layers(chart)]
-    assert {tuple(s["range"]) for s in scales} == {
-        (next(iter(colours["personal"])), next(iter(colours["final"])))
-    }
-
-
-def find_layers(spec: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every unit chart of a (v/h-concatenated, layered) Vega-Lite spec with a colour."""
-    found = []
-    for key in ("vconcat", "hconcat", "layer"):
-        for part in spec.get(key, []):
-            found += find_layers(part)
-    if "color" in spec.get("encoding", {}):
-        found.append(spec)
-    return found
+    bars = static_charts.mark_fills(gains_drawing(at), "rect")
+    assert bars == {next(iter(colours["personal"])), next(iter(colours["final"]))}
 
 
 def test_every_panel_of_a_grid_shows_the_same_rounds(
@@ -189,6 +178,7 @@ def test_a_link_that_names_no_run_says_so_instead_of_showing_another(
     assert len(errors) == 1 and message in errors[0]
     assert not any(title.startswith("Run #") for title in texts(at, "title"))
     assert not at.get("plotly_chart") and not vega.specs(at) and not at.selectbox
+    assert not static_charts.drawings(at)
 
 
 def test_communication_charts_the_cumulative_mb_of_the_runs_traffic_once_opened(

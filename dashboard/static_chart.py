@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import threading
 from typing import Any
 
 import streamlit as st
@@ -47,12 +48,19 @@ KEY_PREFIX = "static_chart_"  # the container's key: what a test or benchmark fi
 ALT_UNSAFE = re.compile(r"[\[\]\\]")  # what would end the image's alt text
 
 
+def _start_engine() -> None:
+    vl_convert.vegalite_to_svg({"mark": "point"}, vl_version=VEGA_LITE_VERSION)
+
+
+# Started once per server process, when the first page run imports this module: the first
+# drawing then finds vl-convert's engine up, instead of starting it (about 0.5 s) while a
+# page waits; the page's own API requests run meanwhile.
+threading.Thread(target=_start_engine, name="vl-convert-start", daemon=True).start()
+
+
 @st.cache_data(max_entries=512, show_spinner=False)
 def svg(spec_json: str) -> str:
-    """The chart as SVG text; cached by the spec, so a chart is drawn once per server.
-
-    The first drawing of a server process also starts vl-convert's JavaScript engine
-    (about 0.5 s)."""
+    """The chart as SVG text; cached by the spec, so a chart is drawn once per server."""
     return vl_convert.vegalite_to_svg(
         json.loads(spec_json), vl_version=VEGA_LITE_VERSION, config=THEME
     )

@@ -66,11 +66,6 @@ def svg(spec_json: str) -> str:
     )
 
 
-def title_of(spec: dict[str, Any]) -> str:
-    title = spec.get("title", "")
-    return str(title.get("text", "") if isinstance(title, dict) else title)
-
-
 def fitted(spec: dict[str, Any], width: int) -> dict[str, Any]:
     """``spec`` drawn ``width`` pixels wide, axes and title included, unless it sets its
     own width (the browser would stretch it to its column; a drawing has no column)."""

@@ -13,7 +13,7 @@ from PIL import Image, ImageDraw
 
 from backend.client import ApiError, ApiUnreachable, Unauthorized, api_url_from_env
 from backend.client.types import ACTIVE_STATUSES, Catalog, Run
-from dashboard import data, static_chart
+from dashboard import data, static_chart, vega
 
 if TYPE_CHECKING:  # plotly is imported by the sections that draw with it
     import plotly.graph_objects as go
@@ -182,10 +182,12 @@ def chart_grid(
             with column:
                 drawn = figure(*panel)
                 if static_key is not None and isinstance(drawn, dict):
-                    static_chart.show(
-                        static_chart.fitted(drawn, GRID_PANEL_PX),
+                    static_chart.chart(
+                        drawn,
+                        interactive=False,
                         key=f"{static_key}_{r * GRID_COLUMNS + c}",
-                        alt=static_chart.title_of(drawn),
+                        alt=vega.title_of(drawn),
+                        width=GRID_PANEL_PX,
                     )
                 else:
                     chart(drawn)

@@ -28,6 +28,12 @@ SHAPES = {"circle": "circle", "diamond": "diamond", "square": "square", "x": "cr
 SMALL_PLOT_HEIGHT = style.SMALL_HEIGHT - 90  # the plot area; title and axes sit around it
 
 
+def title_of(spec: Spec) -> str:
+    """A spec's title text ("" when it has none)."""
+    title = spec.get("title", "")
+    return str(title.get("text", "") if isinstance(title, dict) else title)
+
+
 def dash(name: str | None) -> list[float]:
     return DASHES.get(name or "solid", [])
 

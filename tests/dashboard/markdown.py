@@ -19,8 +19,7 @@ COLOURED = re.compile(r"^:([a-z]+)-background\[(.*)\]$")
 
 
 def read(text: str) -> pd.DataFrame:
-    lines = [line.strip() for line in text.splitlines() if line.strip().startswith("|")]
-    header, rows = _cells(lines[0]), [_cells(line) for line in lines[2:]]
+    header, *rows = [[_text(cell) for cell in row] for row in _rows(text)]
     return pd.DataFrame([[_value(c) for c in row] for row in rows], columns=header)
 
 
@@ -31,22 +30,22 @@ def tables(at: AppTest) -> list[pd.DataFrame]:
 
 def colours(text: str, column: str) -> list[str | None]:
     """The background colour of each cell of ``column`` (None: not coloured)."""
+    header, *rows = _rows(text)
+    at = [_text(cell) for cell in header].index(column)
+    found = [COLOURED.match(row[at]) for row in rows]
+    return [match.group(1) if match else None for match in found]
+
+
+def _rows(text: str) -> list[list[str]]:
+    """The header's and every row's cells as written (the alignment line left out)."""
     lines = [line.strip() for line in text.splitlines() if line.strip().startswith("|")]
-    at = [c.strip() for c in CELL.findall(lines[0][1:])].index(column)
-    out = []
-    for line in lines[2:]:
-        found = COLOURED.match(CELL.findall(line[1:])[at].strip())
-        out.append(found.group(1) if found else None)
-    return out
+    return [[cell.strip() for cell in CELL.findall(line[1:])] for line in lines[:1] + lines[2:]]
 
 
-def _cells(line: str) -> list[str]:
-    out = []
-    for cell in CELL.findall(line[1:]):
-        cell = cell.strip()
-        coloured = COLOURED.match(cell)
-        out.append(ESCAPE.sub(r"\1", coloured.group(2) if coloured else cell))
-    return out
+def _text(cell: str) -> str:
+    """A cell's text: its colour and escapes taken off."""
+    coloured = COLOURED.match(cell)
+    return ESCAPE.sub(r"\1", coloured.group(2) if coloured else cell)
 
 
 def _value(cell: str) -> Any:

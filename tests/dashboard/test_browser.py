@@ -13,7 +13,6 @@ Every page visited is saved as a screenshot under ``$TAPFL_TEST_ARTIFACTS`` (def
 
 from __future__ import annotations
 
-import base64
 import html
 import os
 import re
@@ -29,7 +28,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.dashboard import real_runs
+from tests.dashboard import real_runs, static_charts
 from tests.dashboard.conftest import APP, Seeded, unused_port
 from tests.live_api import LiveApi
 
@@ -304,11 +303,8 @@ def test_selecting_a_row_offers_to_open_cancel_or_retry_that_run(
 
 
 def image_svg(image) -> str:  # type: ignore[no-untyped-def]
-    """The SVG text of an ``<img>`` whose source is an SVG data URL (``st.image``)."""
-    source = str(image.get_attribute("src"))
-    head, _, payload = source.partition(",")
-    assert head == "data:image/svg+xml;base64", head
-    return base64.b64decode(payload).decode()
+    """The SVG text of a chart drawn on the server (an ``<img>`` with an SVG data URL)."""
+    return static_charts.svg_of(str(image.get_attribute("src")))
 
 
 def run_in_table(page, run_id: int):  # type: ignore[no-untyped-def]

@@ -9,6 +9,10 @@ from typing import Any
 import pyarrow as pa
 from streamlit.testing.v1 import AppTest
 
+from dashboard.vega import title_of
+
+__all__ = ["title_of"]  # tests read a chart's title as the pages write it
+
 Spec = dict[str, Any]
 
 
@@ -23,11 +27,6 @@ def specs(at: AppTest) -> list[Spec]:
             spec["data"] = {"values": table.to_dict("records")}
         out.append(spec)
     return out
-
-
-def title_of(spec: Spec) -> str:
-    title = spec.get("title", "")
-    return str(title.get("text", "") if isinstance(title, dict) else title)
 
 
 def layers(spec: Spec) -> list[Spec]:
